@@ -1,0 +1,405 @@
+"""TransferClassifier: the scikit-learn estimator that ties backbone, head, schedule and trainer."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+
+from . import __version__
+from .backbones import Backbone, create_backbone
+from .data import Preprocessor, as_image_source, batches, subset
+from .heads import build_head, head_from_spec, head_spec, resolve_head
+from .io import ModelFileError, load_model_file, save_model_file
+from .schedules import resolve_phases
+from .training import Trainer, TransferModel, as_callbacks, make_accelerator
+
+
+class TransferClassifier(ClassifierMixin, BaseEstimator):
+    """Transfer learning for image classification as one scikit-learn estimator.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="efficientnet_lite0"
+        Registry name (:func:`easytl.list_backbones`), ``"timm:<name>"`` or a module.
+    weights : "default", None or path, default="default"
+        Pretrained weights, random initialisation, or a local state-dict file.
+    head : "linear", "mlp" or callable, default="mlp"
+        Classification head; a callable takes ``(in_features, n_classes)``.
+    schedule : str, Schedule or list of Phase, default="progressive"
+        ``"feature_extraction"``, ``"fine_tune"``, ``"progressive"`` or your own.
+    epochs : int, optional
+        Total epochs over all phases; None uses the schedule's own lengths.
+    batch_size : int, default=32
+    lr : float, default=1e-3
+        Head learning rate.
+    backbone_lr_mult : float, default=0.1
+        Backbone learning rate relative to the head's.
+    warmup_epochs : float, default=0
+        Linear LR warmup at the start of each phase (stepped per batch).
+    lr_decay : "cosine", "plateau" or None, default="cosine"
+        After warmup: cosine decay over the phase (per batch), ReduceLROnPlateau
+        on the validation loss (per epoch, ×0.1), or a constant LR.
+    grad_clip : float, optional
+        Clip the gradient norm to this value.
+    train_bn : bool, default=False
+        Let BatchNorm layers that train use batch statistics. By default every
+        BatchNorm runs in inference mode (frozen ones always do).
+    image_size : int, optional
+        Model input size; None uses the backbone's pretrained size.
+    augment : "default", None or callable, default="default"
+        Training augmentation (never applied to validation or prediction).
+    val_size : float or int, default=0.1
+        Stratified hold-out for validation, best-epoch restore and early
+        stopping; ignored when ``X_val`` is given; 0 disables validation.
+    early_stopping : int, optional
+        Patience in epochs: a phase ends after this many epochs without a
+        better validation loss. The best epoch is always restored.
+    class_weight : None, "balanced" or dict
+    mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"
+    device : "auto", "cpu" or "cuda", default="auto"
+    num_workers : int, default=0
+        DataLoader workers (decode image files in parallel).
+    random_state : int, optional
+        Seed for splits, initialisation, shuffling and augmentation.
+    verbose : int, default=1
+        0 silent; 1 a progress bar and a line per epoch (on stderr).
+    callbacks : list of Callback or functions, optional
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Labels as given in ``fit``.
+    model_ : TransferModel
+        The fitted network (backbone + head).
+    history_ : list of dict
+        One row per epoch: epoch, phase, lr, train_loss, train_accuracy,
+        val_loss, val_accuracy, seconds, best.
+    best_epoch_ : int or None
+        The epoch whose weights were restored.
+    n_features_ : int
+        Width of the pooled backbone features (what :meth:`transform` returns).
+    """
+
+    def __init__(self, backbone="efficientnet_lite0", weights="default", head="mlp",
+                 schedule="progressive", epochs=None, batch_size=32, lr=1e-3,
+                 backbone_lr_mult=0.1, warmup_epochs=0, lr_decay="cosine", grad_clip=None,
+                 train_bn=False, image_size=None, augment="default", val_size=0.1,
+                 early_stopping=None, class_weight=None, mixed_precision="auto", device="auto",
+                 num_workers=0, random_state=None, verbose=1, callbacks=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.head = head
+        self.schedule = schedule
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.backbone_lr_mult = backbone_lr_mult
+        self.warmup_epochs = warmup_epochs
+        self.lr_decay = lr_decay
+        self.grad_clip = grad_clip
+        self.train_bn = train_bn
+        self.image_size = image_size
+        self.augment = augment
+        self.val_size = val_size
+        self.early_stopping = early_stopping
+        self.class_weight = class_weight
+        self.mixed_precision = mixed_precision
+        self.device = device
+        self.num_workers = num_workers
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------------- validation
+    def _validate_params(self) -> None:
+        def positive_int(name, allow_none=False):
+            value = getattr(self, name)
+            if allow_none and value is None:
+                return
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, "
+                                 f"got {value!r}.")
+
+        def non_negative(name, allow_none=False):
+            value = getattr(self, name)
+            if allow_none and value is None:
+                return
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+
+        positive_int("batch_size")
+        positive_int("epochs", allow_none=True)
+        positive_int("image_size", allow_none=True)
+        positive_int("early_stopping", allow_none=True)
+        non_negative("lr")
+        non_negative("backbone_lr_mult")
+        non_negative("warmup_epochs")
+        non_negative("grad_clip", allow_none=True)
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}.")
+        if not (isinstance(self.num_workers, numbers.Integral) and self.num_workers >= 0):
+            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}.")
+        if self.lr_decay not in ("cosine", "plateau", None):
+            raise ValueError(f"lr_decay must be 'cosine', 'plateau' or None, got {self.lr_decay!r}.")
+        if not (self.augment in ("default", None) or callable(self.augment)):
+            raise ValueError(f"augment must be 'default', None or a callable, got {self.augment!r}.")
+        if not (self.class_weight in (None, "balanced") or isinstance(self.class_weight, dict)):
+            raise ValueError("class_weight must be None, 'balanced' or a dict {label: weight}, "
+                             f"got {self.class_weight!r}.")
+        if not isinstance(self.val_size, numbers.Real) or self.val_size < 0:
+            raise ValueError(f"val_size must be a fraction in [0, 1) or a count, got {self.val_size!r}.")
+        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
+            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}.")
+        resolve_head(self.head)
+
+    def _class_weights(self, y_encoded: np.ndarray) -> torch.Tensor | None:
+        if self.class_weight is None:
+            return None
+        if self.class_weight == "balanced":
+            weights = compute_class_weight("balanced", classes=np.arange(len(self.classes_)),
+                                           y=y_encoded)
+        else:
+            unknown = set(self.class_weight) - set(self.classes_.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
+            weights = [float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()]
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def _encode(self, labels: np.ndarray, where: str) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unseen = sorted({str(v) for v in labels.tolist() if v not in index})
+        if unseen:
+            raise ValueError(f"{where} has labels never seen in fit: {unseen[:10]}; "
+                             f"known classes: {self.classes_.tolist()[:20]}.")
+        return np.array([index[v] for v in labels.tolist()], dtype=np.int64)
+
+    def _split(self, source, y_encoded, seed):
+        n = len(y_encoded)
+        if self.val_size == 0:
+            return source, y_encoded, None, None
+        n_val = self.val_size if self.val_size >= 1 else int(np.ceil(self.val_size * n))
+        n_classes = len(self.classes_)
+        counts = np.bincount(y_encoded, minlength=n_classes)
+        if n_val < n_classes or n - n_val < n_classes or counts.min() < 2:
+            raise ValueError(
+                f"val_size={self.val_size} cannot hold out a stratified validation set from {n} "
+                f"images in {n_classes} classes (smallest class: {counts.min()} images): every "
+                "class needs an image on both sides. Use more images, val_size=0, or pass X_val/y_val.")
+        train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), stratify=y_encoded,
+                                              random_state=seed)
+        return (subset(source, train_idx), y_encoded[train_idx],
+                subset(source, val_idx), y_encoded[val_idx])
+
+    # ------------------------------------------------------------------------- fit
+    def fit(self, X, y=None, X_val=None, y_val=None):
+        """Fit the backbone and head on images ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : array, tensor, list of images or paths, directory, or Dataset
+        y : array-like of labels, optional when X is a directory or a Dataset of (image, label)
+        X_val, y_val : optional held-out data (same forms); replaces ``val_size``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        source, labels = as_image_source(X, y, size=self.image_size or 224)
+        if labels is None:
+            raise ValueError("y is required: pass labels, a directory with one sub-folder per "
+                             "class, or a Dataset yielding (image, label).")
+        self.classes_, y_encoded = np.unique(labels, return_inverse=True)
+        y_encoded = y_encoded.astype(np.int64)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs "
+                             "at least 2 classes.")
+        seed = (int(self.random_state) if self.random_state is not None
+                else int(np.random.randint(0, 2**31 - 1)))
+        if X_val is not None:
+            val_source, val_labels = as_image_source(X_val, y_val, size=self.image_size or 224,
+                                                     name="X_val")
+            if val_labels is None:
+                raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
+            train, train_y = source, y_encoded
+            val, val_y = val_source, self._encode(val_labels, "y_val")
+        else:
+            train, train_y, val, val_y = self._split(source, y_encoded, seed)
+        if self.early_stopping is not None and val is None:
+            raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
+
+        phases = resolve_phases(self.schedule, self.lr, self.backbone_lr_mult, self.warmup_epochs,
+                                self.epochs)
+        class_weights = self._class_weights(train_y)
+        callbacks = as_callbacks(self.callbacks)
+        accelerator = make_accelerator(self.device, self.mixed_precision)
+        devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            backbone = create_backbone(self.backbone, self.weights, self.image_size)
+            size = self._input_size(backbone)
+            for part in (train, val):
+                if part is not None and hasattr(part, "size"):
+                    part.size = size
+            head = build_head(self.head, backbone.num_features, len(self.classes_))
+            model = TransferModel(backbone, head)
+            preprocess = Preprocessor(size, backbone.data_config["mean"],
+                                      backbone.data_config["std"], self.augment)
+            generator = torch.Generator().manual_seed(seed)
+            trainer = Trainer(model, preprocess, accelerator, batch_size=self.batch_size,
+                              grad_clip=self.grad_clip, train_bn=self.train_bn,
+                              lr_decay=self.lr_decay, early_stopping=self.early_stopping,
+                              class_weights=class_weights, callbacks=callbacks,
+                              verbose=self.verbose, generator=generator,
+                              num_workers=self.num_workers)
+            self.model_ = trainer.fit(phases, train, train_y, val, val_y)
+        self.model_.eval()
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best_epoch
+        self.n_features_ = backbone.num_features
+        self.image_size_ = size
+        self.phases_ = phases
+        return self
+
+    def _input_size(self, backbone: Backbone) -> int:
+        native = int(backbone.data_config["input_size"])
+        size = int(self.image_size or native)
+        if backbone.data_config.get("fixed_input_size") and size != native:
+            raise ValueError(f"backbone {backbone.name!r} takes only {native}x{native} input; "
+                             f"use image_size=None or {native}.")
+        return size
+
+    # ------------------------------------------------------------------------- inference
+    def _inference_batches(self, X):
+        """Yield preprocessed batches on the device, streaming so memory stays bounded."""
+        check_is_fitted(self, "model_")
+        source, _ = as_image_source(X, None, size=self.image_size_)
+        accelerator = make_accelerator(self.device, self.mixed_precision)
+        model = self.model_.to(accelerator.device).eval()
+        config = model.backbone.data_config
+        preprocess = Preprocessor(self.image_size_, config["mean"], config["std"], augment=None)
+        for images, _ in batches(source, None, max(self.batch_size, 64), num_workers=self.num_workers):
+            x = preprocess(images.to(accelerator.device), train=False)
+            yield model, x, accelerator
+
+    @torch.inference_mode()
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order."""
+        out = []
+        for model, x, accelerator in self._inference_batches(X):
+            with accelerator.autocast():
+                logits = model(x)
+            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels, in the label values given to ``fit``."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    @torch.inference_mode()
+    def transform(self, X) -> np.ndarray:
+        """Pooled backbone features, shape (n_images, n_features_), float32."""
+        out = []
+        for model, x, accelerator in self._inference_batches(X):
+            with accelerator.autocast():
+                features = model.features(x)
+            out.append(features.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset)."""
+        from sklearn.metrics import accuracy_score
+        check_is_fitted(self, "model_")
+        if y is None:
+            _, y = as_image_source(X, None, size=self.image_size_)
+            if y is None:
+                raise ValueError("score needs labels: pass y, or a class folder / labelled Dataset.")
+        y = np.asarray(y)
+        self._encode(y, "y")
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    # ------------------------------------------------------------------------- persistence
+    def save(self, path) -> Path:
+        """Write the fitted model to one file (JSON manifest + safetensors, atomically).
+
+        The file holds no code: custom backbone modules and head callables must
+        be passed again to :meth:`load`.
+        """
+        check_is_fitted(self, "model_")
+        backbone_name = self.model_.backbone.name
+        params = {}
+        for key, value in self.get_params(deep=False).items():
+            try:
+                json.dumps(value)
+                params[key] = value
+            except TypeError:
+                params[key] = None if key in ("callbacks", "augment") else "<not stored>"
+        manifest = {
+            "easytl_version": __version__,
+            "backbone": backbone_name,
+            "weights": self.weights if isinstance(self.weights, (str, type(None))) else str(self.weights),
+            "head": head_spec(self.head),
+            "classes": self.classes_.tolist(),
+            "classes_dtype": self.classes_.dtype.str,
+            "data_config": self.model_.backbone.data_config,
+            "image_size": self.image_size_,
+            "n_features": self.n_features_,
+            "best_epoch": self.best_epoch_,
+            "history": self.history_,
+            "params": params,
+        }
+        return save_model_file(path, manifest, self.model_.state_dict())
+
+    @classmethod
+    def load(cls, path, backbone=None, head=None) -> "TransferClassifier":
+        """Rebuild a fitted classifier from :meth:`save`'s file; no download, no unpickling.
+
+        Parameters
+        ----------
+        path : str or Path
+        backbone : nn.Module, optional
+            Needed only when the model was fitted on a custom module (same architecture).
+        head : callable, optional
+            Needed only when the model was fitted with a custom head callable.
+        """
+        manifest, tensors = load_model_file(path)
+        try:
+            name = manifest["backbone"]
+            classes = np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
+            if name == "custom" and backbone is None:
+                raise ModelFileError(f"{path} was fitted on a custom backbone module: pass the same "
+                                     "architecture as load(path, backbone=module).")
+            head_factory = head if head is not None else (
+                head_from_spec(manifest["head"]) if manifest["head"] else None)
+            if head_factory is None:
+                raise ModelFileError(f"{path} was fitted with a custom head: pass the same callable "
+                                     "as load(path, head=callable).")
+            net = create_backbone(backbone if name == "custom" else name, weights=None,
+                                  image_size=manifest["image_size"])
+            net.data_config = dict(manifest["data_config"])
+            model = TransferModel(net, build_head(head_factory, manifest["n_features"], len(classes)))
+            model.load_state_dict(tensors, strict=True)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ModelFileError(f"{path} does not match the model it describes: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        params = {k: v for k, v in manifest["params"].items()
+                  if k in cls._get_param_names() and v != "<not stored>"}
+        params["backbone"] = backbone if name == "custom" else name
+        if head is not None:
+            params["head"] = head
+        clf = cls(**params)
+        clf.model_ = model.eval()
+        clf.classes_ = classes
+        clf.history_ = manifest["history"]
+        clf.best_epoch_ = manifest["best_epoch"]
+        clf.n_features_ = manifest["n_features"]
+        clf.image_size_ = manifest["image_size"]
+        return clf

@@ -1,0 +1,372 @@
+"""Turn any supported ``X`` into batches of uint8 images, and batches into model input.
+
+Images stay uint8 (the smallest exact form) until a batch reaches the
+training device; there it is resized, augmented and normalised as one tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torchvision.ops import roi_align
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+_CHANNELS = (1, 3, 4)
+
+
+# --------------------------------------------------------------------------- single images
+
+def to_uint8_chw(image, where: str = "image") -> torch.Tensor:
+    """Convert one image (PIL, ndarray or tensor; HW, HWC or CHW) to a uint8 (3, H, W) tensor."""
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image.convert("RGB"), copy=True)).permute(2, 0, 1)
+    if isinstance(image, (str, os.PathLike)):
+        return read_image_file(image)
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    return _array_to_uint8_nchw(array[None], where=where)[0]
+
+
+def read_image_file(path) -> torch.Tensor:
+    """Decode an image file to a uint8 (3, H, W) tensor, with a clear error if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return to_uint8_chw(image)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot read image file {path}: {exc}. Remove or re-save it.") from None
+
+
+def _array_to_uint8_nchw(array: np.ndarray, where: str = "X") -> torch.Tensor:
+    """Validate an (N,H,W), (N,H,W,C) or (N,C,H,W) array and return uint8 (N,3,H,W)."""
+    if array.dtype == object:
+        raise TypeError(f"{where} has dtype object; pass a numeric array or a list of images.")
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise ValueError(
+            f"{where} has shape {array.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W) "
+            f"with C in {_CHANNELS}.")
+    if array.shape[-1] in _CHANNELS:
+        array = np.moveaxis(array, -1, 1)
+    elif array.shape[1] not in _CHANNELS:
+        raise ValueError(
+            f"{where} has shape {array.shape}: no axis of size 1, 3 or 4 for the colour channels. "
+            "Pass (N, H, W, 3), (N, 3, H, W) or gray (N, H, W).")
+    if min(array.shape[2:]) == 0:
+        raise ValueError(f"{where} has shape {array.shape}: an image cannot be 0 pixels wide or high.")
+    array = _to_uint8(array, where)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    channels = tensor.shape[1]
+    if channels == 1:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    elif channels == 4:  # RGBA: drop alpha, as PIL's convert("RGB") does
+        tensor = tensor[:, :3]
+    return tensor.contiguous()
+
+
+def _to_uint8(array: np.ndarray, where: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{where} contains NaN or infinite pixel values; clean or drop those images.")
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"{where} is float with values in [{low:.3g}, {high:.3g}]; float images must lie in "
+                "[0, 1]. Divide by 255 (or by your data's maximum), or pass uint8.")
+        return np.rint(array * 255.0).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{where} is integer with values in [{low}, {high}]; integer images must lie in "
+                "[0, 255]. Rescale them, or pass floats in [0, 1].")
+        return array.astype(np.uint8)
+    raise TypeError(f"{where} has unsupported dtype {array.dtype}; use uint8 or float in [0, 1].")
+
+
+# --------------------------------------------------------------------------- image collections
+
+class ImageSource(Dataset):
+    """Indexable images: ``source[indices] -> uint8 (n, 3, H, W)``; all images share one size."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __getitems__(self, indices: Sequence[int]) -> torch.Tensor:
+        return torch.stack([self.load(int(i)) for i in indices])
+
+
+class ArrayImages(ImageSource):
+    """Images already in memory as one uint8 tensor (N, 3, H, W)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.images[torch.as_tensor(indices, dtype=torch.long)]
+
+    def subset(self, indices) -> "ArrayImages":
+        return ArrayImages(self.images[torch.as_tensor(indices, dtype=torch.long)])
+
+
+class ListImages(ImageSource):
+    """Images that may differ in size (files, PIL images, a Dataset), resized to ``size`` on load.
+
+    Files are decoded only when loaded, so a folder never has to fit in memory;
+    with ``num_workers > 0`` decoding happens in DataLoader workers.
+    """
+
+    def __init__(self, items: Sequence, size: int, load_item: Callable = to_uint8_chw):
+        self.items = items
+        self.size = size
+        self.load_item = load_item
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> torch.Tensor:
+        image = self.load_item(self.items[index])
+        if tuple(image.shape[-2:]) != (self.size, self.size):
+            image = resize(image[None], self.size)[0]
+        return image
+
+    def subset(self, indices) -> "ListImages":
+        return ListImages([self.items[int(i)] for i in indices], self.size, self.load_item)
+
+
+def _dataset_image(item) -> torch.Tensor:
+    image = item[0] if isinstance(item, (tuple, list)) else item
+    return to_uint8_chw(image, where="a Dataset item")
+
+
+class _DatasetItems(Sequence):
+    """Read-only view of a torch Dataset's items, so ListImages can index it."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 or float batch (n, C, H, W) to (size, size) with antialiasing."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    is_uint8 = images.dtype == torch.uint8
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8) if is_uint8 else out
+
+
+def list_image_files(folder) -> list[Path]:
+    """All image files under ``folder`` (recursive, sorted, extensions case-insensitive)."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_class_folders(folder) -> tuple[list[Path], np.ndarray | None]:
+    """A folder with one sub-folder per class → (paths, labels); a flat folder → (paths, None)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such directory: {folder}")
+    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        paths = list_image_files(folder)
+        if not paths:
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+        return paths, None
+    paths, labels = [], []
+    for class_dir in class_dirs:
+        files = list_image_files(class_dir)
+        paths += files
+        labels += [class_dir.name] * len(files)
+    if not paths:
+        raise ValueError(f"the class sub-folders of {folder} hold no image files "
+                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    return paths, np.array(labels)
+
+
+def as_image_source(X, y=None, size: int = 224, name: str = "X"):
+    """Turn any supported ``X`` into an :class:`ImageSource` and its labels (or None).
+
+    Accepted: ndarray or tensor (N,H,W), (N,H,W,C), (N,C,H,W) as uint8 or float
+    in [0, 1]; a list of PIL images, arrays or file paths; a directory with one
+    sub-folder per class (labels from the folder names); a torch ``Dataset``
+    yielding ``(image, label)``.
+    """
+    labels = None
+    if isinstance(X, (str, os.PathLike)):
+        if not Path(X).is_dir():
+            raise FileNotFoundError(f"{name} is a path but not a directory: {X}")
+        paths, labels = read_class_folders(X)
+        source = ListImages(paths, size, read_image_file)
+    elif isinstance(X, (np.ndarray, torch.Tensor)):
+        array = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+        if len(array) == 0:
+            raise ValueError(f"{name} is empty: at least one image is needed.")
+        source = ArrayImages(_array_to_uint8_nchw(array, where=name))
+    elif isinstance(X, Dataset):
+        if len(X) == 0:
+            raise ValueError(f"{name} is an empty Dataset.")
+        source = ListImages(_DatasetItems(X), size, _dataset_image)
+        first = X[0]
+        if isinstance(first, (tuple, list)) and len(first) >= 2:
+            labels = np.array([X[i][1] for i in range(len(X))]) if y is None else None
+    elif isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError(f"{name} is empty: at least one image is needed.")
+        if all(isinstance(item, (str, os.PathLike)) for item in X):
+            source = ListImages([Path(p) for p in X], size, read_image_file)
+        else:
+            source = ListImages(list(X), size, to_uint8_chw)
+    else:
+        raise TypeError(
+            f"{name} of type {type(X).__name__} is not supported: pass an array (N,H,W,3), a list "
+            "of PIL images or file paths, a directory of class sub-folders, or a torch Dataset.")
+    if y is not None:
+        labels = np.asarray(y)
+        if labels.ndim != 1:
+            raise ValueError(f"y has shape {labels.shape}: expected one label per image (1-D).")
+        if len(labels) != len(source):
+            raise ValueError(f"{name} has {len(source)} images but y has {len(labels)} labels; "
+                             "pass one label per image.")
+    return source, labels
+
+
+def subset(source: ImageSource, indices) -> ImageSource:
+    """The images at ``indices`` as a new source (no decoding happens here)."""
+    return source.subset(indices)
+
+
+# --------------------------------------------------------------------------- batches
+
+class _Labelled(Dataset):
+    """Pairs a source with integer targets so one batched fetch returns (images, targets)."""
+
+    def __init__(self, source: ImageSource, targets: np.ndarray | None):
+        self.source = source
+        self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitems__(self, indices):
+        images = self.source.__getitems__(indices)
+        if self.targets is None:
+            return images, None
+        return images, self.targets[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def _unwrap(batch):
+    return batch
+
+
+def batches(source: ImageSource, targets=None, batch_size: int = 32, shuffle: bool = False,
+            generator: torch.Generator | None = None, num_workers: int = 0,
+            pin_memory: bool = False) -> DataLoader:
+    """A DataLoader yielding ``(uint8 images (n,3,H,W), int64 targets or None)`` per batch."""
+    dataset = _Labelled(source, targets)
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last=False),
+                      collate_fn=_unwrap, num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=False)
+
+
+# --------------------------------------------------------------------------- on-device preprocessing
+
+class Preprocessor:
+    """uint8 batch → resized, (optionally) augmented, normalised float batch on the device.
+
+    Parameters
+    ----------
+    size : int
+        Square model input size.
+    mean, std : sequence of 3 floats
+        Normalisation of the backbone's pretrained weights.
+    augment : "default", None or callable
+        Training-time augmentation. A callable receives a float batch in [0, 1]
+        of shape (n, 3, size, size) on the device and returns one like it.
+    """
+
+    def __init__(self, size: int, mean, std, augment="default"):
+        self.size = int(size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.augment = augment
+
+    def __call__(self, images: torch.Tensor, train: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if train and self.augment == "default":
+            x = default_augment(x, self.size, generator)
+        else:
+            x = resize(x, self.size)
+            if train and callable(self.augment):
+                x = self.augment(x)
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+
+
+def random_crop_boxes(n: int, height: int, width: int, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
+                      generator=None) -> torch.Tensor:
+    """Per-image random crop boxes (x1, y1, x2, y2), as in RandomResizedCrop's sampling."""
+    area = height * width * (torch.rand(n, generator=generator) * (scale[1] - scale[0]) + scale[0])
+    log_ratio = torch.rand(n, generator=generator) * (math.log(ratio[1]) - math.log(ratio[0])) \
+        + math.log(ratio[0])
+    aspect = torch.exp(log_ratio)
+    crop_w = torch.sqrt(area * aspect).clamp(max=width)
+    crop_h = torch.sqrt(area / aspect).clamp(max=height)
+    x1 = torch.rand(n, generator=generator) * (width - crop_w)
+    y1 = torch.rand(n, generator=generator) * (height - crop_h)
+    return torch.stack([x1, y1, x1 + crop_w, y1 + crop_h], dim=1)
+
+
+def default_augment(x: torch.Tensor, size: int, generator=None) -> torch.Tensor:
+    """Random resized crop (scale 0.7–1), horizontal flip and mild brightness/contrast jitter.
+
+    Each image gets its own random parameters, yet the whole batch is processed
+    in a few tensor ops: torchvision's v2 transforms draw one set of parameters
+    per call, which would give every image of a batch the same crop.
+    """
+    n, _, height, width = x.shape
+    boxes = random_crop_boxes(n, height, width, generator=generator).to(x.device)
+    rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
+    x = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
+                  aligned=True)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    contrast = _uniform(n, 0.85, 1.15, generator, x.device)[:, None, None, None]
+    brightness = _uniform(n, 0.85, 1.15, generator, x.device)[:, None, None, None]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)

@@ -1,0 +1,87 @@
+"""Model files: one safetensors file whose header carries a JSON manifest.
+
+Loading reads tensors and JSON only, so a model file can never run code
+(unlike a pickle). Writing goes to a temporary file that replaces the target
+only once complete, so an interrupted save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "easytl-model"
+FORMAT_VERSION = 1
+_MANIFEST_KEY = "easytl_manifest"
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupted, of another version, or not an easytl model."""
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of the tensors, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_model_file(path, manifest: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write ``tensors`` and ``manifest`` to ``path`` atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
+                    checksum=tensors_checksum(tensors))
+    metadata = {_MANIFEST_KEY: json.dumps(manifest)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_model_file(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and verify a model file; return ``(manifest, tensors)``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelFileError(f"{path} is not a readable easytl model file ({type(exc).__name__}: "
+                             f"{exc}). Model files are written by TransferClassifier.save.") from None
+    if _MANIFEST_KEY not in metadata:
+        raise ModelFileError(f"{path} is a safetensors file but not an easytl model (no manifest).")
+    try:
+        manifest = json.loads(metadata[_MANIFEST_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path} has a corrupted manifest: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an easytl model file.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model-file version {manifest.get('format_version')}; "
+                             f"this easytl reads version {FORMAT_VERSION}. Upgrade easytl.")
+    if tensors_checksum(tensors) != manifest.get("checksum"):
+        raise ModelFileError(f"{path} is corrupted: its tensors do not match the stored checksum.")
+    return manifest, tensors

@@ -1,0 +1,383 @@
+"""The training loop: one loop on accelerate for every schedule.
+
+Per phase it freezes what the phase keeps frozen, keeps BatchNorm in
+inference mode where the policy says so, (re)creates and prepares the
+optimizer, then runs epochs with warmup, cosine or plateau decay, gradient
+clipping, validation, early stopping and best-epoch tracking.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageSource, Preprocessor, batches
+from .schedules import Phase
+
+
+# --------------------------------------------------------------------------- device and precision
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_mixed_precision(mixed_precision: str, device_type: str) -> str:
+    """``"auto"`` → bf16 where the hardware runs it fast, fp16 on older GPUs, else ``"no"``."""
+    choices = ("auto", "no", "bf16", "fp16")
+    if mixed_precision not in choices:
+        raise ValueError(f"mixed_precision must be one of {choices}, got {mixed_precision!r}.")
+    if mixed_precision != "auto":
+        if mixed_precision == "fp16" and device_type == "cpu":
+            raise ValueError("mixed_precision='fp16' needs a GPU; on a CPU use 'bf16' or 'no'.")
+        return mixed_precision
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device_type == "cpu" and cpu_has_fast_bf16() else "no"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA GPU is available; use device='auto' or 'cpu'.")
+    return device
+
+
+def make_accelerator(device: str = "auto", mixed_precision: str = "auto"):
+    """An ``accelerate.Accelerator`` for this device and precision.
+
+    accelerate keeps its mixed-precision setting in a process-wide singleton
+    and refuses a second, different one; estimators in one process may differ,
+    so that part of the state (not the distributed part) is reset first.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    device = resolve_device(device)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    precision = resolve_mixed_precision(mixed_precision, device_type)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=precision, cpu=device_type == "cpu")
+
+
+# --------------------------------------------------------------------------- the model
+
+class TransferModel(nn.Module):
+    """Backbone + head: ``forward(x) -> logits``; ``features(x) -> pooled features``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def trainable_groups(model: TransferModel, spec) -> list[nn.Module]:
+    """The backbone layer groups a phase trains: none, the top k, or all."""
+    groups = model.backbone.layer_groups
+    if spec == "all":
+        return list(groups)
+    return list(groups[len(groups) - spec:]) if spec else []
+
+
+def freeze_for_phase(model: TransferModel, spec) -> list[nn.Parameter]:
+    """Set ``requires_grad`` for a phase; return the trainable backbone parameters."""
+    model.backbone.requires_grad_(False)
+    model.head.requires_grad_(True)
+    params = []
+    for group in trainable_groups(model, spec):
+        group.requires_grad_(True)
+        params += [p for p in group.parameters() if p.requires_grad]
+    return params
+
+
+def set_train_mode(model: TransferModel, train_bn: bool) -> None:
+    """Training mode, except: frozen layers run fully in inference mode, and BatchNorm
+    runs in inference mode everywhere unless ``train_bn`` (the Keras fine-tuning rule).
+
+    A frozen group's statistics therefore never move, and small or shifted
+    data cannot wreck the pretrained running statistics.
+    """
+    model.train()
+    for group in model.backbone.layer_groups:
+        if not any(p.requires_grad for p in group.parameters()):
+            group.eval()
+    for module in model.backbone.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
+            if frozen or not train_bn:
+                module.eval()
+
+
+# --------------------------------------------------------------------------- callbacks
+
+class Callback:
+    """Keras-style hook. Override what you need; ``self.trainer`` is set at train start.
+
+    Set ``self.trainer.stop_training = True`` (or return True from
+    :meth:`on_epoch_end`) to stop after the current epoch.
+    """
+
+    trainer: "Trainer" = None
+
+    def set_trainer(self, trainer: "Trainer") -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        pass
+
+    def on_phase_begin(self, phase: Phase, logs: dict | None = None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
+        pass
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        pass
+
+
+class LambdaCallback(Callback):
+    """Wrap a plain function ``f(epoch, logs) -> stop?`` as an epoch-end callback."""
+
+    def __init__(self, on_epoch_end):
+        self._fn = on_epoch_end
+
+    def on_epoch_end(self, epoch: int, logs: dict):
+        return self._fn(epoch, logs)
+
+
+def as_callbacks(callbacks) -> list[Callback]:
+    if callbacks is None:
+        return []
+    items = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    out = []
+    for item in items:
+        if isinstance(item, Callback):
+            out.append(item)
+        elif callable(item):
+            out.append(LambdaCallback(item))
+        else:
+            raise TypeError(f"callbacks must be Callback objects or functions (epoch, logs); "
+                            f"got {type(item).__name__}.")
+    return out
+
+
+# --------------------------------------------------------------------------- the loop
+
+def _make_step_scheduler(optimizer, steps: int, warmup_steps: int, decay: str | None):
+    """Per-step LR schedule: linear warmup, then cosine decay (or constant)."""
+    from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, SequentialLR
+    rest = max(1, steps - warmup_steps)
+    main = (CosineAnnealingLR(optimizer, T_max=rest) if decay == "cosine"
+            else ConstantLR(optimizer, factor=1.0, total_iters=0))
+    if warmup_steps <= 0:
+        return main
+    warm = LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0,
+                    total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
+
+
+class Trainer:
+    """Runs phases of training for a :class:`TransferModel`.
+
+    Parameters are the estimator's; see :class:`easytl.TransferClassifier`.
+    Attributes after :meth:`fit`: ``history`` (per-epoch dicts), ``best_epoch``,
+    ``stop_training`` (set by callbacks).
+    """
+
+    def __init__(self, model: TransferModel, preprocess: Preprocessor, accelerator, *,
+                 batch_size: int = 32, grad_clip: float | None = None, train_bn: bool = False,
+                 lr_decay: str | None = "cosine", early_stopping: int | None = None,
+                 class_weights: torch.Tensor | None = None, callbacks: Sequence[Callback] = (),
+                 verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
+                 weight_decay: float = 1e-4):
+        self.model = model
+        self.preprocess = preprocess
+        self.accelerator = accelerator
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.train_bn = train_bn
+        self.lr_decay = lr_decay
+        self.early_stopping = early_stopping
+        self.class_weights = class_weights
+        self.callbacks = list(callbacks)
+        self.verbose = verbose
+        self.generator = generator
+        self.num_workers = num_workers
+        self.weight_decay = weight_decay
+        self.history: list[dict] = []
+        self.best_epoch: int | None = None
+        self.stop_training = False
+
+    # -- public -------------------------------------------------------------------------------
+    def fit(self, phases: Sequence[Phase], train: ImageSource, train_targets: np.ndarray,
+            val: ImageSource | None = None, val_targets: np.ndarray | None = None) -> TransferModel:
+        device = self.accelerator.device
+        self.model.to(device).to(memory_format=torch.channels_last)
+        weight = None if self.class_weights is None else self.class_weights.to(device)
+        self.criterion = nn.CrossEntropyLoss(weight=weight)
+        self.val_criterion = nn.CrossEntropyLoss()
+        self._best_loss = math.inf
+        self._best_state = None
+        for cb in self.callbacks:
+            cb.set_trainer(self)
+            cb.on_train_begin({})
+        epoch = 0
+        for phase in phases:
+            if self.stop_training:
+                break
+            epoch = self._run_phase(phase, epoch, train, train_targets, val, val_targets)
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        for cb in self.callbacks:
+            cb.on_train_end({"best_epoch": self.best_epoch})
+        return self.model
+
+    # -- phases -------------------------------------------------------------------------------
+    def _optimizer(self, phase: Phase, backbone_params: list[nn.Parameter]):
+        groups = [{"params": list(self.model.head.parameters()), "lr": phase.lr}]
+        if backbone_params:
+            groups.append({"params": backbone_params, "lr": phase.lr * phase.backbone_lr_mult})
+        return torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+
+    def _run_phase(self, phase: Phase, epoch: int, train, train_targets, val, val_targets) -> int:
+        acc = self.accelerator
+        backbone_params = freeze_for_phase(self.model, phase.trainable_groups)
+        optimizer = self._optimizer(phase, backbone_params)
+        # Re-prepared per phase: the set of trainable parameters has changed.
+        model, optimizer = acc.prepare(self.model, optimizer)
+        steps_per_epoch = math.ceil(len(train) / self.batch_size)
+        warmup_steps = min(int(round(phase.warmup_epochs * steps_per_epoch)),
+                           phase.epochs * steps_per_epoch)
+        scheduler = _make_step_scheduler(optimizer.optimizer, phase.epochs * steps_per_epoch,
+                                         warmup_steps, self.lr_decay)
+        plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer.optimizer, factor=0.1,
+                                                              patience=1)
+                   if self.lr_decay == "plateau" else None)
+        for cb in self.callbacks:
+            cb.on_phase_begin(phase, {"epoch": epoch})
+        since_best = 0
+        try:
+            for phase_epoch in range(1, phase.epochs + 1):
+                epoch += 1
+                start = time.perf_counter()
+                train_loss, train_acc = self._train_epoch(model, optimizer, scheduler, phase, epoch,
+                                                          phase_epoch, train, train_targets)
+                row = {"epoch": epoch, "phase": phase.name, "phase_epoch": phase_epoch,
+                       "lr": optimizer.optimizer.param_groups[0]["lr"],
+                       "train_loss": train_loss, "train_accuracy": train_acc,
+                       "val_loss": None, "val_accuracy": None}
+                if val is not None:
+                    row["val_loss"], row["val_accuracy"] = self.evaluate(val, val_targets)
+                row["seconds"] = round(time.perf_counter() - start, 3)
+                monitored = row["val_loss"] if val is not None else None
+                improved = monitored is not None and monitored < self._best_loss
+                if improved:
+                    self._best_loss = monitored
+                    self.best_epoch = epoch
+                    self._best_state = copy.deepcopy(self.model.state_dict())
+                    since_best = 0
+                else:
+                    since_best += 1
+                row["best"] = improved
+                self.history.append(row)
+                if plateau is not None and (epoch - 1) * steps_per_epoch >= warmup_steps:
+                    plateau.step(monitored if monitored is not None else train_loss)
+                self._log(row)
+                for cb in self.callbacks:
+                    if cb.on_epoch_end(epoch, dict(row)):
+                        self.stop_training = True
+                if self.stop_training:
+                    break
+                if self.early_stopping is not None and since_best >= self.early_stopping:
+                    # This phase has stopped improving: go on from its best weights.
+                    if self._best_state is not None:
+                        self.model.load_state_dict(self._best_state)
+                    break
+        finally:
+            self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
+            acc.free_memory()
+        return epoch
+
+    def _train_epoch(self, model, optimizer, scheduler, phase, epoch, phase_epoch, train, targets):
+        acc = self.accelerator
+        set_train_mode(self.model, self.train_bn)
+        loader = batches(train, targets, self.batch_size, shuffle=True, generator=self.generator,
+                         num_workers=self.num_workers, pin_memory=acc.device.type == "cuda")
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch} [{phase.name} {phase_epoch}/{phase.epochs}]",
+                   disable=self.verbose < 1 or not acc.is_main_process, leave=self.verbose >= 2,
+                   file=sys.stderr, dynamic_ncols=True)
+        for images, labels in bar:
+            images = images.to(acc.device, non_blocking=True)
+            labels = labels.to(acc.device, non_blocking=True)
+            x = self.preprocess(images, train=True, generator=self.generator)
+            with acc.autocast():
+                logits = model(x)
+                loss = self.criterion(logits.float(), labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} in epoch {epoch} ({phase.name}). "
+                    "Try a lower lr, grad_clip=1.0, or mixed_precision='no'.")
+            optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if self.grad_clip is not None:
+                acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                    self.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            n = len(labels)
+            total_loss += loss.item() * n
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += n
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        bar.close()
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    @torch.inference_mode()
+    def evaluate(self, source: ImageSource, targets: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy on held-out data (no augmentation, inference mode)."""
+        acc = self.accelerator
+        self.model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        for images, labels in batches(source, targets, max(self.batch_size, 64),
+                                      num_workers=self.num_workers):
+            x = self.preprocess(images.to(acc.device), train=False)
+            labels = labels.to(acc.device)
+            with acc.autocast():
+                logits = self.model(x).float()
+            total_loss += self.val_criterion(logits, labels).item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        return total_loss / seen, correct / seen
+
+    def _log(self, row: dict) -> None:
+        if self.verbose < 1 or not self.accelerator.is_main_process:
+            return
+        parts = [f"epoch {row['epoch']:>3} {row['phase']:<8}", f"lr {row['lr']:.2e}",
+                 f"loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.3f}"]
+        if row["val_loss"] is not None:
+            parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_accuracy']:.3f}"]
+        parts.append(f"{row['seconds']:.1f}s" + (" *" if row["best"] else ""))
+        tqdm.write("  ".join(parts), file=sys.stderr)
