@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import numbers
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
@@ -244,7 +246,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            backbone = create_backbone(self.backbone, self.weights, self.image_size)
+            # A user's module is copied: fit must not change the estimator's parameters.
+            spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
+            backbone = create_backbone(spec, self.weights, self.image_size)
             size = self._input_size(backbone)
             for part in (train, val):
                 if part is not None and hasattr(part, "size"):
@@ -283,7 +287,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         source, _ = as_image_source(X, None, size=self.image_size_)
         accelerator = make_accelerator(self.device, self.mixed_precision)
-        model = self.model_.to(accelerator.device).eval()
+        model = self.model_.to(accelerator.device, memory_format=torch.channels_last).eval()
         config = model.backbone.data_config
         preprocess = Preprocessor(self.image_size_, config["mean"], config["std"], augment=None)
         for images, _ in batches(source, None, max(self.batch_size, 64), num_workers=self.num_workers):
@@ -302,6 +306,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the label values given to ``fit``."""
+        check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     @torch.inference_mode()

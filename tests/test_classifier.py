@@ -1,0 +1,167 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+
+from easytl import ModelFileError, TransferClassifier, make_textures
+
+from conftest import tiny_cnn, tiny_kwargs
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = make_textures(n_per_class=20, size=32, random_state=0)
+    return TransferClassifier(**tiny_kwargs(epochs=3)).fit(X, y), X, y
+
+
+def test_predict_keeps_label_values_and_probabilities_sum_to_one(fitted):
+    clf, X, y = fitted
+    assert list(clf.classes_) == ["dots", "grid", "noise", "stripes"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 4) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    predictions = clf.predict(X)
+    assert set(predictions) <= set(clf.classes_)
+    assert clf.score(X, y) == pytest.approx(np.mean(predictions == y))
+    assert clf.score(X, y) > 0.5  # 4 classes: well above chance after 3 epochs
+    features = clf.transform(X[:5])
+    assert features.shape == (5, clf.n_features_) == (5, 16) and features.dtype == np.float32
+
+
+def test_integer_labels_and_unseen_labels(textures):
+    X, y = textures
+    labels = np.where(y == "stripes", 7, 3)
+    clf = TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, labels)
+    assert clf.classes_.tolist() == [3, 7] and clf.predict(X[:3]).dtype.kind == "i"
+    with pytest.raises(ValueError, match="never seen in fit"):
+        clf.score(X[:2], [3, 5])
+
+
+def test_fit_does_not_modify_the_parameters(textures):
+    module = tiny_cnn()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    TransferClassifier(**tiny_kwargs(backbone=module, schedule="fine_tune")).fit(*textures)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_sklearn_clone_and_params():
+    clf = TransferClassifier(backbone="resnet18", lr=0.01, epochs=3)
+    twin = clone(clf)
+    assert twin.get_params() == clf.get_params() and twin is not clf
+    twin.set_params(lr=0.5, head="linear")
+    assert (twin.lr, twin.head, clf.lr) == (0.5, "linear", 0.01)
+    with pytest.raises(NotFittedError):
+        clf.predict(np.zeros((1, 8, 8, 3)))
+
+
+def test_cross_val_score_with_a_list_of_file_paths(digit_folder):
+    paths = sorted(str(p) for p in digit_folder.rglob("*") if p.is_file())
+    labels = [p.split("/")[-2] for p in paths]
+    clf = TransferClassifier(**tiny_kwargs(epochs=2, val_size=0))
+    scores = cross_val_score(clf, paths, labels, cv=2)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_fit_on_a_class_folder(digit_folder):
+    clf = TransferClassifier(**tiny_kwargs(epochs=2, val_size=0.25)).fit(str(digit_folder))
+    assert clf.classes_.tolist() == ["class_0", "class_1", "class_2"]
+    assert 0 <= clf.score(str(digit_folder)) <= 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(head="huge"), "unknown head"),
+    (dict(schedule="slowly"), "unknown schedule"),
+    (dict(backbone="resnet81"), "resnet18"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(lr_decay="step"), "lr_decay"),
+    (dict(val_size=0.97), "every class needs an image"),
+    (dict(early_stopping=2, val_size=0), "needs validation data"),
+])
+def test_bad_parameters_are_named(textures, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TransferClassifier(**tiny_kwargs(**kwargs)).fit(*textures)
+
+
+def test_single_class_and_missing_labels(textures):
+    X, _ = textures
+    with pytest.raises(ValueError, match="single class"):
+        TransferClassifier(**tiny_kwargs()).fit(X, ["a"] * len(X))
+    with pytest.raises(ValueError, match="y is required"):
+        TransferClassifier(**tiny_kwargs()).fit(X)
+
+
+def test_save_load_gives_identical_predictions(tmp_path, textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(backbone="resnet18", weights=None, epochs=1,
+                                           head="linear")).fit(X, y)
+    path = clf.save(tmp_path / "model.easytl")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.easytl"]  # one file, no temp left
+    loaded = TransferClassifier.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.classes_.tolist() == clf.classes_.tolist()
+    assert loaded.history_ == clf.history_ and loaded.get_params()["lr"] == clf.lr
+
+
+def test_load_needs_no_weights_download(tmp_path, textures, monkeypatch):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(backbone="efficientnet_lite0", epochs=1,
+                                           schedule="feature_extraction")).fit(X, y)
+    clf.save(tmp_path / "lite0.easytl")
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("load must not read pretrained weights")
+    monkeypatch.setattr("easytl.backbones.packaged_lite0_path", no_weights)
+    monkeypatch.setattr("easytl.backbones._torchvision_weights_enum", no_weights)
+    loaded = TransferClassifier.load(tmp_path / "lite0.easytl")
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_custom_backbone_and_head_are_passed_again_at_load(tmp_path, fitted):
+    clf, X, _ = fitted
+    clf.save(tmp_path / "custom.easytl")
+    with pytest.raises(ModelFileError, match="custom backbone"):
+        TransferClassifier.load(tmp_path / "custom.easytl")
+    loaded = TransferClassifier.load(tmp_path / "custom.easytl", backbone=tiny_cnn())
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_model_files_never_unpickle(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Payload()}, tmp_path / "evil.easytl")
+    with pytest.raises(ModelFileError):
+        TransferClassifier.load(tmp_path / "evil.easytl")
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError):
+        TransferClassifier.load(tmp_path / "missing.easytl")
+
+
+def test_corrupted_file_is_refused(tmp_path, fitted):
+    clf, _, _ = fitted
+    path = clf.save(tmp_path / "m.easytl")
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # flip a byte inside the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum"):
+        TransferClassifier.load(path, backbone=tiny_cnn())
+
+
+def test_interrupted_save_leaves_previous_file_intact(tmp_path, fitted, monkeypatch):
+    clf, _, _ = fitted
+    path = clf.save(tmp_path / "m.easytl")
+    original = path.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        clf.save(path)
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["m.easytl"]
