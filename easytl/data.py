@@ -174,6 +174,18 @@ class _DatasetItems(Sequence):
         return self.dataset[index]
 
 
+def _dataset_labels(dataset) -> np.ndarray | None:
+    """Labels of a Dataset of (image, label): its ``targets`` if it has them (as torchvision's
+    ImageFolder does, sparing a decode of every image), else read item by item."""
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) == len(dataset):
+        return np.asarray(targets)
+    first = dataset[0]
+    if not (isinstance(first, (tuple, list)) and len(first) >= 2):
+        return None
+    return np.array([np.asarray(dataset[i][1]).item() for i in range(len(dataset))])
+
+
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a uint8 or float batch (n, C, H, W) to (size, size) with antialiasing."""
     if tuple(images.shape[-2:]) == (size, size):
@@ -235,9 +247,8 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
         if len(X) == 0:
             raise ValueError(f"{name} is an empty Dataset.")
         source = ListImages(_DatasetItems(X), size, _dataset_image)
-        first = X[0]
-        if isinstance(first, (tuple, list)) and len(first) >= 2:
-            labels = np.array([X[i][1] for i in range(len(X))]) if y is None else None
+        if y is None:
+            labels = _dataset_labels(X)
     elif isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError(f"{name} is empty: at least one image is needed.")

@@ -273,7 +273,7 @@ class Trainer:
         scheduler = _make_step_scheduler(optimizer.optimizer, phase.epochs * steps_per_epoch,
                                          warmup_steps, self.lr_decay)
         plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer.optimizer, factor=0.1,
-                                                              patience=1)
+                                                              patience=1, eps=0.0)
                    if self.lr_decay == "plateau" else None)
         for cb in self.callbacks:
             cb.on_phase_begin(phase, {"epoch": epoch})

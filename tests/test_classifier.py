@@ -165,3 +165,11 @@ def test_interrupted_save_leaves_previous_file_intact(tmp_path, fitted, monkeypa
         clf.save(path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["m.easytl"]
+
+
+def test_grid_search_over_estimator_params(textures):
+    from sklearn.model_selection import GridSearchCV
+    search = GridSearchCV(TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)),
+                          {"head": ["linear", "mlp"]}, cv=2).fit(*textures)
+    assert search.best_params_["head"] in ("linear", "mlp")
+    assert search.cv_results_["mean_test_score"].shape == (2,)

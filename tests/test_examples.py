@@ -12,8 +12,8 @@ def load_example(name):
 
 
 def test_digits_example_runs_at_tiny_size(capsys):
-    accuracy = load_example("digits").main(["--limit", "200", "--image-size", "32", "--epochs", "3",
+    accuracy = load_example("digits").main(["--limit", "200", "--image-size", "64", "--epochs", "3",
                                             "--verbose", "0"])
     out = capsys.readouterr().out
     assert f"held-out accuracy {accuracy:.3f} on 50 images" in out
-    assert accuracy > 0.3  # 10 classes: well above chance even at 32 px and 3 epochs
+    assert accuracy > 0.5  # 10 classes: far above chance even at 64 px and 3 epochs

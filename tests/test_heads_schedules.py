@@ -54,6 +54,9 @@ def test_builtin_and_custom_schedules():
             return [Phase(2, 0, lr), Phase(1, 2, lr / 2)]
     phases = resolve_phases(HeadThenTop(), 1e-2, 0.1, 0)
     assert [(p.epochs, p.trainable_groups, p.lr) for p in phases] == [(2, 0, 1e-2), (1, 2, 5e-3)]
+    custom_progressive = resolve_phases(ProgressiveUnfreezing((2, 1, 1), top_groups=1), 1e-2, 0.1, 0)
+    assert [p.trainable_groups for p in custom_progressive] == [0, 1, "all"]
+    assert custom_progressive[2].lr == pytest.approx(1e-3)
     listed = resolve_phases([Phase(1, 0), Phase(1, "all", lr=1e-5)], 1e-3, 0.1, 0)
     assert [p.lr for p in listed] == [1e-3, 1e-5]
     with pytest.raises(ValueError, match="unknown schedule"):

@@ -145,3 +145,33 @@ def test_auto_mixed_precision(monkeypatch):
         resolve_mixed_precision("fp16", "cpu")
     assert make_accelerator("cpu", "bf16").mixed_precision == "bf16"
     assert make_accelerator("cpu", "no").mixed_precision == "no"  # a second setting is allowed
+
+
+def test_warmup_ramps_the_lr_per_step_inside_fit(textures, monkeypatch):
+    lrs = []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    # 64 training images / batch 16 = 4 steps per epoch; warm up over the first epoch.
+    fit(textures, schedule=FeatureExtraction(epochs=2), epochs=None, warmup_epochs=1,
+        lr_decay=None, lr=0.01)
+    assert lrs == pytest.approx([0.002, 0.004, 0.006, 0.008, 0.01, 0.01, 0.01, 0.01])
+
+
+def test_plateau_decay_cuts_the_lr_when_validation_stalls(textures):
+    clf = fit(textures, schedule=FeatureExtraction(epochs=4), epochs=None, lr=1e-30,
+              lr_decay="plateau", augment=None, head="linear")
+    lrs = [row["lr"] for row in clf.history_]
+    assert lrs[:3] == [1e-30] * 3 and lrs[3] == pytest.approx(1e-31)
+
+
+def test_given_validation_data_replaces_the_split(textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(val_size=0.5, epochs=3)).fit(X[::2], y[::2], X[1::2],
+                                                                        y[1::2])
+    best = clf.history_[clf.best_epoch_ - 1]
+    assert best["val_accuracy"] == pytest.approx(clf.score(X[1::2], y[1::2]))
