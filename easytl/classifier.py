@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .backbones import Backbone, create_backbone
-from .data import Preprocessor, as_image_source, batches, subset
+from .data import Preprocessor, as_image_source, batches
 from .heads import build_head, head_from_spec, head_spec, resolve_head
 from .io import ModelFileError, load_model_file, save_model_file
 from .schedules import resolve_phases
@@ -197,8 +197,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 "class needs an image on both sides. Use more images, val_size=0, or pass X_val/y_val.")
         train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), stratify=y_encoded,
                                               random_state=seed)
-        return (subset(source, train_idx), y_encoded[train_idx],
-                subset(source, val_idx), y_encoded[val_idx])
+        return (source.subset(train_idx), y_encoded[train_idx],
+                source.subset(val_idx), y_encoded[val_idx])
 
     # ------------------------------------------------------------------------- fit
     def fit(self, X, y=None, X_val=None, y_val=None):

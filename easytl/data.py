@@ -111,6 +111,10 @@ class ImageSource(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> torch.Tensor:
         return torch.stack([self.load(int(i)) for i in indices])
 
+    def subset(self, indices) -> "ImageSource":
+        """The images at ``indices`` as a new source (nothing is decoded here)."""
+        raise NotImplementedError
+
 
 class ArrayImages(ImageSource):
     """Images already in memory as one uint8 tensor (N, 3, H, W)."""
@@ -134,44 +138,35 @@ class ArrayImages(ImageSource):
 class ListImages(ImageSource):
     """Images that may differ in size (files, PIL images, a Dataset), resized to ``size`` on load.
 
-    Files are decoded only when loaded, so a folder never has to fit in memory;
-    with ``num_workers > 0`` decoding happens in DataLoader workers.
+    Items are loaded only when a batch needs them, so a folder never has to fit
+    in memory; with ``num_workers > 0`` decoding happens in DataLoader workers.
+    A subset keeps the same items and a list of positions, so it loads nothing either.
     """
 
-    def __init__(self, items: Sequence, size: int, load_item: Callable = to_uint8_chw):
+    def __init__(self, items: Sequence, size: int, load_item: Callable = to_uint8_chw,
+                 positions: Sequence[int] | None = None):
         self.items = items
         self.size = size
         self.load_item = load_item
+        self.positions = list(range(len(items))) if positions is None else list(positions)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.positions)
 
     def load(self, index: int) -> torch.Tensor:
-        image = self.load_item(self.items[index])
+        image = self.load_item(self.items[self.positions[index]])
         if tuple(image.shape[-2:]) != (self.size, self.size):
             image = resize(image[None], self.size)[0]
         return image
 
     def subset(self, indices) -> "ListImages":
-        return ListImages([self.items[int(i)] for i in indices], self.size, self.load_item)
+        return ListImages(self.items, self.size, self.load_item,
+                          [self.positions[int(i)] for i in indices])
 
 
 def _dataset_image(item) -> torch.Tensor:
     image = item[0] if isinstance(item, (tuple, list)) else item
     return to_uint8_chw(image, where="a Dataset item")
-
-
-class _DatasetItems(Sequence):
-    """Read-only view of a torch Dataset's items, so ListImages can index it."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        return self.dataset[index]
 
 
 def _dataset_labels(dataset) -> np.ndarray | None:
@@ -246,7 +241,7 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     elif isinstance(X, Dataset):
         if len(X) == 0:
             raise ValueError(f"{name} is an empty Dataset.")
-        source = ListImages(_DatasetItems(X), size, _dataset_image)
+        source = ListImages(X, size, _dataset_image)
         if y is None:
             labels = _dataset_labels(X)
     elif isinstance(X, (list, tuple)):
@@ -268,11 +263,6 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
             raise ValueError(f"{name} has {len(source)} images but y has {len(labels)} labels; "
                              "pass one label per image.")
     return source, labels
-
-
-def subset(source: ImageSource, indices) -> ImageSource:
-    """The images at ``indices`` as a new source (no decoding happens here)."""
-    return source.subset(indices)
 
 
 # --------------------------------------------------------------------------- batches

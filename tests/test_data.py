@@ -99,3 +99,21 @@ def test_default_augmentation_differs_per_image_and_is_seeded():
     assert a.shape == (8, 3, 24, 24) and torch.equal(a, b)
     assert not torch.allclose(a[0], a[1])  # each image gets its own crop/flip/jitter
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_datasets_are_read_lazily_and_labels_come_from_targets(rgb):
+    class CountingDataset(torch.utils.data.Dataset):
+        targets = [0, 1, 0, 1]
+        reads = 0
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            CountingDataset.reads += 1
+            return Image.fromarray(rgb[i]), self.targets[i]
+
+    source, labels = as_image_source(CountingDataset(), size=8)
+    part = source.subset([3, 1])
+    assert CountingDataset.reads == 0 and labels.tolist() == [0, 1, 0, 1]
+    assert torch.equal(part.load(0), source.load(3)) and len(part) == 2
