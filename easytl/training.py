@@ -302,7 +302,7 @@ class Trainer:
                     since_best += 1
                 row["best"] = improved
                 self.history.append(row)
-                if plateau is not None and (epoch - 1) * steps_per_epoch >= warmup_steps:
+                if plateau is not None and phase_epoch * steps_per_epoch >= warmup_steps:
                     plateau.step(monitored if monitored is not None else train_loss)
                 self._log(row)
                 for cb in self.callbacks:

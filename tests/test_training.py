@@ -175,3 +175,12 @@ def test_given_validation_data_replaces_the_split(textures):
                                                                         y[1::2])
     best = clf.history_[clf.best_epoch_ - 1]
     assert best["val_accuracy"] == pytest.approx(clf.score(X[1::2], y[1::2]))
+
+
+def test_plateau_waits_for_each_phases_own_warmup(textures):
+    phases = [Phase(2, 0), Phase(5, 0, warmup_epochs=2)]
+    clf = fit(textures, schedule=phases, epochs=None, lr=1e-30, lr_decay="plateau", augment=None,
+              head="linear")
+    second = [row["lr"] for row in clf.history_ if row["phase"] == "phase2"]
+    # Warmup over epochs 1-2; plateau counts from epoch 2: best, flat, flat → cut after epoch 4.
+    assert second[2:] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
