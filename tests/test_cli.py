@@ -15,7 +15,7 @@ def test_demo_prints_a_held_out_report():
     for label in ("dots", "grid", "noise", "stripes"):
         assert label in result.stdout
     accuracy = float(result.stdout.split("held-out accuracy ")[1].split(";")[0])
-    assert 0.0 <= accuracy <= 1.0
+    assert accuracy >= 0.9  # the textures are easy for the pretrained backbone even at 64 px
 
 
 def test_backbones_table_and_usage_errors():
