@@ -381,12 +381,8 @@ def _packaged_lite0(weights, keep_classifier: bool) -> Backbone:
 # --------------------------------------------------------------------------- user modules
 
 def _from_module(module: nn.Module, image_size: int | None) -> Backbone:
-    try:
-        import timm  # noqa: F401
-        if hasattr(module, "forward_head") and hasattr(module, "group_matcher"):
-            return _from_timm_model(module, "custom")
-    except ImportError:  # pragma: no cover - timm is a dependency
-        pass
+    if hasattr(module, "forward_head") and hasattr(module, "group_matcher"):  # a timm model
+        return _from_timm_model(module, "custom")
     size = image_size or 224
     was_training = module.training
     module.eval()

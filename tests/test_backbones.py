@@ -139,3 +139,11 @@ def test_list_backbones_table():
     assert rows["efficientnet_lite0"]["params_m"] == pytest.approx(counted / 1e6, abs=0.01)
     assert np.all([set(r) == {"name", "params_m", "top1", "input_size", "source", "offline"}
                    for r in rows.values()])
+
+
+def test_a_timm_model_passed_as_a_module_keeps_its_groups():
+    import timm
+    backbone = create_backbone(timm.create_model("resnet18", pretrained=False))
+    assert backbone.num_features == 512 and len(backbone.layer_groups) >= 5
+    with torch.no_grad():
+        assert backbone(torch.randn(1, 3, 64, 64)).shape == (1, 512)
