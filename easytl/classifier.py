@@ -306,8 +306,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the label values given to ``fit``."""
-        check_is_fitted(self, "model_")
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks that the estimator is fitted
+        return self.classes_[proba.argmax(axis=1)]
 
     @torch.inference_mode()
     def transform(self, X) -> np.ndarray:
