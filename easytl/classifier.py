@@ -74,6 +74,15 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     verbose : int, default=1
         0 silent; 1 a progress bar and a line per epoch (on stderr).
     callbacks : list of Callback or functions, optional
+    cache_features : "auto" or False, default="auto"
+        While the lower backbone stages are frozen, compute their output once
+        per image and view and train the rest on that cache ("auto": whenever
+        it fits in 2 GiB; False: recompute every epoch).
+    cache_views : int, default=2
+        Augmented views cached per phase when ``augment`` is on; epoch e of a
+        phase trains on view (e - 1) mod cache_views. One view without augmentation.
+    predict_batch_size : int, default=128
+        Batch size of ``predict``, ``predict_proba`` and ``transform``.
 
     Attributes
     ----------
@@ -95,7 +104,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  backbone_lr_mult=0.1, warmup_epochs=0, lr_decay="cosine", grad_clip=None,
                  train_bn=False, image_size=None, augment="default", val_size=0.1,
                  early_stopping=None, class_weight=None, mixed_precision="auto", device="auto",
-                 num_workers=0, random_state=None, verbose=1, callbacks=None):
+                 num_workers=0, random_state=None, verbose=1, callbacks=None,
+                 cache_features="auto", cache_views=2, predict_batch_size=128):
         self.backbone = backbone
         self.weights = weights
         self.head = head
@@ -119,6 +129,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.cache_features = cache_features
+        self.cache_views = cache_views
+        self.predict_batch_size = predict_batch_size
 
     # ------------------------------------------------------------------------- validation
     def _validate_params(self) -> None:
@@ -141,6 +154,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         positive_int("epochs", allow_none=True)
         positive_int("image_size", allow_none=True)
         positive_int("early_stopping", allow_none=True)
+        positive_int("cache_views")
+        positive_int("predict_batch_size")
+        if self.cache_features not in ("auto", True, False):
+            raise ValueError(f"cache_features must be 'auto', True or False, got {self.cache_features!r}.")
         non_negative("lr")
         non_negative("backbone_lr_mult")
         non_negative("warmup_epochs")
@@ -263,7 +280,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                               lr_decay=self.lr_decay, early_stopping=self.early_stopping,
                               class_weights=class_weights, callbacks=callbacks,
                               verbose=self.verbose, generator=generator,
-                              num_workers=self.num_workers)
+                              num_workers=self.num_workers,
+                              cache_features=self.cache_features is not False,
+                              cache_views=self.cache_views)
             self.model_ = trainer.fit(phases, train, train_y, val, val_y)
         self.model_.eval()
         self.history_ = trainer.history
@@ -290,7 +309,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         model = self.model_.to(accelerator.device, memory_format=torch.channels_last).eval()
         config = model.backbone.data_config
         preprocess = Preprocessor(self.image_size_, config["mean"], config["std"], augment=None)
-        for images, _ in batches(source, None, max(self.batch_size, 64), num_workers=self.num_workers):
+        for images, _ in batches(source, None, self.predict_batch_size, num_workers=self.num_workers):
             x = preprocess(images.to(accelerator.device), train=False)
             yield model, x, accelerator
 

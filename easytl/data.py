@@ -294,9 +294,11 @@ def batches(source: ImageSource, targets=None, batch_size: int = 32, shuffle: bo
     """A DataLoader yielding ``(uint8 images (n,3,H,W), int64 targets or None)`` per batch."""
     dataset = _Labelled(source, targets)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    # The loader's own generator only seeds workers; a private one keeps iterating a loader
+    # from consuming the global RNG (which the head's dropout draws from).
     return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last=False),
                       collate_fn=_unwrap, num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=False)
+                      persistent_workers=False, generator=torch.Generator().manual_seed(0))
 
 
 # --------------------------------------------------------------------------- on-device preprocessing

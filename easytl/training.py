@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageSource, Preprocessor, batches
+from .data import ImageSource, Preprocessor
+from .feeds import CachedFeed, ImageFeed, frozen_prefix_length
 from .schedules import Phase
 
 
@@ -89,8 +90,9 @@ class TransferModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits; ``start > 0`` takes cached activations of the first ``start`` stages."""
+        return self.head(self.backbone.forward_from(x, start))
 
 
 def trainable_groups(model: TransferModel, spec) -> list[nn.Module]:
@@ -211,7 +213,7 @@ class Trainer:
                  lr_decay: str | None = "cosine", early_stopping: int | None = None,
                  class_weights: torch.Tensor | None = None, callbacks: Sequence[Callback] = (),
                  verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
-                 weight_decay: float = 1e-4):
+                 weight_decay: float = 1e-4, cache_features: bool = True, cache_views: int = 2):
         self.model = model
         self.preprocess = preprocess
         self.accelerator = accelerator
@@ -226,6 +228,8 @@ class Trainer:
         self.generator = generator
         self.num_workers = num_workers
         self.weight_decay = weight_decay
+        self.cache_features = cache_features
+        self.cache_views = cache_views
         self.history: list[dict] = []
         self.best_epoch: int | None = None
         self.stop_training = False
@@ -233,6 +237,7 @@ class Trainer:
     # -- public -------------------------------------------------------------------------------
     def fit(self, phases: Sequence[Phase], train: ImageSource, train_targets: np.ndarray,
             val: ImageSource | None = None, val_targets: np.ndarray | None = None) -> TransferModel:
+        """Train through ``phases``; return the model with the best epoch's weights."""
         device = self.accelerator.device
         self.model.to(device).to(memory_format=torch.channels_last)
         weight = None if self.class_weights is None else self.class_weights.to(device)
@@ -243,11 +248,15 @@ class Trainer:
         for cb in self.callbacks:
             cb.set_trainer(self)
             cb.on_train_begin({})
+        train_feed = ImageFeed(train, train_targets, self.preprocess, self.batch_size, device,
+                               self.generator, self.num_workers)
+        val_feed = None if val is None else ImageFeed(val, val_targets, self.preprocess,
+                                                      self.batch_size, device, None, self.num_workers)
         epoch = 0
         for phase in phases:
             if self.stop_training:
                 break
-            epoch = self._run_phase(phase, epoch, train, train_targets, val, val_targets)
+            epoch = self._run_phase(phase, epoch, train_feed, val_feed)
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         for cb in self.callbacks:
@@ -261,9 +270,28 @@ class Trainer:
             groups.append({"params": backbone_params, "lr": phase.lr * phase.backbone_lr_mult})
         return torch.optim.AdamW(groups, weight_decay=self.weight_decay)
 
-    def _run_phase(self, phase: Phase, epoch: int, train, train_targets, val, val_targets) -> int:
+    def _feeds_for_phase(self, phase: Phase, train_feed: ImageFeed, val_feed: ImageFeed | None):
+        """Cached activations of the frozen lower stages when possible, else the image feeds."""
+        start = frozen_prefix_length(self.model.backbone) if self.cache_features else 0
+        if start == 0:
+            return train_feed, val_feed
+        augment = self.preprocess.augment is not None
+        views = min(self.cache_views, phase.epochs) if augment else 1
+        cached_train = CachedFeed.build(self.model, train_feed, start, views, augment,
+                                        self.accelerator)
+        if cached_train is None:
+            return train_feed, val_feed
+        cached_val = None if val_feed is None else CachedFeed.build(
+            self.model, val_feed, start, 1, False, self.accelerator, budget_bytes=float("inf"))
+        return cached_train, cached_val
+
+    def _run_phase(self, phase: Phase, epoch: int, train_feed: ImageFeed,
+                   val_feed: ImageFeed | None) -> int:
         acc = self.accelerator
         backbone_params = freeze_for_phase(self.model, phase.trainable_groups)
+        cache_start = time.perf_counter()
+        train, val = self._feeds_for_phase(phase, train_feed, val_feed)
+        cache_seconds = time.perf_counter() - cache_start  # counted in the phase's first epoch
         optimizer = self._optimizer(phase, backbone_params)
         # Re-prepared per phase: the set of trainable parameters has changed.
         model, optimizer = acc.prepare(self.model, optimizer)
@@ -283,14 +311,15 @@ class Trainer:
                 epoch += 1
                 start = time.perf_counter()
                 train_loss, train_acc = self._train_epoch(model, optimizer, scheduler, phase, epoch,
-                                                          phase_epoch, train, train_targets)
+                                                          phase_epoch, train)
                 row = {"epoch": epoch, "phase": phase.name, "phase_epoch": phase_epoch,
                        "lr": optimizer.optimizer.param_groups[0]["lr"],
                        "train_loss": train_loss, "train_accuracy": train_acc,
                        "val_loss": None, "val_accuracy": None}
                 if val is not None:
-                    row["val_loss"], row["val_accuracy"] = self.evaluate(val, val_targets)
-                row["seconds"] = round(time.perf_counter() - start, 3)
+                    row["val_loss"], row["val_accuracy"] = self.evaluate(val)
+                row["seconds"] = round(time.perf_counter() - start
+                                       + (cache_seconds if phase_epoch == 1 else 0.0), 3)
                 monitored = row["val_loss"] if val is not None else None
                 improved = monitored is not None and monitored < self._best_loss
                 if improved:
@@ -320,21 +349,18 @@ class Trainer:
             acc.free_memory()
         return epoch
 
-    def _train_epoch(self, model, optimizer, scheduler, phase, epoch, phase_epoch, train, targets):
+    def _train_epoch(self, model, optimizer, scheduler, phase, epoch, phase_epoch, feed):
         acc = self.accelerator
         set_train_mode(self.model, self.train_bn)
-        loader = batches(train, targets, self.batch_size, shuffle=True, generator=self.generator,
-                         num_workers=self.num_workers, pin_memory=acc.device.type == "cuda")
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch} [{phase.name} {phase_epoch}/{phase.epochs}]",
+        bar = tqdm(feed.batches(train=True, epoch_in_phase=phase_epoch),
+                   total=math.ceil(len(feed) / self.batch_size),
+                   desc=f"epoch {epoch} [{phase.name} {phase_epoch}/{phase.epochs}]",
                    disable=self.verbose < 1 or not acc.is_main_process, leave=self.verbose >= 2,
                    file=sys.stderr, dynamic_ncols=True)
-        for images, labels in bar:
-            images = images.to(acc.device, non_blocking=True)
-            labels = labels.to(acc.device, non_blocking=True)
-            x = self.preprocess(images, train=True, generator=self.generator)
+        for x, labels in bar:
             with acc.autocast():
-                logits = model(x)
+                logits = model(x, start=feed.start)
                 loss = self.criterion(logits.float(), labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -356,17 +382,13 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     @torch.inference_mode()
-    def evaluate(self, source: ImageSource, targets: np.ndarray) -> tuple[float, float]:
+    def evaluate(self, feed) -> tuple[float, float]:
         """Mean loss and accuracy on held-out data (no augmentation, inference mode)."""
-        acc = self.accelerator
         self.model.eval()
         total_loss, correct, seen = 0.0, 0, 0
-        for images, labels in batches(source, targets, max(self.batch_size, 64),
-                                      num_workers=self.num_workers):
-            x = self.preprocess(images.to(acc.device), train=False)
-            labels = labels.to(acc.device)
-            with acc.autocast():
-                logits = self.model(x).float()
+        for x, labels in feed.batches(train=False):
+            with self.accelerator.autocast():
+                logits = self.model(x, start=feed.start).float()
             total_loss += self.val_criterion(logits, labels).item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)

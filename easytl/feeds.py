@@ -1,0 +1,118 @@
+"""What the trainer iterates over: preprocessed images, or cached activations of frozen layers.
+
+While the lowest backbone stages are frozen their output cannot change, so a
+phase can compute it once per image (and per augmented view) and train the
+remaining stages and the head on that cache. A head-only phase then costs one
+backbone pass per view instead of one per epoch, and a phase that trains the
+top groups runs forward and backward through those groups alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import BatchSampler, RandomSampler
+
+from .data import ImageSource, Preprocessor, batches
+
+# Cached activations above this size fall back to recomputing them every epoch.
+CACHE_BUDGET_BYTES = 2 * 1024**3
+
+
+def frozen_prefix_length(backbone) -> int:
+    """How many leading backbone stages hold no trainable parameter (0 … all stages)."""
+    count = 0
+    for stage in backbone.stages:
+        if any(p.requires_grad for p in stage.parameters()):
+            break
+        count += 1
+    return count
+
+
+class ImageFeed:
+    """Batches of images, preprocessed (and augmented when training) on the device."""
+
+    start = 0
+
+    def __init__(self, source: ImageSource, targets, preprocess: Preprocessor, batch_size: int,
+                 device, generator=None, num_workers: int = 0):
+        self.source, self.targets = source, targets
+        self.preprocess, self.batch_size, self.device = preprocess, batch_size, device
+        self.generator, self.num_workers = generator, num_workers
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, train: bool, epoch_in_phase: int = 1):
+        """Shuffled, augmented batches for training; ordered, plain ones otherwise."""
+        return self.ordered(augment=train, shuffle=train)
+
+    def ordered(self, augment: bool = False, shuffle: bool = False):
+        size = self.batch_size if shuffle else max(self.batch_size, 64)
+        loader = batches(self.source, self.targets, size, shuffle=shuffle, generator=self.generator,
+                         num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=True)
+            x = self.preprocess(images, train=augment, generator=self.generator if augment else None)
+            yield x, labels.to(self.device, non_blocking=True)
+
+
+class CachedFeed:
+    """Activations of the first ``start`` backbone stages, computed once per view.
+
+    Parameters
+    ----------
+    views : list of tensors
+        One tensor (n, ...) per cached (augmented) view; training epoch e of a
+        phase uses view (e - 1) mod len(views).
+    """
+
+    def __init__(self, views: list[torch.Tensor], targets, start: int, batch_size: int, device,
+                 generator=None):
+        self.views, self.start = views, start
+        self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.batch_size, self.device, self.generator = batch_size, device, generator
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batches(self, train: bool, epoch_in_phase: int = 1):
+        view = self.views[(epoch_in_phase - 1) % len(self.views)] if train else self.views[0]
+        n = len(self.targets)
+        # The same sampler as the image loader, so a seeded run sees the same batch order.
+        order = RandomSampler(range(n), generator=self.generator) if train else range(n)
+        size = self.batch_size if train else max(self.batch_size, 64)
+        for indices in BatchSampler(order, size, drop_last=False):
+            index = torch.as_tensor(indices, dtype=torch.long)
+            x = view[index].to(self.device, non_blocking=True)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.targets[index].to(self.device)
+
+    @classmethod
+    def build(cls, model, image_feed: ImageFeed, start: int, n_views: int, augment: bool,
+              accelerator, budget_bytes: float | None = None):
+        """Run the first ``start`` stages over the images once per view.
+
+        Returns None (and the caller keeps the image feed) when the cache would
+        exceed ``budget_bytes`` (default :data:`CACHE_BUDGET_BYTES`).
+        """
+        budget_bytes = CACHE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+        backbone = model.backbone
+        was_training = backbone.training
+        backbone.eval()  # frozen stages always run in inference mode
+        views = []
+        try:
+            with torch.no_grad():
+                for _ in range(n_views):
+                    chunks = []
+                    for x, _ in image_feed.ordered(augment=augment):
+                        with accelerator.autocast():
+                            out = backbone.forward_to(x, start)
+                        if out[0].numel() * out.element_size() * len(image_feed) * n_views > budget_bytes:
+                            return None
+                        chunks.append(out)
+                    views.append(torch.cat(chunks))
+        finally:
+            backbone.train(was_training)
+        return cls(views, image_feed.targets, start, image_feed.batch_size, image_feed.device,
+                   image_feed.generator)

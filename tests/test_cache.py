@@ -1,0 +1,82 @@
+"""The frozen-feature cache: same results as recomputing, far fewer backbone passes."""
+
+import pytest
+import torch
+
+from easytl import FeatureExtraction, Phase, TransferClassifier
+
+from conftest import tiny_kwargs
+
+
+def fit(textures, **overrides):
+    return TransferClassifier(**tiny_kwargs(**overrides)).fit(*textures)
+
+
+def assert_same_weights(a, b, atol):
+    sa, sb = a.model_.state_dict(), b.model_.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], atol=atol, rtol=1e-4, msg=key)
+
+
+def test_head_only_cache_matches_recomputing(textures):
+    settings = dict(schedule=FeatureExtraction(epochs=3), epochs=None, augment=None)
+    cached = fit(textures, cache_features="auto", **settings)
+    plain = fit(textures, cache_features=False, **settings)
+    assert_same_weights(cached, plain, atol=1e-5)
+    assert [r["val_loss"] for r in cached.history_] == \
+        pytest.approx([r["val_loss"] for r in plain.history_], rel=1e-4)
+
+
+def test_frozen_lower_stages_cache_matches_recomputing(textures):
+    # resnet18's stages: stem, layer1, layer2, layer3, layer4+pool; phase 2 trains the top two.
+    settings = dict(backbone="resnet18", weights=None, schedule=[Phase(1, 0), Phase(2, 2)],
+                    epochs=None, augment=None, lr=1e-3)
+    cached = fit(textures, cache_features="auto", **settings)
+    plain = fit(textures, cache_features=False, **settings)
+    assert_same_weights(cached, plain, atol=1e-4)
+
+
+def stem_images(monkeypatch, textures, **settings):
+    """Fit, counting the images that pass through the backbone's first stage."""
+    from easytl import backbones
+    build = backbones.create_backbone
+    seen = []
+
+    def create_and_hook(*args, **kwargs):
+        backbone = build(*args, **kwargs)
+        backbone.stages[0].register_forward_hook(lambda m, inputs, out: seen.append(len(inputs[0])))
+        return backbone
+
+    monkeypatch.setattr("easytl.classifier.create_backbone", create_and_hook)
+    fit(textures, backbone="resnet18", weights=None, **settings)
+    return sum(seen)
+
+
+def test_backbone_runs_once_per_cached_view(textures, monkeypatch):
+    # 80 images, val_size 0.2 → 64 train / 16 val; 4 epochs, augmentation on, 2 cached views.
+    head_only = dict(schedule=FeatureExtraction(epochs=4), epochs=None)
+    assert stem_images(monkeypatch, textures, cache_views=2, **head_only) == 2 * 64 + 16
+    assert stem_images(monkeypatch, textures, cache_features=False, **head_only) == 4 * (64 + 16)
+
+
+def test_top_groups_phase_never_reruns_the_frozen_stem(textures, monkeypatch):
+    # Without augmentation one view per phase: each phase runs the stem once over train + val.
+    two_phases = dict(schedule=[Phase(1, 0), Phase(3, 2)], epochs=None, augment=None)
+    assert stem_images(monkeypatch, textures, **two_phases) == 2 * 80
+    assert stem_images(monkeypatch, textures, cache_features=False, **two_phases) == 4 * 80
+
+
+def test_cache_over_budget_falls_back_to_recomputing(textures, monkeypatch):
+    monkeypatch.setattr("easytl.feeds.CACHE_BUDGET_BYTES", 1)
+    settings = dict(schedule=FeatureExtraction(epochs=2), epochs=None, augment=None)
+    over_budget = fit(textures, **settings)
+    plain = fit(textures, cache_features=False, **settings)
+    assert_same_weights(over_budget, plain, atol=0)
+
+
+def test_cache_parameters_are_validated(textures):
+    with pytest.raises(ValueError, match="cache_features"):
+        fit(textures, cache_features="always")
+    with pytest.raises(ValueError, match="cache_views"):
+        fit(textures, cache_views=0)
