@@ -17,8 +17,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .backbones import Backbone, create_backbone
-from .data import Preprocessor, as_image_source, batches
+from .data import Preprocessor, as_image_source
 from .heads import build_head, head_from_spec, head_spec, resolve_head
+from .inference import run_model
 from .io import ModelFileError, load_model_file, save_model_file
 from .schedules import resolve_phases
 from .training import Trainer, TransferModel, as_callbacks, make_accelerator
@@ -301,42 +302,25 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return size
 
     # ------------------------------------------------------------------------- inference
-    def _inference_batches(self, X):
-        """Yield preprocessed batches on the device, streaming so memory stays bounded."""
+    def _run(self, X, output) -> np.ndarray:
         check_is_fitted(self, "model_")
-        source, _ = as_image_source(X, None, size=self.image_size_)
-        accelerator = make_accelerator(self.device, self.mixed_precision)
-        model = self.model_.to(accelerator.device, memory_format=torch.channels_last).eval()
-        config = model.backbone.data_config
-        preprocess = Preprocessor(self.image_size_, config["mean"], config["std"], augment=None)
-        for images, _ in batches(source, None, self.predict_batch_size, num_workers=self.num_workers):
-            x = preprocess(images.to(accelerator.device), train=False)
-            yield model, x, accelerator
+        return run_model(self.model_, X, output, image_size=self.image_size_,
+                         data_config=self.model_.backbone.data_config,
+                         batch_size=self.predict_batch_size, num_workers=self.num_workers,
+                         device=self.device, mixed_precision=self.mixed_precision)
 
-    @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order."""
-        out = []
-        for model, x, accelerator in self._inference_batches(X):
-            with accelerator.autocast():
-                logits = model(x)
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return np.concatenate(out)
+        return self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1))
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the label values given to ``fit``."""
         proba = self.predict_proba(X)  # checks that the estimator is fitted
         return self.classes_[proba.argmax(axis=1)]
 
-    @torch.inference_mode()
     def transform(self, X) -> np.ndarray:
         """Pooled backbone features, shape (n_images, n_features_), float32."""
-        out = []
-        for model, x, accelerator in self._inference_batches(X):
-            with accelerator.autocast():
-                features = model.features(x)
-            out.append(features.float().cpu().numpy())
-        return np.concatenate(out)
+        return self._run(X, lambda model, x: model.features(x))
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset)."""

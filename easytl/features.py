@@ -1,0 +1,63 @@
+"""FeatureExtractor: a frozen pretrained backbone as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .backbones import create_backbone
+from .inference import run_model
+
+
+class FeatureExtractor(TransformerMixin, BaseEstimator):
+    """Images → pooled features of a frozen pretrained backbone (BatchNorm in inference mode).
+
+    Use it before any scikit-learn model, e.g.
+    ``make_pipeline(FeatureExtractor(), StandardScaler(), LogisticRegression())``.
+    Preprocessing (resize, the weights' own normalisation) comes from the backbone.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="efficientnet_lite0"
+    weights : "default", None or path, default="default"
+    image_size : int, optional
+        None uses the backbone's pretrained input size.
+    batch_size : int, default=128
+    mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"
+    device : "auto", "cpu" or "cuda", default="auto"
+    num_workers : int, default=0
+
+    Attributes
+    ----------
+    backbone_ : Backbone
+    n_features_ : int
+    image_size_ : int
+    """
+
+    def __init__(self, backbone="efficientnet_lite0", weights="default", image_size=None,
+                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0):
+        self.backbone = backbone
+        self.weights = weights
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.mixed_precision = mixed_precision
+        self.device = device
+        self.num_workers = num_workers
+
+    def fit(self, X=None, y=None):
+        """Load the backbone (nothing is learned); returns self."""
+        backbone = create_backbone(self.backbone, self.weights, self.image_size)
+        backbone.requires_grad_(False)
+        self.backbone_ = backbone.eval()
+        self.n_features_ = backbone.num_features
+        self.image_size_ = int(self.image_size or backbone.data_config["input_size"])
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Pooled features, shape (n_images, n_features_), float32."""
+        check_is_fitted(self, "backbone_")
+        return run_model(self.backbone_, X, lambda model, x: model.forward_features(x),
+                         image_size=self.image_size_, data_config=self.backbone_.data_config,
+                         batch_size=self.batch_size, num_workers=self.num_workers,
+                         device=self.device, mixed_precision=self.mixed_precision)
