@@ -61,7 +61,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         Training augmentation (never applied to validation or prediction).
     val_size : float or int, default=0.1
         Stratified hold-out for validation, best-epoch restore and early
-        stopping; ignored when ``X_val`` is given; 0 disables validation.
+        stopping (a fraction, raised to one image per class on small data, or
+        a count); ignored when ``X_val`` is given; 0 disables validation.
     early_stopping : int, optional
         Patience in epochs: a phase ends after this many epochs without a
         better validation loss. The best epoch is always restored.
@@ -205,8 +206,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         n = len(y_encoded)
         if self.val_size == 0:
             return source, y_encoded, None, None
-        n_val = self.val_size if self.val_size >= 1 else int(np.ceil(self.val_size * n))
         n_classes = len(self.classes_)
+        n_val = self.val_size if self.val_size >= 1 else int(np.ceil(self.val_size * n))
+        if self.val_size < 1:
+            # A stratified hold-out needs one image per class: small data sets get that minimum.
+            n_val = max(n_val, n_classes)
         counts = np.bincount(y_encoded, minlength=n_classes)
         if n_val < n_classes or n - n_val < n_classes or counts.min() < 2:
             raise ValueError(
@@ -302,16 +306,53 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return size
 
     # ------------------------------------------------------------------------- inference
-    def _run(self, X, output) -> np.ndarray:
+    def _run(self, X, output, **kwargs) -> np.ndarray:
         check_is_fitted(self, "model_")
         return run_model(self.model_, X, output, image_size=self.image_size_,
                          data_config=self.model_.backbone.data_config,
                          batch_size=self.predict_batch_size, num_workers=self.num_workers,
-                         device=self.device, mixed_precision=self.mixed_precision)
+                         device=self.device, mixed_precision=self.mixed_precision, **kwargs)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order."""
         return self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1))
+
+    def predict_tta(self, X, n_augment: int = 5, return_proba: bool = False) -> np.ndarray:
+        """Predict with test-time augmentation: average probabilities over views.
+
+        The views are the plain image, its mirror image, then ``n_augment - 2``
+        mild random views (large crops, flips, ±5% brightness/contrast), drawn
+        from ``random_state`` so repeated calls agree. ``n_augment=1`` is
+        :meth:`predict`.
+
+        Returns
+        -------
+        labels (n_images,), or probabilities (n_images, n_classes) with ``return_proba``.
+        """
+        if not isinstance(n_augment, numbers.Integral) or n_augment < 1:
+            raise ValueError(f"n_augment must be a positive integer, got {n_augment!r}.")
+        generator = torch.Generator().manual_seed(self.random_state or 0)
+        proba = self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1),
+                          n_views=int(n_augment), generator=generator)
+        return proba if return_proba else self.classes_[proba.argmax(axis=1)]
+
+    def report(self, X, y=None) -> dict:
+        """Held-out evaluation: accuracy, sklearn's classification report and the confusion matrix.
+
+        Returns
+        -------
+        dict with ``accuracy`` (float), ``report`` (text), ``confusion_matrix``
+        (rows: true labels, columns: predictions, both in ``labels`` order) and ``labels``.
+        """
+        from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+        y = self._labels_for(X, y)
+        predictions = self.predict(X)
+        labels = self.classes_
+        return {"accuracy": float(accuracy_score(y, predictions)),
+                "report": classification_report(y, predictions, labels=labels, zero_division=0,
+                                                target_names=[str(c) for c in labels], digits=3),
+                "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
+                "labels": labels.tolist()}
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the label values given to ``fit``."""
@@ -325,14 +366,19 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     def score(self, X, y=None, sample_weight=None) -> float:
         """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset)."""
         from sklearn.metrics import accuracy_score
+        y = self._labels_for(X, y)
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    def _labels_for(self, X, y) -> np.ndarray:
+        """``y``, or the labels a class folder / labelled Dataset carries; all seen in fit."""
         check_is_fitted(self, "model_")
         if y is None:
             _, y = as_image_source(X, None, size=self.image_size_)
             if y is None:
-                raise ValueError("score needs labels: pass y, or a class folder / labelled Dataset.")
+                raise ValueError("labels needed: pass y, or a class folder / labelled Dataset.")
         y = np.asarray(y)
         self._encode(y, "y")
-        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+        return y
 
     # ------------------------------------------------------------------------- persistence
     def save(self, path) -> Path:

@@ -179,3 +179,22 @@ def test_grid_search_over_estimator_params(textures):
                           {"head": ["linear", "mlp"]}, cv=2).fit(*textures)
     assert search.best_params_["head"] in ("linear", "mlp")
     assert search.cv_results_["mean_test_score"].shape == (2,)
+
+
+def test_files_decoded_in_workers_give_the_same_predictions(digit_folder):
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(str(digit_folder))
+    in_process = clf.predict_proba(str(digit_folder))
+    clf.set_params(num_workers=2)
+    np.testing.assert_array_equal(clf.predict_proba(str(digit_folder)), in_process)
+
+
+def test_small_data_holds_out_one_image_per_class(textures):
+    X, y = textures
+    keep = np.r_[0:6, 20:26, 40:46, 60:66]  # 24 images: 10% would be 3 images for 4 classes
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0.1))
+    clf.classes_ = np.unique(y[keep])
+    from easytl.data import as_image_source
+    source, _ = as_image_source(X[keep])
+    train, _, val, val_y = clf._split(source, np.repeat(np.arange(4), 6), seed=0)
+    assert (len(train), len(val), sorted(val_y)) == (20, 4, [0, 1, 2, 3])
+    clf.fit(X[keep], y[keep])  # and fit accepts it
