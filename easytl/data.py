@@ -332,9 +332,28 @@ class Preprocessor:
             x = resize(x, self.size)
             if train and callable(self.augment):
                 x = self.augment(x)
+        return self.normalise(x)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
         mean, std = self.mean.to(x.device), self.std.to(x.device)
-        x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def test_time_views(self, images: torch.Tensor, n_views: int,
+                        generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The plain view, its mirror image, then mildly augmented views (test-time augmentation).
+
+        Views after the first two take a large random crop (85–100% of the
+        area), a random flip and ±5% brightness/contrast: far milder than the
+        training augmentation, so they stay close to the test distribution.
+        """
+        x = images.float().div_(255.0)
+        plain = resize(x, self.size)
+        views = [plain, plain.flip(-1)][:n_views]
+        for _ in range(n_views - len(views)):
+            views.append(default_augment(x, self.size, generator, scale=(0.85, 1.0),
+                                         ratio=(0.9, 1.1), jitter=0.05))
+        return [self.normalise(v) for v in views]
 
 
 def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
@@ -355,21 +374,22 @@ def random_crop_boxes(n: int, height: int, width: int, scale=(0.7, 1.0), ratio=(
     return torch.stack([x1, y1, x1 + crop_w, y1 + crop_h], dim=1)
 
 
-def default_augment(x: torch.Tensor, size: int, generator=None) -> torch.Tensor:
-    """Random resized crop (scale 0.7–1), horizontal flip and mild brightness/contrast jitter.
+def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0),
+                    ratio=(3 / 4, 4 / 3), jitter: float = 0.15) -> torch.Tensor:
+    """Random resized crop (scale 0.7–1), horizontal flip and brightness/contrast jitter (±15%).
 
     Each image gets its own random parameters, yet the whole batch is processed
     in a few tensor ops: torchvision's v2 transforms draw one set of parameters
     per call, which would give every image of a batch the same crop.
     """
     n, _, height, width = x.shape
-    boxes = random_crop_boxes(n, height, width, generator=generator).to(x.device)
+    boxes = random_crop_boxes(n, height, width, scale, ratio, generator).to(x.device)
     rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
     x = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                   aligned=True)
     flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    contrast = _uniform(n, 0.85, 1.15, generator, x.device)[:, None, None, None]
-    brightness = _uniform(n, 0.85, 1.15, generator, x.device)[:, None, None, None]
+    contrast = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
+    brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)

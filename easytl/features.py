@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+from torch import nn
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_memory
 
 from .backbones import create_backbone
 from .inference import run_model
@@ -27,6 +30,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"
     device : "auto", "cpu" or "cuda", default="auto"
     num_workers : int, default=0
+    memory : None, str or joblib.Memory, default=None
+        Cache features on disk, keyed by these parameters and the images: a
+        ``GridSearchCV`` over the downstream model then computes each fold's
+        features once instead of once per candidate.
 
     Attributes
     ----------
@@ -36,7 +43,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, backbone="efficientnet_lite0", weights="default", image_size=None,
-                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0):
+                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0, memory=None):
         self.backbone = backbone
         self.weights = weights
         self.image_size = image_size
@@ -44,10 +51,13 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.mixed_precision = mixed_precision
         self.device = device
         self.num_workers = num_workers
+        self.memory = memory
 
     def fit(self, X=None, y=None):
         """Load the backbone (nothing is learned); returns self."""
-        backbone = create_backbone(self.backbone, self.weights, self.image_size)
+        # A module is copied: fit must not change the estimator's parameters.
+        spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
+        backbone = create_backbone(spec, self.weights, self.image_size)
         backbone.requires_grad_(False)
         self.backbone_ = backbone.eval()
         self.n_features_ = backbone.num_features
@@ -57,7 +67,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Pooled features, shape (n_images, n_features_), float32."""
         check_is_fitted(self, "backbone_")
+        if self.memory is not None:
+            params = dict(self.get_params(), memory=None)
+            return check_memory(self.memory).cache(_features)(params, X)
         return run_model(self.backbone_, X, lambda model, x: model.forward_features(x),
                          image_size=self.image_size_, data_config=self.backbone_.data_config,
                          batch_size=self.batch_size, num_workers=self.num_workers,
                          device=self.device, mixed_precision=self.mixed_precision)
+
+
+def _features(params: dict, X) -> np.ndarray:
+    """Module-level so joblib can key its cache on (params, X)."""
+    return FeatureExtractor(**params).fit().transform(X)

@@ -1,0 +1,108 @@
+"""Plots of the notebook's workflows. matplotlib is the optional ``plots`` extra.
+
+Every function returns the matplotlib Figure and, given ``path``, saves it
+(PNG unless the suffix says otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("easytl's plots need matplotlib: pip install 'easytl[plots]' "
+                          "(or pip install matplotlib).") from None
+    return plt
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_history(clf, path=None):
+    """Loss, accuracy and learning rate per epoch, with phase boundaries marked."""
+    plt = _pyplot()
+    history = clf.history_ if hasattr(clf, "history_") else clf
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    acc_ax.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
+    if any(r["val_loss"] is not None for r in history):
+        loss_ax.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation")
+        acc_ax.plot(epochs, [r["val_accuracy"] for r in history], "s-", label="validation")
+    lr_ax.plot(epochs, [r["lr"] for r in history], "o-")
+    if min(r["lr"] for r in history) > 0:
+        lr_ax.set_yscale("log")
+    boundaries = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if a["phase"] != b["phase"]]
+    for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy"), (lr_ax, "head learning rate")):
+        for x in boundaries:
+            ax.axvline(x, color="gray", linestyle="--", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    loss_ax.legend()
+    return _finish(fig, path)
+
+
+def plot_tsne(X, y, models, titles=None, perplexity: float = 30.0, random_state: int = 0,
+              path=None):
+    """t-SNE of pooled backbone features, one panel per model (e.g. before and after fine-tuning).
+
+    Parameters
+    ----------
+    X, y : images and their labels
+    models : a fitted TransferClassifier / FeatureExtractor, or a list of them
+    titles : list of str, optional
+    """
+    from sklearn.manifold import TSNE
+    plt = _pyplot()
+    models = models if isinstance(models, (list, tuple)) else [models]
+    titles = titles or [type(m).__name__ for m in models]
+    y = np.asarray(y)
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
+    for ax, model, title in zip(axes[0], models, titles):
+        features = model.transform(X)
+        embedded = TSNE(2, perplexity=min(perplexity, len(features) - 1), init="pca",
+                        random_state=random_state).fit_transform(features)
+        for label in np.unique(y):
+            mask = y == label
+            ax.scatter(embedded[mask, 0], embedded[mask, 1], s=12, label=str(label))
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=8, markerscale=1.5)
+    return _finish(fig, path)
+
+
+def plot_backbones(rows, path=None):
+    """Accuracy against parameter count, one point per compared backbone (as in the notebook)."""
+    plt = _pyplot()
+    rows = [r for r in rows if not r.get("skipped")]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for r in rows:
+        ax.errorbar(r["params_m"], r["accuracy_mean"], yerr=r["accuracy_std"], fmt="o", capsize=3)
+        ax.annotate(r["backbone"], (r["params_m"], r["accuracy_mean"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("parameters (millions)")
+    ax.set_ylabel("cross-validated accuracy")
+    ax.set_title("backbone comparison")
+    return _finish(fig, path)
+
+
+def plot_confusion(clf, X, y=None, path=None):
+    """Confusion matrix of a fitted classifier on held-out data."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+    plt = _pyplot()
+    result = clf.report(X, y)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(result["labels"]),) * 2)
+    ConfusionMatrixDisplay(result["confusion_matrix"], display_labels=result["labels"]).plot(
+        ax=ax, colorbar=False)
+    ax.set_title(f"accuracy {result['accuracy']:.3f}")
+    return _finish(fig, path)

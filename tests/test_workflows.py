@@ -1,0 +1,114 @@
+"""The notebook's workflows: TTA, reports, backbone comparison, feature caching in grid search."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from torch import nn
+
+from easytl import FeatureExtractor, TransferClassifier, compare_backbones
+
+from conftest import tiny_cnn, tiny_kwargs
+
+
+class MirrorSymmetric(nn.Module):
+    """Features that cannot tell an image from its mirror image."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + self.conv(x.flip(-1)).flip(-1)
+
+
+@pytest.fixture(scope="module")
+def fitted(textures):
+    return TransferClassifier(**tiny_kwargs(epochs=2)).fit(*textures)
+
+
+def test_tta_with_one_view_is_predict(fitted, textures):
+    X, _ = textures
+    np.testing.assert_array_equal(fitted.predict_tta(X, n_augment=1, return_proba=True),
+                                  fitted.predict_proba(X))
+    assert (fitted.predict_tta(X, n_augment=1) == fitted.predict(X)).all()
+
+
+def test_tta_of_a_mirror_invariant_model_equals_plain_prediction(textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(backbone=MirrorSymmetric(), epochs=1)).fit(X, y)
+    np.testing.assert_allclose(clf.predict_tta(X, n_augment=2, return_proba=True),
+                               clf.predict_proba(X), atol=1e-6)
+
+
+def test_tta_is_deterministic_and_averages_real_views(fitted, textures):
+    X, _ = textures
+    a = fitted.predict_tta(X, n_augment=5, return_proba=True)
+    b = fitted.predict_tta(X, n_augment=5, return_proba=True)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (len(X), 4) and np.allclose(a.sum(1), 1, atol=1e-5)
+    assert not np.allclose(a, fitted.predict_proba(X))  # the extra views change the average
+    with pytest.raises(ValueError, match="n_augment"):
+        fitted.predict_tta(X, n_augment=0)
+
+
+def test_report_has_accuracy_text_and_confusion_matrix(fitted, textures):
+    X, y = textures
+    result = fitted.report(X, y)
+    assert result["accuracy"] == pytest.approx(fitted.score(X, y))
+    cm = result["confusion_matrix"]
+    assert cm.shape == (4, 4) and cm.sum() == len(X) and np.trace(cm) == round(result["accuracy"] * len(X))
+    assert all(label in result["report"] for label in ("dots", "grid", "noise", "stripes"))
+
+
+def test_grid_search_reuses_cached_features(textures, tmp_path, monkeypatch):
+    import easytl.features as features
+    calls = []
+    original = features.run_model
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features, "run_model", counting)
+    X, y = textures
+
+    def search(memory):
+        calls.clear()
+        pipe = make_pipeline(FeatureExtractor(image_size=32, memory=memory),
+                             LogisticRegression(max_iter=500))
+        GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3).fit(X, y)
+        return len(calls)
+
+    # 3 candidates × 3 folds × (train + test) + the refit; cached: 3 train + 3 test parts + all of X.
+    assert search(None) == 19
+    assert search(str(tmp_path / "cache")) == 7
+
+
+def test_compare_backbones_rows_and_offline_skip(textures, monkeypatch):
+    X, y = textures
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    rows = compare_backbones(X, y, backbones=["efficientnet_lite0", "resnet18"], cv=2,
+                             image_size=32, verbose=0)
+    lite0, resnet = rows
+    assert lite0["skipped"] is None and 0.5 <= lite0["accuracy_mean"] <= 1.0
+    assert lite0["params_m"] == pytest.approx(3.37, abs=0.05)  # features only: no ImageNet head
+    assert lite0["images_per_s"] > 0 and lite0["pretrained"] is True
+    assert resnet["skipped"] and "could not download" in resnet["skipped"]
+    assert resnet["accuracy_mean"] is None
+
+
+def test_compare_backbones_fine_tune_strategy(textures):
+    X, y = textures
+    rows = compare_backbones(X, y, backbones=[tiny_cnn()], strategy="fine_tune", cv=2,
+                             image_size=32, epochs=1, verbose=0, mixed_precision="no")
+    assert rows[0]["backbone"] == "Sequential" and 0 <= rows[0]["accuracy_mean"] <= 1
+    assert rows[0]["params_m"] == pytest.approx(sum(p.numel() for p in tiny_cnn().parameters()) / 1e6,
+                                                abs=0.01)
+    with pytest.raises(ValueError, match="strategy"):
+        compare_backbones(X, y, strategy="guess")
