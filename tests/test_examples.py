@@ -17,3 +17,44 @@ def test_digits_example_runs_at_tiny_size(capsys):
     out = capsys.readouterr().out
     assert f"held-out accuracy {accuracy:.3f} on 50 images" in out
     assert accuracy > 0.5  # 10 classes: far above chance even at 64 px and 3 epochs
+
+
+def test_feature_extraction_example():
+    assert load_example("feature_extraction").main(["--n-per-class", "12", "--image-size", "64"]) >= 0.9
+
+
+def test_fine_tuning_example():
+    accuracy = load_example("fine_tuning").main(["--epochs", "1", "--n-per-class", "12",
+                                                 "--image-size", "64", "--verbose", "0"])
+    assert accuracy >= 0.75
+
+
+def test_progressive_unfreezing_example_saves_the_history_plot(tmp_path):
+    out = tmp_path / "history.png"
+    load_example("progressive_unfreezing").main(["--out", str(out), "--epochs", "3", "--n-per-class", "12",
+                                                 "--image-size", "64", "--verbose", "0"])
+    assert out.stat().st_size > 1000
+
+
+def test_model_selection_example(tmp_path):
+    out = tmp_path / "backbones.png"
+    rows = load_example("model_selection").main(["--backbones", "efficientnet_lite0", "--out", str(out),
+                                                 "--n-per-class", "6", "--image-size", "32", "--cv", "2"])
+    assert rows[0]["backbone"] == "efficientnet_lite0" and out.stat().st_size > 1000
+
+
+def test_tta_example():
+    plain, tta = load_example("tta").main(["--epochs", "1", "--limit", "120", "--image-size", "32"])
+    assert 0 <= plain <= 1 and 0 <= tta <= 1
+
+
+def test_tsne_example(tmp_path):
+    out = tmp_path / "tsne.png"
+    load_example("tsne").main(["--out", str(out), "--epochs", "1", "--limit", "60", "--image-size", "32"])
+    assert out.stat().st_size > 1000
+
+
+def test_folder_of_images_example(tmp_path):
+    accuracy = load_example("folder_of_images").main(["--root", str(tmp_path), "--per-class", "8",
+                                                      "--epochs", "2", "--image-size", "32"])
+    assert len(list((tmp_path / "train").iterdir())) == 10 and 0 <= accuracy <= 1
