@@ -1,0 +1,49 @@
+"""Data and command-line handling shared by both sides of the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+PREDICT_IMAGES = 2000
+
+
+def parse_args(argv, workflows):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workflow", choices=sorted(workflows))
+    parser.add_argument("data", choices=["textures", "digits"])
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per phase")
+    return parser.parse_args(argv)
+
+
+def load_data(name: str, workflow: str):
+    """(X_train, y_train, X_test, y_test, classes) as float images in [0, 1] and int labels."""
+    from easytl import make_textures
+    if workflow == "predict":  # 2,000 images to predict; training data unused
+        X, y = make_textures(n_per_class=PREDICT_IMAGES // 4, random_state=1)
+        y = np.unique(y, return_inverse=True)[1]
+        return X[::250], y[::250], X, y, np.unique(y)  # 8 training images, 2 per class
+    if name == "textures":
+        X, y = make_textures(random_state=42)
+        y = np.unique(y, return_inverse=True)[1]
+    else:
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        X, y = (digits.images / 16.0).astype(np.float32), digits.target
+        X = np.repeat(X[..., None], 3, axis=-1)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y,
+                                                        random_state=0)
+    return X_train, y_train, X_test, y_test, np.unique(y)
+
+
+def timed(workflow, *args) -> dict:
+    """Run a workflow; it returns an accuracy, or (accuracy, seconds) when it times itself."""
+    import time
+    start = time.perf_counter()
+    result = workflow(*args)
+    seconds = time.perf_counter() - start
+    if isinstance(result, tuple):
+        result, seconds = result
+    return {"seconds": seconds, "accuracy": result}

@@ -1,0 +1,115 @@
+"""The same workflows with easytl (defaults unless the workflow says otherwise).
+
+Run through ``benchmarks/run.py``; alone: ``python benchmarks/easytl_side.py WORKFLOW DATA``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from common import load_data, parse_args, timed
+from easytl import FeatureExtractor, Phase, TransferClassifier
+
+
+def feature_extraction(X_train, y_train, X_test, y_test, classes, epochs):
+    from sklearn.linear_model import LogisticRegression
+    extractor = FeatureExtractor().fit()
+    probe = LogisticRegression(max_iter=1000).fit(extractor.transform(X_train), y_train)
+    return float(probe.score(extractor.transform(X_test), y_test))
+
+
+def _fit_and_score(schedule, X_train, y_train, X_test, y_test, epochs=None):
+    clf = TransferClassifier(schedule=schedule, epochs=epochs, val_size=0, random_state=0,
+                             verbose=0).fit(X_train, y_train)
+    return float(clf.score(X_test, y_test))
+
+
+def two_phase(X_train, y_train, X_test, y_test, classes, epochs):
+    return _fit_and_score([Phase(epochs, 0), Phase(epochs, "all")], X_train, y_train, X_test, y_test)
+
+
+def progressive(X_train, y_train, X_test, y_test, classes, epochs):
+    """The default schedule at the same total epochs as the notebook's two phases."""
+    return _fit_and_score("progressive", X_train, y_train, X_test, y_test, epochs=2 * epochs)
+
+
+def predict(X_train, y_train, X_test, y_test, classes, epochs):
+    clf = TransferClassifier(schedule="feature_extraction", epochs=1, val_size=0, verbose=0,
+                             random_state=0).fit(X_train, y_train)
+    start = time.perf_counter()
+    labels = clf.predict(X_test)
+    seconds = time.perf_counter() - start
+    assert len(labels) == len(X_test)
+    return None, seconds
+
+
+def throughput(*data, batch=64, n=512):
+    """img/s at 224 px: the bare model (bf16 autocast + channels_last) vs FeatureExtractor.transform."""
+    extractor = FeatureExtractor(batch_size=batch).fit()
+    model = extractor.backbone_.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    images = np.random.default_rng(0).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+        start = time.perf_counter()
+        for _ in range(n // batch):
+            model(x)
+        bare = n / (time.perf_counter() - start)
+    extractor.transform(images[:batch])
+    start = time.perf_counter()
+    extractor.transform(images)
+    ours = n / (time.perf_counter() - start)
+    return {"bare_img_s": bare, "easytl_img_s": ours, "ratio": ours / bare}
+
+
+def memory(*args, n=50_000):
+    """Peak RSS of predict on 50,000 32 px images (model input 64 px)."""
+    from easytl import make_textures
+    X, y = make_textures(n_per_class=10, size=32)
+    clf = TransferClassifier(schedule="feature_extraction", epochs=1, image_size=64, val_size=0,
+                             verbose=0).fit(X, y)
+    big = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # 150 MB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    clf.predict(big)
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_mb": before, "seconds": time.perf_counter() - start}
+
+
+def matmul_gflops(size=2048, repeats=10):
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        out[name] = 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    return out
+
+
+WORKFLOWS = {"feature_extraction": feature_extraction, "two_phase": two_phase,
+             "progressive": progressive, "predict": predict}
+EXTRAS = {"throughput": throughput, "memory": memory, "matmul": matmul_gflops}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in EXTRAS:
+        data = load_data("textures", "predict") if argv[0] == "throughput" else ()
+        print(json.dumps(EXTRAS[argv[0]](*data)))
+        return
+    args = parse_args(argv, WORKFLOWS)
+    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow)
+    print(json.dumps(timed(WORKFLOWS[args.workflow], X_train, y_train, X_test, y_test, classes,
+                           args.epochs)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
