@@ -41,7 +41,8 @@ def test_progressive_defaults_follow_the_notebook():
     assert top.trainable_groups == 3 and top.lr * top.backbone_lr_mult == pytest.approx(1e-4)
     assert every.trainable_groups == "all"
     assert every.lr * every.backbone_lr_mult == pytest.approx(1e-5)
-    assert [p.epochs for p in resolve_phases("progressive", 1e-3, 0.1, 0, epochs=20)] == [8, 6, 6]
+    assert [p.epochs for p in resolve_phases("progressive", 1e-3, 0.1, 0)] == [4, 4, 2]
+    assert [p.epochs for p in resolve_phases("progressive", 1e-3, 0.1, 0, epochs=20)] == [8, 8, 4]
 
 
 def test_builtin_and_custom_schedules():
