@@ -10,6 +10,15 @@ from sklearn.model_selection import train_test_split
 PREDICT_IMAGES = 2000
 
 
+def run_workflow(workflows: dict, argv=None) -> None:
+    """Parse ``WORKFLOW DATA [--epochs N]``, run it on its data and print one JSON line."""
+    import json
+    args = parse_args(argv, workflows)
+    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow)
+    print(json.dumps(timed(workflows[args.workflow], X_train, y_train, X_test, y_test, classes,
+                           args.epochs)))
+
+
 def parse_args(argv, workflows):
     parser = argparse.ArgumentParser()
     parser.add_argument("workflow", choices=sorted(workflows))

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from common import load_data, parse_args, timed
+from common import load_data, run_workflow
 from easytl import FeatureExtractor, Phase, TransferClassifier
 
 
@@ -105,10 +105,7 @@ def main(argv=None):
         data = load_data("textures", "predict") if argv[0] == "throughput" else ()
         print(json.dumps(EXTRAS[argv[0]](*data)))
         return
-    args = parse_args(argv, WORKFLOWS)
-    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow)
-    print(json.dumps(timed(WORKFLOWS[args.workflow], X_train, y_train, X_test, y_test, classes,
-                           args.epochs)))
+    run_workflow(WORKFLOWS, argv)
 
 
 if __name__ == "__main__":

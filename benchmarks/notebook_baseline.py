@@ -10,7 +10,6 @@ Run through ``benchmarks/run.py``; alone: ``python benchmarks/notebook_baseline.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -21,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from common import load_data, parse_args, timed
+from common import run_workflow
 
 
 class NumpyImages(Dataset):
@@ -130,10 +129,7 @@ WORKFLOWS = {"feature_extraction": feature_extraction, "two_phase": two_phase, "
 
 
 def main(argv=None):
-    args = parse_args(argv, WORKFLOWS)
-    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow)
-    print(json.dumps(timed(WORKFLOWS[args.workflow], X_train, y_train, X_test, y_test, classes,
-                           args.epochs)))
+    run_workflow(WORKFLOWS, argv)
 
 
 if __name__ == "__main__":

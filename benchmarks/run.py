@@ -70,13 +70,14 @@ def main(argv=None):
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; {time.strftime('%Y-%m-%d')}; "
           f"{args.rounds} runs per side, {args.epochs} epochs per notebook phase\n")
-    print("| workflow | data | notebook s | easytl s | speed-up | notebook acc | easytl acc | spread (nb / easytl) |")
+    print("| workflow | data | notebook s | easytl s | speed-up | notebook acc | easytl acc "
+          "| spread (nb / easytl) |")
     print("|---|---|---|---|---|---|---|---|")
     for (label, data), entry in results.items():
         base_s, base_spread, base_acc = best(entry["base"])
         ours_s, ours_spread, ours_acc = best(entry["ours"])
-        print(f"| {label} | {data} | {base_s:.1f} | {ours_s:.1f} | {base_s / ours_s:.1f}x | {fmt(base_acc)} | "
-              f"{fmt(ours_acc)} | {base_spread:.0%} / {ours_spread:.0%} |")
+        print(f"| {label} | {data} | {base_s:.1f} | {ours_s:.1f} | {base_s / ours_s:.1f}x "
+              f"| {fmt(base_acc)} | {fmt(ours_acc)} | {base_spread:.0%} / {ours_spread:.0%} |")
     print()
     for extra in ("throughput", "memory", "matmul"):
         print(f"{extra}: {json.dumps(run('easytl_side.py', extra))}")
