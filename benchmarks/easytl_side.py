@@ -82,6 +82,16 @@ def memory(*args, n=50_000):
             "rss_before_mb": before, "seconds": time.perf_counter() - start}
 
 
+def feature_cosine(*args):
+    """Cosine similarity between bf16 and fp32 features of the same 400 textures (target >= 0.99)."""
+    from easytl import make_textures
+    X, _ = make_textures(random_state=42)
+    fast = FeatureExtractor(mixed_precision="auto").fit().transform(X)
+    exact = FeatureExtractor(mixed_precision="no").fit().transform(X)
+    cosine = (fast * exact).sum(1) / (np.linalg.norm(fast, axis=1) * np.linalg.norm(exact, axis=1))
+    return {"min": float(cosine.min()), "mean": float(cosine.mean())}
+
+
 def matmul_gflops(size=2048, repeats=10):
     out = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -96,7 +106,8 @@ def matmul_gflops(size=2048, repeats=10):
 
 WORKFLOWS = {"feature_extraction": feature_extraction, "two_phase": two_phase,
              "progressive": progressive, "predict": predict}
-EXTRAS = {"throughput": throughput, "memory": memory, "matmul": matmul_gflops}
+EXTRAS = {"throughput": throughput, "memory": memory, "feature_cosine": feature_cosine,
+          "matmul": matmul_gflops}
 
 
 def main(argv=None):

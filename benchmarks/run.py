@@ -1,6 +1,6 @@
 """Benchmark easytl against the notebook-style loop, one process per run, sides alternating.
 
-    python benchmarks/run.py [--rounds 2] [--epochs 2]
+    python benchmarks/run.py [--rounds 2] [--epochs 2] [--only two_phase,progressive]
 
 Each job runs ``rounds`` times per side, baseline and easytl alternating, each
 run in a fresh process; the table keeps the best time per side and the spread
@@ -44,12 +44,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per notebook phase")
+    parser.add_argument("--only", help="comma-separated easytl workflows (or extras) to run; "
+                                        "default: all")
     args = parser.parse_args(argv)
+    only = None if args.only is None else set(args.only.split(","))
+    jobs = [job for job in JOBS if only is None or job[3] in only]
     epochs = ["--epochs", str(args.epochs)]
     results: dict = {}
     baseline_cache: dict = {}
     for round_ in range(args.rounds):
-        for label, data, base_wf, ours_wf in JOBS:
+        for label, data, base_wf, ours_wf in jobs:
             key = (base_wf, data, round_)
             if key not in baseline_cache:  # one baseline run serves every job that compares to it
                 baseline_cache[key] = run("notebook_baseline.py", base_wf, data, *epochs)
@@ -79,7 +83,9 @@ def main(argv=None):
         print(f"| {label} | {data} | {base_s:.1f} | {ours_s:.1f} | {base_s / ours_s:.1f}x "
               f"| {fmt(base_acc)} | {fmt(ours_acc)} | {base_spread:.0%} / {ours_spread:.0%} |")
     print()
-    for extra in ("throughput", "memory", "matmul"):
+    for extra in ("throughput", "memory", "feature_cosine", "matmul"):
+        if only is not None and extra not in only:
+            continue
         print(f"{extra}: {json.dumps(run('easytl_side.py', extra))}")
 
 

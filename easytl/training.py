@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageSource, Preprocessor
+from .depthwise import fp32_depthwise_training
 from .feeds import CachedFeed, ImageFeed, frozen_prefix_length
 from .schedules import Phase
 
@@ -253,10 +254,12 @@ class Trainer:
         val_feed = None if val is None else ImageFeed(val, val_targets, self.preprocess,
                                                       self.batch_size, device, None, self.num_workers)
         epoch = 0
-        for phase in phases:
-            if self.stop_training:
-                break
-            epoch = self._run_phase(phase, epoch, train_feed, val_feed)
+        cpu_bf16 = device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
+        with fp32_depthwise_training(self.model, enabled=cpu_bf16):
+            for phase in phases:
+                if self.stop_training:
+                    break
+                epoch = self._run_phase(phase, epoch, train_feed, val_feed)
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         for cb in self.callbacks:

@@ -184,3 +184,29 @@ def test_plateau_waits_for_each_phases_own_warmup(textures):
     second = [row["lr"] for row in clf.history_ if row["phase"] == "phase2"]
     # Warmup over epochs 1-2; plateau counts from epoch 2: best, flat, flat → cut after epoch 4.
     assert second[2:] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6, abs=0)
+
+
+def test_depthwise_convs_train_in_fp32_under_cpu_bf16_autocast_and_are_restored():
+    from easytl.depthwise import fp32_depthwise_training
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8))
+    depthwise = model[1]
+    keys = list(model.state_dict())
+    x = torch.randn(2, 4, 6, 6)
+    with fp32_depthwise_training(model) as n_patched:
+        assert n_patched == 1  # the pointwise conv is left alone
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            trained = model(x)
+            with torch.no_grad():
+                inferred = model(x)
+        assert list(model.state_dict()) == keys
+    assert trained.dtype == torch.float32  # depthwise computed in fp32 while gradients flow
+    assert inferred.dtype == torch.bfloat16  # inference keeps the faster bf16 path
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pointwise = model[0](x)
+    expected = torch.nn.functional.conv2d(pointwise.float(), depthwise.weight, depthwise.bias,
+                                          padding=1, groups=8)
+    torch.testing.assert_close(trained, expected, rtol=0, atol=0)
+    assert "forward" not in vars(depthwise)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x).dtype == torch.bfloat16  # outside the block: plain autocast again
