@@ -98,9 +98,13 @@ def plot_backbones(rows, path=None):
 
 def plot_confusion(clf, X, y=None, path=None):
     """Confusion matrix of a fitted classifier on held-out data."""
+    return plot_report(clf.report(X, y), path)
+
+
+def plot_report(result: dict, path=None):
+    """Draw the confusion matrix of a :meth:`TransferClassifier.report` result."""
     from sklearn.metrics import ConfusionMatrixDisplay
     plt = _pyplot()
-    result = clf.report(X, y)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(result["labels"]),) * 2)
     ConfusionMatrixDisplay(result["confusion_matrix"], display_labels=result["labels"]).plot(
         ax=ax, colorbar=False)

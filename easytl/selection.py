@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
@@ -13,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .backbones import WeightsUnavailableError, create_backbone
-from .data import as_image_source
+from .data import as_image_source, read_class_folders
 from .features import FeatureExtractor
 
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "params_m", "images_per_s",
@@ -59,6 +60,9 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
     """
     if strategy not in ("feature_extraction", "fine_tune"):
         raise ValueError(f"strategy must be 'feature_extraction' or 'fine_tune', got {strategy!r}.")
+    if isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
+        paths, y = read_class_folders(X)
+        X = [str(p) for p in paths]
     source, labels = as_image_source(X, y, size=image_size or 224)
     if labels is None:
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")

@@ -1,0 +1,118 @@
+"""Export a fitted model as one self-contained graph: images in, probabilities out.
+
+The graph takes a batch of uint8 RGB images shaped (N, H, W, 3), the layout
+every image decoder returns, of any size; inside it resizes them to the
+model's input size the way easytl does (antialiased bilinear, rounded to whole
+pixel values), applies the backbone's normalisation, runs backbone and head in
+fp32 and returns softmax probabilities (N, n_classes) in ``classes`` order. The
+class labels travel with the file (ONNX metadata / TorchScript extra file
+``classes.json``), so a deployment needs nothing from easytl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
+
+
+class ImagePredictor(nn.Module):
+    """uint8 (N, H, W, 3) images → class probabilities, preprocessing included."""
+
+    def __init__(self, model: nn.Module, image_size: int, mean, std):
+        super().__init__()
+        self.model = model
+        self.image_size = int(image_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                          antialias=True, align_corners=False).round().clamp(0, 255)
+        x = (x / 255.0 - self.mean) / self.std
+        return torch.softmax(self.model(x).float(), dim=1)
+
+
+def predictor_for(classifier) -> ImagePredictor:
+    """The :class:`ImagePredictor` of a fitted ``TransferClassifier`` (fp32, on the CPU, eval mode)."""
+    model = classifier.model_
+    config = model.backbone.data_config
+    import copy
+    model = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return ImagePredictor(model, classifier.image_size_, config["mean"], config["std"]).eval()
+
+
+def export_model(classifier, path, format: str = "onnx") -> Path:
+    """Write a fitted classifier as an ONNX or TorchScript file (written atomically).
+
+    Parameters
+    ----------
+    classifier : fitted TransferClassifier
+    path : str or Path
+        The file to write.
+    format : {"onnx", "torchscript"}
+
+    Returns
+    -------
+    Path of the written file.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    if not hasattr(classifier, "model_"):
+        raise ValueError("the classifier is not fitted: fit it (or load a model file) before export.")
+    predictor = predictor_for(classifier)
+    classes = json.dumps([c.item() if hasattr(c, "item") else c for c in classifier.classes_])
+    size = classifier.image_size_
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        if format == "onnx":
+            _write_onnx(predictor, example, tmp, classes)
+        else:
+            _write_torchscript(predictor, example, tmp, classes)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _write_torchscript(predictor: ImagePredictor, example: torch.Tensor, path: str,
+                       classes: str) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(predictor, example, check_trace=False)
+    torch.jit.save(traced, path, _extra_files={"classes.json": classes})
+
+
+def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, classes: str) -> None:
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx extra: pip install 'easytl[onnx]'") from None
+    batch, height, width = (torch.export.Dim("batch", min=1), torch.export.Dim("height", min=2),
+                            torch.export.Dim("width", min=2))
+    with torch.no_grad():
+        program = torch.onnx.export(predictor, (example,), input_names=["images"],
+                                    output_names=["probabilities"], opset_version=ONNX_OPSET,
+                                    dynamic_shapes={"images": {0: batch, 1: height, 2: width}},
+                                    dynamo=True, verbose=False)
+    program.save(path)
+    model = onnx.load(path)
+    model.metadata_props.add(key="classes", value=classes)
+    model.metadata_props.add(key="producer", value="easytl")
+    onnx.save(model, path)
