@@ -44,8 +44,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per notebook phase")
-    parser.add_argument("--only", help="comma-separated easytl workflows (or extras) to run; "
-                                        "default: all")
+    parser.add_argument("--only", help="comma-separated easytl workflows or extras; default: all")
     args = parser.parse_args(argv)
     only = None if args.only is None else set(args.only.split(","))
     jobs = [job for job in JOBS if only is None or job[3] in only]

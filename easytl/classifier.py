@@ -17,8 +17,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .backbones import Backbone, create_backbone
-from .data import Preprocessor, as_image_source
+from .data import (ListImages, Preprocessor, UnreadableImagesError, as_image_source,
+                   describe_unreadable, find_unreadable)
 from .heads import build_head, head_from_spec, head_spec, resolve_head
+from .checkpoints import check_fingerprint, load_checkpoint
 from .inference import run_model
 from .io import ModelFileError, load_model_file, save_model_file
 from .schedules import resolve_phases
@@ -85,6 +87,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         phase trains on view (e - 1) mod cache_views. One view without augmentation.
     predict_batch_size : int, default=128
         Batch size of ``predict``, ``predict_proba`` and ``transform``.
+    on_bad_image : "error" or "skip", default="error"
+        When ``X`` is a folder or a list of files, every file is decoded once
+        before training; unreadable, truncated, empty or non-image files raise
+        a ValueError listing them, or with "skip" are left out (with a warning;
+        see ``skipped_images_``).
 
     Attributes
     ----------
@@ -98,6 +105,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     best_epoch_ : int or None
         The epoch whose weights were restored.
     n_features_ : int
+    validation_indices_ : ndarray or None
+        Positions in ``X`` of the images held out for validation (None when
+        ``X_val`` was given or ``val_size=0``).
+    skipped_images_ : list of (path, reason)
+        Files left out by ``on_bad_image="skip"``.
+    interrupted_ : bool
+        True when Ctrl-C ended ``fit`` early (the last history row then has
+        ``"interrupted": True``).
         Width of the pooled backbone features (what :meth:`transform` returns).
     """
 
@@ -107,7 +122,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  train_bn=False, image_size=None, augment="default", val_size=0.1,
                  early_stopping=None, class_weight=None, mixed_precision="auto", device="auto",
                  num_workers=0, random_state=None, verbose=1, callbacks=None,
-                 cache_features="auto", cache_views=2, predict_batch_size=128):
+                 cache_features="auto", cache_views=2, predict_batch_size=128,
+                 on_bad_image="error"):
         self.backbone = backbone
         self.weights = weights
         self.head = head
@@ -134,6 +150,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.cache_features = cache_features
         self.cache_views = cache_views
         self.predict_batch_size = predict_batch_size
+        self.on_bad_image = on_bad_image
 
     # ------------------------------------------------------------------------- validation
     def _validate_params(self) -> None:
@@ -158,6 +175,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         positive_int("early_stopping", allow_none=True)
         positive_int("cache_views")
         positive_int("predict_batch_size")
+        if self.on_bad_image not in ("error", "skip"):
+            raise ValueError(f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r}.")
         if self.cache_features not in ("auto", True, False):
             raise ValueError(f"cache_features must be 'auto', True or False, got {self.cache_features!r}.")
         non_negative("lr")
@@ -202,10 +221,34 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                              f"known classes: {self.classes_.tolist()[:20]}.")
         return np.array([index[v] for v in labels.tolist()], dtype=np.int64)
 
+    def _drop_bad_files(self, source, labels, name: str = "X"):
+        """Decode every image file once before training; raise on bad ones, or leave them out.
+
+        Returns the source, its labels and the positions in ``X`` that were kept.
+        """
+        kept = np.arange(len(source))
+        if not (isinstance(source, ListImages) and all(isinstance(p, Path) for p in source.items)):
+            return source, labels, kept
+        bad = find_unreadable(source.items)
+        if not bad:
+            return source, labels, kept
+        if self.on_bad_image == "error" or len(bad) == len(source):
+            raise UnreadableImagesError(
+                f"{len(bad)} of {len(source)} image files in {name} cannot be read:\n"
+                f"{describe_unreadable(bad)}\nRemove or re-save them, or pass "
+                "on_bad_image='skip' to leave them out.", bad)
+        import warnings
+        bad_paths = {path for path, _ in bad}
+        kept = np.array([i for i, p in enumerate(source.items) if p not in bad_paths])
+        warnings.warn(f"left out {len(bad)} unreadable image files (skipped_images_):\n"
+                      f"{describe_unreadable(bad)}", stacklevel=3)
+        self.skipped_images_ += bad
+        return source.subset(kept), (None if labels is None else labels[kept]), kept
+
     def _split(self, source, y_encoded, seed):
         n = len(y_encoded)
         if self.val_size == 0:
-            return source, y_encoded, None, None
+            return source, y_encoded, None, None, None
         n_classes = len(self.classes_)
         n_val = self.val_size if self.val_size >= 1 else int(np.ceil(self.val_size * n))
         if self.val_size < 1:
@@ -220,17 +263,27 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), stratify=y_encoded,
                                               random_state=seed)
         return (source.subset(train_idx), y_encoded[train_idx],
-                source.subset(val_idx), y_encoded[val_idx])
+                source.subset(val_idx), y_encoded[val_idx], val_idx)
 
     # ------------------------------------------------------------------------- fit
-    def fit(self, X, y=None, X_val=None, y_val=None):
+    def fit(self, X, y=None, X_val=None, y_val=None, checkpoint_dir=None, resume=False):
         """Fit the backbone and head on images ``X`` with labels ``y``.
+
+        Ctrl-C during fit stops training but keeps the best weights so far
+        (``interrupted_`` is then True) and returns the fitted estimator.
 
         Parameters
         ----------
         X : array, tensor, list of images or paths, directory, or Dataset
         y : array-like of labels, optional when X is a directory or a Dataset of (image, label)
         X_val, y_val : optional held-out data (same forms); replaces ``val_size``.
+        checkpoint_dir : str or Path, optional
+            Write ``checkpoint.pt`` there after every epoch (weights, optimizer,
+            scheduler, position in the schedule, RNG states).
+        resume : bool, default=False
+            Continue from the checkpoint in ``checkpoint_dir`` (same data and
+            parameters); on a CPU the result equals an uninterrupted fit. Starts
+            afresh when there is no checkpoint yet.
 
         Returns
         -------
@@ -238,6 +291,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         source, labels = as_image_source(X, y, size=self.image_size or 224)
+        self.skipped_images_ = []
+        source, labels, kept = self._drop_bad_files(source, labels)
         if labels is None:
             raise ValueError("y is required: pass labels, a directory with one sub-folder per "
                              "class, or a Dataset yielding (image, label).")
@@ -246,25 +301,49 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs "
                              "at least 2 classes.")
-        seed = (int(self.random_state) if self.random_state is not None
-                else int(np.random.randint(0, 2**31 - 1)))
+        checkpoint = None
+        if resume:
+            if checkpoint_dir is None:
+                raise ValueError("resume=True needs checkpoint_dir: the folder fit wrote checkpoints to.")
+            checkpoint = load_checkpoint(checkpoint_dir)
+        if self.random_state is not None:
+            seed = int(self.random_state)
+        elif checkpoint is not None:  # an unseeded fit resumes with the seed it drew
+            seed = int(checkpoint["fingerprint"]["seed"])
+        else:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        accelerator = make_accelerator(self.device, self.mixed_precision)
+        if accelerator.num_processes > 1 and self.random_state is None:
+            # Every process must split, initialise and shuffle alike: use the main process's seed.
+            from accelerate.utils import broadcast_object_list
+            seed = int(broadcast_object_list([seed])[0])
         if X_val is not None:
             val_source, val_labels = as_image_source(X_val, y_val, size=self.image_size or 224,
                                                      name="X_val")
+            val_source, val_labels, _ = self._drop_bad_files(val_source, val_labels, "X_val")
             if val_labels is None:
                 raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
             train, train_y = source, y_encoded
             val, val_y = val_source, self._encode(val_labels, "y_val")
+            self.validation_indices_ = None
         else:
-            train, train_y, val, val_y = self._split(source, y_encoded, seed)
+            train, train_y, val, val_y, val_idx = self._split(source, y_encoded, seed)
+            self.validation_indices_ = None if val_idx is None else kept[val_idx]
         if self.early_stopping is not None and val is None:
             raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
 
         phases = resolve_phases(self.schedule, self.lr, self.backbone_lr_mult, self.warmup_epochs,
                                 self.epochs)
         class_weights = self._class_weights(train_y)
+        fingerprint = {"seed": seed, "n_train": len(train_y), "n_val": 0 if val is None else len(val_y),
+                       "classes": [str(c) for c in self.classes_.tolist()],
+                       "phases": [repr(p) for p in phases],
+                       "params": repr(sorted((k, v) for k, v in self.get_params(deep=False).items()
+                                             if k not in ("verbose", "callbacks", "backbone")
+                                             and not callable(v)))}
+        if checkpoint is not None:
+            check_fingerprint(checkpoint_dir, checkpoint, fingerprint)
         callbacks = as_callbacks(self.callbacks)
-        accelerator = make_accelerator(self.device, self.mixed_precision)
         devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -288,13 +367,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                               num_workers=self.num_workers,
                               cache_features=self.cache_features is not False,
                               cache_views=self.cache_views)
-            self.model_ = trainer.fit(phases, train, train_y, val, val_y)
-        self.model_.eval()
-        self.history_ = trainer.history
-        self.best_epoch_ = trainer.best_epoch
-        self.n_features_ = backbone.num_features
-        self.image_size_ = size
-        self.phases_ = phases
+            try:
+                trainer.fit(phases, train, train_y, val, val_y, checkpoint_dir=checkpoint_dir,
+                            resume_from=checkpoint, fingerprint=fingerprint)
+            finally:  # also after a non-finite loss: the last good weights stay usable
+                self.model_ = trainer.model.eval()
+                self.history_ = trainer.history
+                self.best_epoch_ = trainer.best_epoch
+                self.interrupted_ = trainer.interrupted
+                self.n_features_ = backbone.num_features
+                self.image_size_ = size
+                self.phases_ = phases
+        if self.interrupted_:
+            import warnings
+            warnings.warn(f"fit was interrupted after {len(self.history_)} epochs; the best weights "
+                          "so far are kept (interrupted_ is True).", stacklevel=2)
         return self
 
     def _input_size(self, backbone: Backbone) -> int:
@@ -336,8 +423,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                           n_views=int(n_augment), generator=generator)
         return proba if return_proba else self.classes_[proba.argmax(axis=1)]
 
-    def report(self, X, y=None) -> dict:
+    def report(self, X, y=None, n_augment: int = 1) -> dict:
         """Held-out evaluation: accuracy, sklearn's classification report and the confusion matrix.
+
+        ``n_augment > 1`` evaluates :meth:`predict_tta` instead of :meth:`predict`.
 
         Returns
         -------
@@ -346,7 +435,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
         y = self._labels_for(X, y)
-        predictions = self.predict(X)
+        predictions = self.predict(X) if n_augment == 1 else self.predict_tta(X, n_augment)
         labels = self.classes_
         return {"accuracy": float(accuracy_score(y, predictions)),
                 "report": classification_report(y, predictions, labels=labels, zero_division=0,
@@ -407,10 +496,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "image_size": self.image_size_,
             "n_features": self.n_features_,
             "best_epoch": self.best_epoch_,
+            "interrupted": bool(getattr(self, "interrupted_", False)),
             "history": self.history_,
             "params": params,
         }
-        return save_model_file(path, manifest, self.model_.state_dict())
+        return _save_on_main_process(path, manifest, self.model_.state_dict())
 
     @classmethod
     def load(cls, path, backbone=None, head=None) -> "TransferClassifier":
@@ -454,6 +544,19 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         clf.classes_ = classes
         clf.history_ = manifest["history"]
         clf.best_epoch_ = manifest["best_epoch"]
+        clf.interrupted_ = bool(manifest.get("interrupted", False))
         clf.n_features_ = manifest["n_features"]
         clf.image_size_ = manifest["image_size"]
         return clf
+
+
+def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
+    """Write the model file once: in a distributed run only process 0 writes, and the others
+    wait until the file is complete."""
+    import torch.distributed as dist
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not distributed or dist.get_rank() == 0:
+        path = save_model_file(path, manifest, tensors)
+    if distributed:
+        dist.barrier()
+    return Path(path)

@@ -27,6 +27,9 @@ _CHANNELS = (1, 3, 4)
 def to_uint8_chw(image, where: str = "image") -> torch.Tensor:
     """Convert one image (PIL, ndarray or tensor; HW, HWC or CHW) to a uint8 (3, H, W) tensor."""
     if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise ValueError(f"{where} is {image.size[0]}x{image.size[1]} pixels: an image cannot be "
+                             "0 pixels wide or high.")
         return torch.from_numpy(np.array(image.convert("RGB"), copy=True)).permute(2, 0, 1)
     if isinstance(image, (str, os.PathLike)):
         return read_image_file(image)
@@ -45,10 +48,58 @@ def read_image_file(path) -> torch.Tensor:
         raise ValueError(f"cannot read image file {path}: {exc}. Remove or re-save it.") from None
 
 
+class UnreadableImagesError(ValueError):
+    """Image files that cannot be decoded; ``bad`` lists (path, reason)."""
+
+    def __init__(self, message: str, bad: list):
+        super().__init__(message)
+        self.bad = bad
+
+
+def unreadable_reason(path) -> str | None:
+    """Why an image file cannot be used (missing, not an image, truncated, empty), or None."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))  # JPEG decodes at reduced scale but still reads it all
+            image.load()
+            if image.width == 0 or image.height == 0:
+                return "the image has zero size"
+    except FileNotFoundError:
+        return "file not found"
+    except IsADirectoryError:
+        return "is a directory"
+    except UnidentifiedImageError:
+        return ("not an image file" if Path(path).suffix.lower() not in IMAGE_EXTENSIONS
+                else "not a readable image (corrupted, or a format Pillow cannot decode)")
+    except (OSError, SyntaxError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def find_unreadable(paths: Sequence, workers: int | None = None) -> list[tuple[Path, str]]:
+    """Decode every file once (in threads: PIL releases the GIL) and return (path, reason)
+    for each one that cannot be used, in the order given."""
+    from concurrent.futures import ThreadPoolExecutor
+    paths = [Path(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(unreadable_reason, paths, chunksize=64))
+    return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
+
+
+def describe_unreadable(bad: list[tuple[Path, str]], limit: int = 10) -> str:
+    """One line per bad file (at most ``limit``), then how many more."""
+    lines = [f"  {path}: {reason}" for path, reason in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)
+
+
 def _array_to_uint8_nchw(array: np.ndarray, where: str = "X") -> torch.Tensor:
     """Validate an (N,H,W), (N,H,W,C) or (N,C,H,W) array and return uint8 (N,3,H,W)."""
     if array.dtype == object:
-        raise TypeError(f"{where} has dtype object; pass a numeric array or a list of images.")
+        raise TypeError(f"{where} has dtype object (often images of different sizes, which cannot "
+                        "form one array): pass a list of images instead (each is resized), or a "
+                        "numeric array of equal-sized images.")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4:
@@ -191,10 +242,20 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8) if is_uint8 else out
 
 
+# Operating-system metadata that lives in image folders and is never meant as data.
+_IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
+
+
 def list_image_files(folder) -> list[Path]:
-    """All image files under ``folder`` (recursive, sorted, extensions case-insensitive)."""
-    return sorted(p for p in Path(folder).rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Every file under ``folder`` (recursive, sorted) except hidden files and OS metadata.
+
+    Files that are not images are kept on purpose: ``fit`` decodes everything
+    first and reports them, rather than silently training on less data.
+    """
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.name.lower() not in _IGNORED_FILES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def read_class_folders(folder) -> tuple[list[Path], np.ndarray | None]:
@@ -206,7 +267,7 @@ def read_class_folders(folder) -> tuple[list[Path], np.ndarray | None]:
     if not class_dirs:
         paths = list_image_files(folder)
         if not paths:
-            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
+            raise ValueError(f"no files in {folder} (images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         return paths, None
     paths, labels = [], []
     for class_dir in class_dirs:
@@ -214,8 +275,8 @@ def read_class_folders(folder) -> tuple[list[Path], np.ndarray | None]:
         paths += files
         labels += [class_dir.name] * len(files)
     if not paths:
-        raise ValueError(f"the class sub-folders of {folder} hold no image files "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        raise ValueError(f"the class sub-folders of {folder} hold no files "
+                         f"(images: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
     return paths, np.array(labels)
 
 
@@ -250,7 +311,10 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
         if all(isinstance(item, (str, os.PathLike)) for item in X):
             source = ListImages([Path(p) for p in X], size, read_image_file)
         else:
-            source = ListImages(list(X), size, to_uint8_chw)
+            items = list(X)
+            for i, item in enumerate(items):  # in memory already: check every image up front
+                to_uint8_chw(item, where=f"{name}[{i}]")
+            source = ListImages(items, size, to_uint8_chw)
     else:
         raise TypeError(
             f"{name} of type {type(X).__name__} is not supported: pass an array (N,H,W,3), a list "

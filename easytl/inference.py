@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -27,12 +28,41 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
     accelerator = make_accelerator(device, mixed_precision)
     module = module.to(accelerator.device, memory_format=torch.channels_last).eval()
     preprocess = Preprocessor(image_size, data_config["mean"], data_config["std"], augment=None)
-    rows = []
-    for images, _ in batches(source, None, batch_size, num_workers=num_workers):
+
+    def forward(images: torch.Tensor) -> np.ndarray:
         images = images.to(accelerator.device, non_blocking=True)
         views = (preprocess.test_time_views(images, n_views, generator) if n_views > 1
                  else [preprocess(images, train=False)])
         with accelerator.autocast():
             out = sum(output(module, x).float() for x in views) / len(views)
-        rows.append(out.cpu().numpy())
+        return out.cpu().numpy()
+
+    rows = []
+    chunk = batch_size
+    for images, _ in batches(source, None, batch_size, num_workers=num_workers):
+        outputs, chunk = in_chunks(forward, images, chunk)
+        rows += outputs
     return np.concatenate(rows)
+
+
+def in_chunks(forward: Callable, images: torch.Tensor, chunk: int) -> tuple[list, int]:
+    """``forward`` over ``images`` in chunks; on out-of-memory halve the chunk and retry it.
+
+    Returns the outputs and the chunk size that worked, for the next batch to start from.
+    """
+    outputs, done = [], 0
+    while done < len(images):
+        part = images[done:done + chunk]
+        try:
+            outputs.append(forward(part))
+        except torch.cuda.OutOfMemoryError:
+            if chunk == 1:
+                raise RuntimeError("out of GPU memory even for one image at a time: predict on the "
+                                   "CPU (device='cpu') or with a smaller image_size.") from None
+            chunk = max(1, chunk // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn(f"out of GPU memory: predicting in batches of {chunk}", stacklevel=3)
+            continue
+        done += len(part)
+    return outputs, chunk

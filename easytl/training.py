@@ -188,6 +188,23 @@ def as_callbacks(callbacks) -> list[Callback]:
 
 # --------------------------------------------------------------------------- the loop
 
+def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
+    """Positions ``rank, rank + world, ...`` of ``n`` items. With ``pad`` every process gets
+    the same count (wrapping around, as DistributedSampler does) so that all take the same
+    number of optimizer steps, which DDP's gradient all-reduce requires."""
+    if world == 1:
+        return np.arange(n)
+    if pad:
+        per_process = math.ceil(n / world)
+        return (np.arange(per_process) * world + rank) % n
+    return np.arange(rank, n, world)
+
+
+def _subset(source: ImageSource, positions: np.ndarray) -> ImageSource:
+    return source if len(positions) == len(source) and (positions == np.arange(len(source))).all() \
+        else source.subset(positions)
+
+
 def _make_step_scheduler(optimizer, steps: int, warmup_steps: int, decay: str | None):
     """Per-step LR schedule: linear warmup, then cosine decay (or constant)."""
     from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, SequentialLR
@@ -234,11 +251,22 @@ class Trainer:
         self.history: list[dict] = []
         self.best_epoch: int | None = None
         self.stop_training = False
+        self.interrupted = False
+        self._generator_at_phase_start = None
 
     # -- public -------------------------------------------------------------------------------
     def fit(self, phases: Sequence[Phase], train: ImageSource, train_targets: np.ndarray,
-            val: ImageSource | None = None, val_targets: np.ndarray | None = None) -> TransferModel:
-        """Train through ``phases``; return the model with the best epoch's weights."""
+            val: ImageSource | None = None, val_targets: np.ndarray | None = None, *,
+            checkpoint_dir=None, resume_from: dict | None = None,
+            fingerprint: dict | None = None) -> TransferModel:
+        """Train through ``phases``; return the model with the best epoch's weights.
+
+        Ctrl-C (KeyboardInterrupt) ends training early: the best weights so far
+        are kept and ``interrupted`` is set. A non-finite loss raises
+        FloatingPointError after restoring the last good weights. With
+        ``checkpoint_dir`` a checkpoint is written after every epoch;
+        ``resume_from`` (a loaded checkpoint) continues from it.
+        """
         device = self.accelerator.device
         self.model.to(device).to(memory_format=torch.channels_last)
         weight = None if self.class_weights is None else self.class_weights.to(device)
@@ -246,25 +274,80 @@ class Trainer:
         self.val_criterion = nn.CrossEntropyLoss()
         self._best_loss = math.inf
         self._best_state = None
+        self._last_good_state = None
+        self.interrupted = False
+        self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
         for cb in self.callbacks:
             cb.set_trainer(self)
             cb.on_train_begin({})
-        train_feed = ImageFeed(train, train_targets, self.preprocess, self.batch_size, device,
-                               self.generator, self.num_workers)
-        val_feed = None if val is None else ImageFeed(val, val_targets, self.preprocess,
-                                                      self.batch_size, device, None, self.num_workers)
-        epoch = 0
+        # Data parallel (several processes): each trains on its own equal-sized shard and
+        # validates on its share of the validation images; metrics are summed over processes.
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        train_shard = shard_positions(len(train_targets), rank, world, pad=True)
+        train_feed = ImageFeed(_subset(train, train_shard), np.asarray(train_targets)[train_shard],
+                               self.preprocess, self.batch_size, device, self.generator,
+                               self.num_workers)
+        val_feed = None
+        if val is not None:
+            val_shard = shard_positions(len(val_targets), rank, world, pad=False)
+            val_feed = ImageFeed(_subset(val, val_shard), np.asarray(val_targets)[val_shard],
+                                 self.preprocess, self.batch_size, device, None, self.num_workers)
+        epoch, first_phase = 0, 0
+        if resume_from is not None:
+            epoch, first_phase = self._restore(resume_from)
         cpu_bf16 = device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
-        with fp32_depthwise_training(self.model, enabled=cpu_bf16):
-            for phase in phases:
-                if self.stop_training:
-                    break
-                epoch = self._run_phase(phase, epoch, train_feed, val_feed)
+        try:
+            with fp32_depthwise_training(self.model, enabled=cpu_bf16):
+                for index in range(first_phase, len(phases)):
+                    if self.stop_training:
+                        break
+                    resume = resume_from if (resume_from is not None and index == first_phase
+                                             and not resume_from["phase_done"]) else None
+                    epoch = self._run_phase(phases[index], index, epoch, train_feed, val_feed, resume)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if self.history:
+                self.history[-1]["interrupted"] = True
+            if self.verbose >= 1 and self.accelerator.is_main_process:
+                tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
+        except FloatingPointError:
+            self.model.load_state_dict(self._best_state or self._last_good_state)
+            raise
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         for cb in self.callbacks:
-            cb.on_train_end({"best_epoch": self.best_epoch})
+            cb.on_train_end({"best_epoch": self.best_epoch, "interrupted": self.interrupted})
         return self.model
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _checkpoint(self, phase_index, phase_epoch, epoch, phase_done, optimizer, scheduler,
+                    plateau, since_best) -> None:
+        if self.checkpoint_dir is None or not self.accelerator.is_main_process:
+            return
+        from .checkpoints import save_checkpoint
+        save_checkpoint(self.checkpoint_dir, {
+            "fingerprint": self.fingerprint, "phase_index": phase_index,
+            "phase_epoch": phase_epoch, "epoch": epoch, "phase_done": phase_done,
+            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "plateau": None if plateau is None else plateau.state_dict(),
+            "since_best": since_best, "best_loss": self._best_loss, "best_epoch": self.best_epoch,
+            "best_state": self._best_state, "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "generator": None if self.generator is None else self.generator.get_state(),
+            "generator_at_phase_start": self._generator_at_phase_start,
+        })
+
+    def _restore(self, state: dict) -> tuple[int, int]:
+        """Load a checkpoint's weights and bookkeeping; return (epochs done, phase to run)."""
+        self.model.load_state_dict(state["model"])
+        self.history = [dict(row) for row in state["history"]]
+        self._best_loss, self.best_epoch = state["best_loss"], state["best_epoch"]
+        self._best_state = state["best_state"]
+        torch.set_rng_state(state["torch_rng"])
+        if self.generator is not None and state["generator"] is not None:
+            self.generator.set_state(state["generator"])
+        return state["epoch"], state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases -------------------------------------------------------------------------------
     def _optimizer(self, phase: Phase, backbone_params: list[nn.Parameter]):
@@ -284,14 +367,21 @@ class Trainer:
                                         self.accelerator)
         if cached_train is None:
             return train_feed, val_feed
-        cached_val = None if val_feed is None else CachedFeed.build(
-            self.model, val_feed, start, 1, False, self.accelerator, budget_bytes=float("inf"))
+        if val_feed is None or len(val_feed) == 0:  # (a process may hold no validation image)
+            return cached_train, val_feed
+        cached_val = CachedFeed.build(self.model, val_feed, start, 1, False, self.accelerator,
+                                      budget_bytes=float("inf"))
         return cached_train, cached_val
 
-    def _run_phase(self, phase: Phase, epoch: int, train_feed: ImageFeed,
-                   val_feed: ImageFeed | None) -> int:
+    def _run_phase(self, phase: Phase, phase_index: int, epoch: int, train_feed: ImageFeed,
+                   val_feed: ImageFeed | None, resume: dict | None = None) -> int:
         acc = self.accelerator
         backbone_params = freeze_for_phase(self.model, phase.trainable_groups)
+        if resume is not None and self.generator is not None:
+            # The cached views were drawn from the generator as it stood when the phase began.
+            resumed_generator = self.generator.get_state()
+            self.generator.set_state(resume["generator_at_phase_start"])
+        self._generator_at_phase_start = None if self.generator is None else self.generator.get_state()
         cache_start = time.perf_counter()
         train, val = self._feeds_for_phase(phase, train_feed, val_feed)
         cache_seconds = time.perf_counter() - cache_start  # counted in the phase's first epoch
@@ -306,13 +396,23 @@ class Trainer:
         plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer.optimizer, factor=0.1,
                                                               patience=1, eps=0.0)
                    if self.lr_decay == "plateau" else None)
+        since_best, first_epoch = 0, 1
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            if plateau is not None:
+                plateau.load_state_dict(resume["plateau"])
+            if self.generator is not None:
+                self.generator.set_state(resumed_generator)
+            since_best, first_epoch = resume["since_best"], resume["phase_epoch"] + 1
         for cb in self.callbacks:
             cb.on_phase_begin(phase, {"epoch": epoch})
-        since_best = 0
         try:
-            for phase_epoch in range(1, phase.epochs + 1):
+            for phase_epoch in range(first_epoch, phase.epochs + 1):
                 epoch += 1
                 start = time.perf_counter()
+                self._last_good_state = {k: v.detach().clone()
+                                         for k, v in self.model.state_dict().items()}
                 train_loss, train_acc = self._train_epoch(model, optimizer, scheduler, phase, epoch,
                                                           phase_epoch, train)
                 row = {"epoch": epoch, "phase": phase.name, "phase_epoch": phase_epoch,
@@ -340,12 +440,14 @@ class Trainer:
                 for cb in self.callbacks:
                     if cb.on_epoch_end(epoch, dict(row)):
                         self.stop_training = True
-                if self.stop_training:
-                    break
-                if self.early_stopping is not None and since_best >= self.early_stopping:
+                early_stop = self.early_stopping is not None and since_best >= self.early_stopping
+                if early_stop and self._best_state is not None:
                     # This phase has stopped improving: go on from its best weights.
-                    if self._best_state is not None:
-                        self.model.load_state_dict(self._best_state)
+                    self.model.load_state_dict(self._best_state)
+                self._checkpoint(phase_index, phase_epoch, epoch,
+                                 phase_epoch == phase.epochs or early_stop or self.stop_training,
+                                 optimizer, scheduler, plateau, since_best)
+                if self.stop_training or early_stop:
                     break
         finally:
             self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
@@ -382,6 +484,7 @@ class Trainer:
             seen += n
             bar.set_postfix(loss=f"{total_loss / seen:.4f}")
         bar.close()
+        total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     @torch.inference_mode()
@@ -395,7 +498,17 @@ class Trainer:
             total_loss += self.val_criterion(logits, labels).item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
-        return total_loss / seen, correct / seen
+        total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def _sum_over_processes(self, *values: float) -> list[float]:
+        """Sum per-process metrics over all processes (identity in a single process), so that
+        every process logs, early-stops and picks the best epoch on the same numbers."""
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        local = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        gathered = self.accelerator.gather_for_metrics(local)
+        return gathered.reshape(-1, len(values)).sum(0).tolist()
 
     def _log(self, row: dict) -> None:
         if self.verbose < 1 or not self.accelerator.is_main_process:

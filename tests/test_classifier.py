@@ -195,6 +195,8 @@ def test_small_data_holds_out_one_image_per_class(textures):
     clf.classes_ = np.unique(y[keep])
     from easytl.data import as_image_source
     source, _ = as_image_source(X[keep])
-    train, _, val, val_y = clf._split(source, np.repeat(np.arange(4), 6), seed=0)
+    encoded = np.unique(y[keep], return_inverse=True)[1]
+    train, _, val, val_y, val_idx = clf._split(source, encoded, seed=0)
     assert (len(train), len(val), sorted(val_y)) == (20, 4, [0, 1, 2, 3])
-    clf.fit(X[keep], y[keep])  # and fit accepts it
+    clf.fit(X[keep], y[keep])  # and fit accepts it, holding out the same images
+    np.testing.assert_array_equal(clf.validation_indices_, val_idx)
