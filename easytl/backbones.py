@@ -402,10 +402,14 @@ def _from_module(module: nn.Module, image_size: int | None) -> Backbone:
     if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
         raise ValueError("a custom backbone module must return a tensor (n, d) or a feature map "
                          f"(n, C, H, W); got {getattr(out, 'shape', type(out))}.")
-    stage = nn.Sequential(module, GlobalPool())
-    groups = [c for c in module.children() if any(True for _ in c.parameters())] or [module]
     config = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": size,
               "fixed_input_size": False}
+    if isinstance(module, nn.Sequential) and len(module) > 1:
+        # Its children run in order, so each is a stage: the feature cache can then keep
+        # the output of the frozen lower children while the top ones train.
+        return Backbone(list(module) + [GlobalPool()], out.shape[1], config, "custom")
+    stage = nn.Sequential(module, GlobalPool())
+    groups = [c for c in module.children() if any(True for _ in c.parameters())] or [module]
     return _GroupedBackbone(stage, groups, out.shape[1], config, "custom")
 
 

@@ -80,11 +80,17 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     callbacks : list of Callback or functions, optional
     cache_features : "auto" or False, default="auto"
         While the lower backbone stages are frozen, compute their output once
-        per image and view and train the rest on that cache ("auto": whenever
-        it fits in 2 GiB; False: recompute every epoch).
+        per image and view and train the rest on that cache ("auto": always, in
+        RAM up to ``cache_memory``, beyond it on disk; False: recompute every epoch).
     cache_views : int, default=2
         Augmented views cached per phase when ``augment`` is on; epoch e of a
         phase trains on view (e - 1) mod cache_views. One view without augmentation.
+    cache_memory : int or str, default="2GB"
+        RAM budget of the feature cache, in bytes or as "500MB", "2GB"; a larger
+        cache is written to a temporary file in ``cache_dir`` and read back
+        batch by batch (``history_`` rows say ``"cache": "ram"`` or ``"disk"``).
+    cache_dir : str or Path, optional
+        Where a cache over budget goes (default: the system's temporary folder).
     predict_batch_size : int, default=128
         Batch size of ``predict``, ``predict_proba`` and ``transform``.
     on_bad_image : "error" or "skip", default="error"
@@ -122,8 +128,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  train_bn=False, image_size=None, augment="default", val_size=0.1,
                  early_stopping=None, class_weight=None, mixed_precision="auto", device="auto",
                  num_workers=0, random_state=None, verbose=1, callbacks=None,
-                 cache_features="auto", cache_views=2, predict_batch_size=128,
-                 on_bad_image="error"):
+                 cache_features="auto", cache_views=2, cache_memory="2GB", cache_dir=None,
+                 predict_batch_size=128, on_bad_image="error"):
         self.backbone = backbone
         self.weights = weights
         self.head = head
@@ -149,6 +155,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.callbacks = callbacks
         self.cache_features = cache_features
         self.cache_views = cache_views
+        self.cache_memory = cache_memory
+        self.cache_dir = cache_dir
         self.predict_batch_size = predict_batch_size
         self.on_bad_image = on_bad_image
 
@@ -175,6 +183,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         positive_int("early_stopping", allow_none=True)
         positive_int("cache_views")
         positive_int("predict_batch_size")
+        _parse_bytes(self.cache_memory, "cache_memory")
         if self.on_bad_image not in ("error", "skip"):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r}.")
         if self.cache_features not in ("auto", True, False):
@@ -366,7 +375,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                               verbose=self.verbose, generator=generator,
                               num_workers=self.num_workers,
                               cache_features=self.cache_features is not False,
-                              cache_views=self.cache_views)
+                              cache_views=self.cache_views,
+                              cache_memory=_parse_bytes(self.cache_memory, "cache_memory"),
+                              cache_dir=self.cache_dir)
             try:
                 trainer.fit(phases, train, train_y, val, val_y, checkpoint_dir=checkpoint_dir,
                             resume_from=checkpoint, fingerprint=fingerprint)
@@ -560,3 +571,25 @@ def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
     if distributed:
         dist.barrier()
     return Path(path)
+
+
+_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def _parse_bytes(value, name: str) -> int:
+    """A byte count from an int or a string such as "500MB" or "2GB" (binary units)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().upper().replace("IB", "B")
+        for unit in sorted(_UNITS, key=len, reverse=True):
+            if text.endswith(unit):
+                try:
+                    number = float(text[: -len(unit)])
+                except ValueError:
+                    break
+                if number >= 0:
+                    return int(number * _UNITS[unit])
+                break
+    raise ValueError(f"{name} must be a number of bytes or a size such as '500MB' or '2GB', "
+                     f"got {value!r}.")

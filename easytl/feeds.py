@@ -9,12 +9,16 @@ top groups runs forward and backward through those groups alone.
 
 from __future__ import annotations
 
+import tempfile
+import warnings
+
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
 from .data import ImageSource, Preprocessor, batches
 
-# Cached activations above this size fall back to recomputing them every epoch.
+# Cached activations above this size go to a file on disk instead of RAM.
 CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
@@ -56,6 +60,37 @@ class ImageFeed:
             yield x, labels.to(self.device, non_blocking=True)
 
 
+class DiskRows:
+    """Rows of one tensor shape and dtype in an anonymous temporary file.
+
+    Appended chunk by chunk, read back by index; the file is deleted when this
+    object goes away (or the process ends), and its contents never sit in the
+    process's memory beyond the rows of one batch.
+    """
+
+    def __init__(self, row_shape, dtype: torch.dtype, directory=None):
+        self.row_shape, self.dtype = tuple(row_shape), dtype
+        self.row_bytes = int(np.prod(self.row_shape)) * torch.tensor([], dtype=dtype).element_size()
+        self.file = tempfile.TemporaryFile(prefix="easytl-cache-", dir=directory)
+        self.rows = 0
+
+    def append(self, chunk: torch.Tensor) -> None:
+        self.file.seek(self.rows * self.row_bytes)
+        self.file.write(chunk.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        self.rows += len(chunk)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((len(index),) + self.row_shape, dtype=self.dtype)
+        raw = out.view(torch.uint8).reshape(len(index), -1).numpy()
+        for i, row in enumerate(index.tolist()):
+            self.file.seek(row * self.row_bytes)
+            self.file.readinto(raw[i])
+        return out
+
+
 class CachedFeed:
     """Activations of the first ``start`` backbone stages, computed once per view.
 
@@ -71,6 +106,7 @@ class CachedFeed:
         self.views, self.start = views, start
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.batch_size, self.device, self.generator = batch_size, device, generator
+        self.storage = "ram"
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -90,29 +126,45 @@ class CachedFeed:
 
     @classmethod
     def build(cls, model, image_feed: ImageFeed, start: int, n_views: int, augment: bool,
-              accelerator, budget_bytes: float | None = None):
+              accelerator, budget_bytes: float | None = None, directory=None):
         """Run the first ``start`` stages over the images once per view.
 
-        Returns None (and the caller keeps the image feed) when the cache would
-        exceed ``budget_bytes`` (default :data:`CACHE_BUDGET_BYTES`).
+        A cache larger than ``budget_bytes`` (default :data:`CACHE_BUDGET_BYTES`)
+        is written to a temporary file in ``directory`` (default: the system's
+        temporary folder) instead of RAM. Returns None (and the caller keeps the
+        image feed) only if that file cannot be written.
         """
         budget_bytes = CACHE_BUDGET_BYTES if budget_bytes is None else budget_bytes
         backbone = model.backbone
         was_training = backbone.training
         backbone.eval()  # frozen stages always run in inference mode
-        views = []
+        views, on_disk = [], False
         try:
             with torch.no_grad():
                 for _ in range(n_views):
-                    chunks = []
+                    rows, filled = None, 0
                     for x, _ in image_feed.ordered(augment=augment):
                         with accelerator.autocast():
                             out = backbone.forward_to(x, start)
-                        if out[0].numel() * out.element_size() * len(image_feed) * n_views > budget_bytes:
-                            return None
-                        chunks.append(out)
-                    views.append(torch.cat(chunks))
+                        if rows is None:  # the first batch tells the size of the whole cache
+                            total = out[0].numel() * out.element_size() * len(image_feed) * n_views
+                            on_disk = total > budget_bytes
+                            rows = (DiskRows(out.shape[1:], out.dtype, directory) if on_disk else
+                                    torch.empty((len(image_feed),) + tuple(out.shape[1:]),
+                                                dtype=out.dtype, device=out.device))
+                        if on_disk:
+                            rows.append(out)
+                        else:  # filled in place: no second copy, as concatenating would make
+                            rows[filled:filled + len(out)] = out
+                        filled += len(out)
+                    views.append(rows)
+        except OSError as exc:  # e.g. no space left for the spilled cache
+            warnings.warn(f"feature cache not written ({exc}); recomputing activations every epoch",
+                          stacklevel=2)
+            return None
         finally:
             backbone.train(was_training)
-        return cls(views, image_feed.targets, start, image_feed.batch_size, image_feed.device,
+        feed = cls(views, image_feed.targets, start, image_feed.batch_size, image_feed.device,
                    image_feed.generator)
+        feed.storage = "disk" if on_disk else "ram"
+        return feed

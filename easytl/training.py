@@ -231,7 +231,8 @@ class Trainer:
                  lr_decay: str | None = "cosine", early_stopping: int | None = None,
                  class_weights: torch.Tensor | None = None, callbacks: Sequence[Callback] = (),
                  verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
-                 weight_decay: float = 1e-4, cache_features: bool = True, cache_views: int = 2):
+                 weight_decay: float = 1e-4, cache_features: bool = True, cache_views: int = 2,
+                 cache_memory: float | None = None, cache_dir=None):
         self.model = model
         self.preprocess = preprocess
         self.accelerator = accelerator
@@ -248,6 +249,7 @@ class Trainer:
         self.weight_decay = weight_decay
         self.cache_features = cache_features
         self.cache_views = cache_views
+        self.cache_memory, self.cache_dir = cache_memory, cache_dir
         self.history: list[dict] = []
         self.best_epoch: int | None = None
         self.stop_training = False
@@ -364,14 +366,14 @@ class Trainer:
         augment = self.preprocess.augment is not None
         views = min(self.cache_views, phase.epochs) if augment else 1
         cached_train = CachedFeed.build(self.model, train_feed, start, views, augment,
-                                        self.accelerator)
+                                        self.accelerator, self.cache_memory, self.cache_dir)
         if cached_train is None:
             return train_feed, val_feed
         if val_feed is None or len(val_feed) == 0:  # (a process may hold no validation image)
             return cached_train, val_feed
         cached_val = CachedFeed.build(self.model, val_feed, start, 1, False, self.accelerator,
-                                      budget_bytes=float("inf"))
-        return cached_train, cached_val
+                                      self.cache_memory, self.cache_dir)
+        return cached_train, cached_val or val_feed
 
     def _run_phase(self, phase: Phase, phase_index: int, epoch: int, train_feed: ImageFeed,
                    val_feed: ImageFeed | None, resume: dict | None = None) -> int:
@@ -418,7 +420,8 @@ class Trainer:
                 row = {"epoch": epoch, "phase": phase.name, "phase_epoch": phase_epoch,
                        "lr": optimizer.optimizer.param_groups[0]["lr"],
                        "train_loss": train_loss, "train_accuracy": train_acc,
-                       "val_loss": None, "val_accuracy": None}
+                       "val_loss": None, "val_accuracy": None,
+                       "cache": getattr(train, "storage", None)}
                 if val is not None:
                     row["val_loss"], row["val_accuracy"] = self.evaluate(val)
                 row["seconds"] = round(time.perf_counter() - start

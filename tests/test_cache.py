@@ -67,12 +67,37 @@ def test_top_groups_phase_never_reruns_the_frozen_stem(textures, monkeypatch):
     assert stem_images(monkeypatch, textures, cache_features=False, **two_phases) == 4 * 80
 
 
-def test_cache_over_budget_falls_back_to_recomputing(textures, monkeypatch):
-    monkeypatch.setattr("easytl.feeds.CACHE_BUDGET_BYTES", 1)
+def test_cache_over_its_ram_budget_goes_to_disk_with_the_same_results(textures, tmp_path):
+    settings = dict(schedule=[Phase(2, 0), Phase(2, 1)], epochs=None, augment=None)
+    in_ram = fit(textures, **settings)
+    on_disk = fit(textures, cache_memory=1000, cache_dir=str(tmp_path), **settings)
+    assert [r["cache"] for r in in_ram.history_] == ["ram"] * 4
+    assert [r["cache"] for r in on_disk.history_] == ["disk"] * 4
+    assert_same_weights(on_disk, in_ram, atol=0)
+    assert list(tmp_path.iterdir()) == []  # anonymous files: nothing left behind
+
+
+def test_disk_rows_round_trip_in_any_order():
+    from easytl.feeds import DiskRows
+    rows = DiskRows((3, 2, 2), torch.bfloat16)
+    data = torch.randn(10, 3, 2, 2).to(torch.bfloat16)
+    rows.append(data[:4])
+    rows.append(data[4:])
+    index = torch.tensor([9, 0, 4, 4, 7])
+    assert len(rows) == 10 and torch.equal(rows[index], data[index])
+
+
+def test_cache_that_cannot_be_written_falls_back_to_recomputing(textures, monkeypatch):
+    def disk_full(self, chunk):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("easytl.feeds.DiskRows.append", disk_full)
     settings = dict(schedule=FeatureExtraction(epochs=2), epochs=None, augment=None)
-    over_budget = fit(textures, **settings)
+    with pytest.warns(UserWarning, match="No space left"):
+        spilled = fit(textures, cache_memory=1, **settings)
     plain = fit(textures, cache_features=False, **settings)
-    assert_same_weights(over_budget, plain, atol=0)
+    assert [r["cache"] for r in spilled.history_] == [None, None]
+    assert_same_weights(spilled, plain, atol=0)
 
 
 def test_cache_parameters_are_validated(textures):
@@ -80,3 +105,5 @@ def test_cache_parameters_are_validated(textures):
         fit(textures, cache_features="always")
     with pytest.raises(ValueError, match="cache_views"):
         fit(textures, cache_views=0)
+    with pytest.raises(ValueError, match="cache_memory must be .* '2GB'"):
+        fit(textures, cache_memory="lots")
