@@ -58,3 +58,10 @@ def test_folder_of_images_example(tmp_path):
     accuracy = load_example("folder_of_images").main(["--root", str(tmp_path), "--per-class", "8",
                                                       "--epochs", "2", "--image-size", "32"])
     assert len(list((tmp_path / "train").iterdir())) == 10 and 0 <= accuracy <= 1
+
+
+def test_distributed_example_in_one_process(tmp_path):
+    out = tmp_path / "textures.easytl"
+    accuracy = load_example("distributed").main(["--out", str(out), "--n-per-class", "12",
+                                                 "--epochs", "3", "--image-size", "64", "--verbose", "0"])
+    assert out.is_file() and accuracy >= 0.9
