@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 f"{len(bad)} of {len(source)} image files in {name} cannot be read:\n"
                 f"{describe_unreadable(bad)}\nRemove or re-save them, or pass "
                 "on_bad_image='skip' to leave them out.", bad)
-        import warnings
         bad_paths = {path for path, _ in bad}
         kept = np.array([i for i, p in enumerate(source.items) if p not in bad_paths])
         warnings.warn(f"left out {len(bad)} unreadable image files (skipped_images_):\n"
@@ -381,19 +381,23 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             try:
                 trainer.fit(phases, train, train_y, val, val_y, checkpoint_dir=checkpoint_dir,
                             resume_from=checkpoint, fingerprint=fingerprint)
-            finally:  # also after a non-finite loss: the last good weights stay usable
-                self.model_ = trainer.model.eval()
-                self.history_ = trainer.history
-                self.best_epoch_ = trainer.best_epoch
-                self.interrupted_ = trainer.interrupted
-                self.n_features_ = backbone.num_features
-                self.image_size_ = size
-                self.phases_ = phases
+            except FloatingPointError:  # the trainer restored the last good weights: keep them
+                self._set_fitted(trainer, size, phases)
+                raise
+        self._set_fitted(trainer, size, phases)
         if self.interrupted_:
-            import warnings
             warnings.warn(f"fit was interrupted after {len(self.history_)} epochs; the best weights "
                           "so far are kept (interrupted_ is True).", stacklevel=2)
         return self
+
+    def _set_fitted(self, trainer: Trainer, size: int, phases) -> None:
+        self.model_ = trainer.model.eval()
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best_epoch
+        self.interrupted_ = trainer.interrupted
+        self.n_features_ = trainer.model.backbone.num_features
+        self.image_size_ = size
+        self.phases_ = phases
 
     def _input_size(self, backbone: Backbone) -> int:
         native = int(backbone.data_config["input_size"])

@@ -100,7 +100,8 @@ def _fit(args) -> int:
     if clf.validation_indices_ is None:
         args.emit("no validation report: --val-size 0 holds out no images")
         return 0
-    kept = [p for p in paths if p not in {bad for bad, _ in clf.skipped_images_}]
+    skipped = {bad for bad, _ in clf.skipped_images_}
+    kept = [p for p in paths if p not in skipped]
     val_paths = [kept[i] for i in clf.validation_indices_]
     val_labels = np.array([p.parent.name for p in val_paths])
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
@@ -183,7 +184,9 @@ def _evaluate(args) -> int:
     _report_bad(bad)
     if not files:
         raise CommandError(f"no readable images in {args.data_dir}.")
-    y = np.array([f.parent.name for f in files]).astype(clf.classes_.dtype)
+    y = np.array([f.parent.name for f in files])
+    if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
+        y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
     result = clf.report([str(f) for f in files], y, n_augment=args.tta)
     args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
     args.emit()

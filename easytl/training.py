@@ -192,17 +192,10 @@ def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
     """Positions ``rank, rank + world, ...`` of ``n`` items. With ``pad`` every process gets
     the same count (wrapping around, as DistributedSampler does) so that all take the same
     number of optimizer steps, which DDP's gradient all-reduce requires."""
-    if world == 1:
-        return np.arange(n)
     if pad:
         per_process = math.ceil(n / world)
         return (np.arange(per_process) * world + rank) % n
     return np.arange(rank, n, world)
-
-
-def _subset(source: ImageSource, positions: np.ndarray) -> ImageSource:
-    return source if len(positions) == len(source) and (positions == np.arange(len(source))).all() \
-        else source.subset(positions)
 
 
 def _make_step_scheduler(optimizer, steps: int, warmup_steps: int, decay: str | None):
@@ -285,15 +278,16 @@ class Trainer:
         # Data parallel (several processes): each trains on its own equal-sized shard and
         # validates on its share of the validation images; metrics are summed over processes.
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        train_shard = shard_positions(len(train_targets), rank, world, pad=True)
-        train_feed = ImageFeed(_subset(train, train_shard), np.asarray(train_targets)[train_shard],
-                               self.preprocess, self.batch_size, device, self.generator,
-                               self.num_workers)
-        val_feed = None
-        if val is not None:
-            val_shard = shard_positions(len(val_targets), rank, world, pad=False)
-            val_feed = ImageFeed(_subset(val, val_shard), np.asarray(val_targets)[val_shard],
-                                 self.preprocess, self.batch_size, device, None, self.num_workers)
+        if world > 1:
+            shard = shard_positions(len(train_targets), rank, world, pad=True)
+            train, train_targets = train.subset(shard), np.asarray(train_targets)[shard]
+            if val is not None:
+                shard = shard_positions(len(val_targets), rank, world, pad=False)
+                val, val_targets = val.subset(shard), np.asarray(val_targets)[shard]
+        train_feed = ImageFeed(train, train_targets, self.preprocess, self.batch_size, device,
+                               self.generator, self.num_workers)
+        val_feed = None if val is None else ImageFeed(val, val_targets, self.preprocess,
+                                                      self.batch_size, device, None, self.num_workers)
         epoch, first_phase = 0, 0
         if resume_from is not None:
             epoch, first_phase = self._restore(resume_from)
