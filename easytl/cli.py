@@ -100,9 +100,7 @@ def _fit(args) -> int:
     if clf.validation_indices_ is None:
         args.emit("no validation report: --val-size 0 holds out no images")
         return 0
-    skipped = {bad for bad, _ in clf.skipped_images_}
-    kept = [p for p in paths if p not in skipped]
-    val_paths = [kept[i] for i in clf.validation_indices_]
+    val_paths = [paths[i] for i in clf.validation_indices_]  # positions in the folder's listing
     val_labels = np.array([p.parent.name for p in val_paths])
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""

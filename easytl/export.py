@@ -11,6 +11,7 @@ class labels travel with the file (ONNX metadata / TorchScript extra file
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -46,7 +47,6 @@ def predictor_for(classifier) -> ImagePredictor:
     """The :class:`ImagePredictor` of a fitted ``TransferClassifier`` (fp32, on the CPU, eval mode)."""
     model = classifier.model_
     config = model.backbone.data_config
-    import copy
     model = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(False)

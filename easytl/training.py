@@ -479,7 +479,7 @@ class Trainer:
             total_loss += loss.item() * n
             correct += (logits.argmax(1) == labels).sum().item()
             seen += n
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
         bar.close()
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)

@@ -232,3 +232,6 @@ def test_fit_lists_bad_images_or_skips_them(workspace, tmp_path):
     skipped = ok(run(*args, "--skip-bad-images"))
     assert f"skipped {bad}" in skipped.stderr and model.is_file()
     assert "no validation report" in skipped.stdout
+    # With a validation split the report covers held-out readable images only.
+    reported = ok(run(*args[:-2], "--val-size", "0.25", "--skip-bad-images"))
+    assert "validation (9 held-out images): accuracy" in reported.stdout
