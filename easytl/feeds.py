@@ -14,9 +14,11 @@ import warnings
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import BatchSampler, RandomSampler
 
 from .data import ImageSource, Preprocessor, batches
+from .folding import fold_batchnorm
 
 # Cached activations above this size go to a file on disk instead of RAM.
 CACHE_BUDGET_BYTES = 2 * 1024**3
@@ -138,14 +140,16 @@ class CachedFeed:
         backbone = model.backbone
         was_training = backbone.training
         backbone.eval()  # frozen stages always run in inference mode
-        views, on_disk = [], False
+        views, on_disk, prefix = [], False, None
         try:
             with torch.no_grad():
                 for _ in range(n_views):
                     rows, filled = None, 0
                     for x, _ in image_feed.ordered(augment=augment):
+                        if prefix is None:  # the frozen stages, BatchNorm folded in for speed
+                            prefix = fold_batchnorm(nn.Sequential(*backbone.stages[:start]), x[:2])
                         with accelerator.autocast():
-                            out = backbone.forward_to(x, start)
+                            out = prefix(x)
                         if rows is None:  # the first batch tells the size of the whole cache
                             total = out[0].numel() * out.element_size() * len(image_feed) * n_views
                             on_disk = total > budget_bytes

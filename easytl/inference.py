@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .data import Preprocessor, as_image_source, batches
+from .folding import fold_batchnorm
 from .training import make_accelerator
 
 
@@ -29,12 +30,16 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
     module = module.to(accelerator.device, memory_format=torch.channels_last).eval()
     preprocess = Preprocessor(image_size, data_config["mean"], data_config["std"], augment=None)
 
+    folded = []  # BatchNorm folded into convolutions, once the first batch gives an example
+
     def forward(images: torch.Tensor) -> np.ndarray:
         images = images.to(accelerator.device, non_blocking=True)
         views = (preprocess.test_time_views(images, n_views, generator) if n_views > 1
                  else [preprocess(images, train=False)])
+        if not folded:
+            folded.append(fold_batchnorm(module, views[0][:2]).to(memory_format=torch.channels_last))
         with accelerator.autocast():
-            out = sum(output(module, x).float() for x in views) / len(views)
+            out = sum(output(folded[0], x).float() for x in views) / len(views)
         return out.cpu().numpy()
 
     rows = []

