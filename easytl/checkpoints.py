@@ -9,11 +9,11 @@ only tensors and plain containers, so loading one cannot run code.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .io import atomic_file
 
 FORMAT = "easytl-checkpoint"
 VERSION = 1
@@ -27,15 +27,8 @@ def checkpoint_path(directory) -> Path:
 def save_checkpoint(directory, state: dict) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt``, replacing the previous one atomically."""
     path = checkpoint_path(directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(dict(state, format=FORMAT, version=VERSION), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .io import atomic_file
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
@@ -75,20 +75,12 @@ def export_model(classifier, path, format: str = "onnx") -> Path:
     classes = json.dumps([c.item() if hasattr(c, "item") else c for c in classifier.classes_])
     size = classifier.image_size_
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_file(path) as tmp:
         if format == "onnx":
             _write_onnx(predictor, example, tmp, classes)
         else:
             _write_torchscript(predictor, example, tmp, classes)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def _write_torchscript(predictor: ImagePredictor, example: torch.Tensor, path: str,

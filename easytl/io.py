@@ -7,6 +7,7 @@ only once complete, so an interrupted save leaves the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,25 @@ def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path beside ``path`` to write; once the block succeeds it is flushed
+    to disk and renamed over ``path``, and if the block fails it is removed, so ``path`` is
+    always either the previous file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_model_file(path, manifest: dict, tensors: dict[str, torch.Tensor]) -> Path:
     """Write ``tensors`` and ``manifest`` to ``path`` atomically."""
     from safetensors.torch import save_file
@@ -43,17 +63,8 @@ def save_model_file(path, manifest: dict, tensors: dict[str, torch.Tensor]) -> P
     manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION,
                     checksum=tensors_checksum(tensors))
     metadata = {_MANIFEST_KEY: json.dumps(manifest)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
