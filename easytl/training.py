@@ -324,6 +324,7 @@ class Trainer:
         save_checkpoint(self.checkpoint_dir, {
             "fingerprint": self.fingerprint, "phase_index": phase_index,
             "phase_epoch": phase_epoch, "epoch": epoch, "phase_done": phase_done,
+            "stopped": self.stop_training,
             "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "plateau": None if plateau is None else plateau.state_dict(),
@@ -343,6 +344,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if self.generator is not None and state["generator"] is not None:
             self.generator.set_state(state["generator"])
+        # A fit a callback stopped stays stopped: resuming only restores it.
+        self.stop_training = bool(state.get("stopped", False))
         return state["epoch"], state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases -------------------------------------------------------------------------------

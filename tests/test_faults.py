@@ -8,6 +8,7 @@ import torch
 from sklearn.base import clone
 
 from easytl import Callback, Phase, TransferClassifier
+from easytl.training import LambdaCallback
 from easytl.inference import in_chunks, run_model
 
 from conftest import tiny_cnn, tiny_kwargs
@@ -169,3 +170,14 @@ def test_run_model_recovers_from_out_of_memory_with_the_same_outputs(textures):
     expected = run_model(torch.nn.Identity(), X, lambda m, x: x.mean(dim=(2, 3)), batch_size=32,
                          **kwargs)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_resuming_a_fit_that_a_callback_stopped_trains_no_further(textures, tmp_path):
+    X, y = textures
+    kwargs = tiny_kwargs(schedule=SCHEDULE, epochs=None)
+    stop_at_2 = LambdaCallback(lambda epoch, logs: epoch == 2)
+    stopped = TransferClassifier(**kwargs, callbacks=[stop_at_2]).fit(X, y, checkpoint_dir=tmp_path)
+    assert len(stopped.history_) == 2
+    resumed = TransferClassifier(**kwargs).fit(X, y, checkpoint_dir=tmp_path, resume=True)
+    assert len(resumed.history_) == 2
+    assert_same_weights(resumed.model_.state_dict(), stopped.model_.state_dict())
