@@ -57,12 +57,6 @@ class Backbone(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_from(x, 0)
 
-    def forward_to(self, x: torch.Tensor, end: int) -> torch.Tensor:
-        """Run stages ``[0, end)``: the activations a feature cache stores."""
-        for stage in self.stages[:end]:
-            x = stage(x)
-        return x
-
     def forward_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """Run stages ``[start, …)`` on the output of stage ``start - 1``."""
         for stage in self.stages[start:]:

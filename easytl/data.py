@@ -215,6 +215,11 @@ class ListImages(ImageSource):
                           [self.positions[int(i)] for i in indices])
 
 
+def _as_is(image: torch.Tensor) -> torch.Tensor:
+    """The loader of images converted on arrival (a module-level function: workers pickle it)."""
+    return image
+
+
 def _dataset_image(item) -> torch.Tensor:
     image = item[0] if isinstance(item, (tuple, list)) else item
     return to_uint8_chw(image, where="a Dataset item")
@@ -311,10 +316,9 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
         if all(isinstance(item, (str, os.PathLike)) for item in X):
             source = ListImages([Path(p) for p in X], size, read_image_file)
         else:
-            items = list(X)
-            for i, item in enumerate(items):  # in memory already: check every image up front
-                to_uint8_chw(item, where=f"{name}[{i}]")
-            source = ListImages(items, size, to_uint8_chw)
+            # In memory already: convert (and so check) every image once, up front.
+            items = [to_uint8_chw(item, where=f"{name}[{i}]") for i, item in enumerate(X)]
+            source = ListImages(items, size, _as_is)
     else:
         raise TypeError(
             f"{name} of type {type(X).__name__} is not supported: pass an array (N,H,W,3), a list "

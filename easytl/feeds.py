@@ -108,7 +108,11 @@ class CachedFeed:
         self.views, self.start = views, start
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.batch_size, self.device, self.generator = batch_size, device, generator
-        self.storage = "ram"
+
+    @property
+    def storage(self) -> str:
+        """Where the cached activations live: "ram" or "disk"."""
+        return "disk" if isinstance(self.views[0], DiskRows) else "ram"
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -140,7 +144,7 @@ class CachedFeed:
         backbone = model.backbone
         was_training = backbone.training
         backbone.eval()  # frozen stages always run in inference mode
-        views, on_disk, prefix = [], False, None
+        views, prefix = [], None
         try:
             with torch.no_grad():
                 for _ in range(n_views):
@@ -168,7 +172,5 @@ class CachedFeed:
             return None
         finally:
             backbone.train(was_training)
-        feed = cls(views, image_feed.targets, start, image_feed.batch_size, image_feed.device,
+        return cls(views, image_feed.targets, start, image_feed.batch_size, image_feed.device,
                    image_feed.generator)
-        feed.storage = "disk" if on_disk else "ram"
-        return feed
