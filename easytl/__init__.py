@@ -1,23 +1,45 @@
-"""easytl: transfer learning for custom image classification in one scikit-learn call."""
+"""easytl: transfer learning for custom image classification in one scikit-learn call.
 
-__version__ = "0.1.0"
+Importing the package is cheap: the public names below are loaded from their
+modules (and torch with them) on first use, so ``easytl --help`` and
+``import easytl`` stay fast.
+"""
 
-from .backbones import (Backbone, WeightsUnavailableError, available_backbones,  # noqa: E402
-                        create_backbone, list_backbones)
-from .classifier import TransferClassifier  # noqa: E402
-from .datasets import make_textures  # noqa: E402
-from .features import FeatureExtractor  # noqa: E402
-from .heads import LinearHead, MLPHead  # noqa: E402
-from .io import ModelFileError  # noqa: E402
-from .plots import plot_backbones, plot_confusion, plot_history, plot_tsne  # noqa: E402
-from .schedules import FeatureExtraction, FineTune, Phase, ProgressiveUnfreezing, Schedule  # noqa: E402
-from .selection import compare_backbones  # noqa: E402
-from .training import Callback, TransferModel  # noqa: E402
+from __future__ import annotations
 
-__all__ = [
-    "Backbone", "Callback", "FeatureExtraction", "FeatureExtractor", "FineTune", "LinearHead", "MLPHead",
-    "ModelFileError", "Phase", "ProgressiveUnfreezing", "Schedule", "TransferClassifier",
-    "TransferModel", "WeightsUnavailableError", "available_backbones", "create_backbone",
-    "compare_backbones", "list_backbones", "make_textures", "plot_backbones", "plot_confusion",
-    "plot_history", "plot_tsne",
-]
+import importlib
+
+__version__ = "0.2.0.dev0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Backbone": "backbones", "WeightsUnavailableError": "backbones",
+    "available_backbones": "backbones", "create_backbone": "backbones",
+    "list_backbones": "backbones",
+    "TransferClassifier": "classifier",
+    "make_textures": "datasets",
+    "FeatureExtractor": "features",
+    "LinearHead": "heads", "MLPHead": "heads",
+    "ModelFileError": "io",
+    "plot_backbones": "plots", "plot_confusion": "plots", "plot_history": "plots",
+    "plot_tsne": "plots",
+    "FeatureExtraction": "schedules", "FineTune": "schedules", "Phase": "schedules",
+    "ProgressiveUnfreezing": "schedules", "Schedule": "schedules",
+    "compare_backbones": "selection",
+    "Callback": "training", "TransferModel": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'easytl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

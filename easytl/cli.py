@@ -15,13 +15,17 @@ import functools
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
-
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 class CommandError(Exception):
     """A failure the command has already explained; main prints it and exits with 1."""
+
+
+# The registry's default, without importing torch (the help path stays fast); a test checks
+# that it equals easytl.backbones.DEFAULT_BACKBONE.
+DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def _say(message: str) -> None:
@@ -47,13 +51,13 @@ def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
         if path.is_dir():
             found = list_image_files(path)
             if not found:
-                bad.append((path, "folder holds no files"))
+                bad.append((path, "folder holds no image files"))
             files += found
         elif path.exists():
             files.append(path)  # decoded below: an image without the usual extension still counts
         else:
             bad.append((path, "no such file or folder"))
-    unreadable = find_unreadable(files)
+    unreadable = find_unreadable(files, verbose=1)
     if unreadable:
         broken = {p for p, _ in unreadable}
         files = [f for f in files if f not in broken]
@@ -72,12 +76,15 @@ def _fit(args) -> int:
     import numpy as np
 
     from .data import UnreadableImagesError, describe_unreadable, read_class_folders
+    from .io import check_writable
 
     paths, labels = read_class_folders(args.data_dir)
     if labels is None:
         raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
                            "DATA_DIR/<class name>/<images>.")
-    clf = _classifier()(backbone=args.backbone, weights=None if args.no_pretrained else "default",
+    check_writable(args.out)  # before training: a bad --out must not cost a fit
+    weights = None if args.no_pretrained else (args.weights or "default")
+    clf = _classifier()(backbone=args.backbone, weights=weights,
                         schedule=args.schedule, epochs=args.epochs, image_size=args.image_size,
                         batch_size=args.batch_size, lr=args.lr, val_size=args.val_size,
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
@@ -86,27 +93,58 @@ def _fit(args) -> int:
          f"backbone {args.backbone}, schedule {args.schedule}")
     start = time.perf_counter()
     try:
-        clf.fit(args.data_dir)
+        with _weights_hint():
+            clf.fit(args.data_dir)
     except UnreadableImagesError as exc:
         raise CommandError(f"{len(exc.bad)} image files in {args.data_dir} cannot be read:\n"
                            f"{describe_unreadable(exc.bad)}\nRemove or re-save them, or pass "
                            "--skip-bad-images to leave them out.") from None
     seconds = time.perf_counter() - start
-    for path, reason in clf.skipped_images_:
-        _say(f"easytl: skipped {path}: {reason}")
+    if clf.interrupted_:
+        return _interrupted_fit(clf, args)
     out = clf.save(args.out)
     args.emit(f"fitted in {seconds:.1f} s; best epoch {clf.best_epoch_} of {len(clf.history_)}; "
               f"model written to {out}")
     if clf.validation_indices_ is None:
         args.emit("no validation report: --val-size 0 holds out no images")
         return 0
-    val_paths = [paths[i] for i in clf.validation_indices_]  # positions in the folder's listing
-    val_labels = np.array([p.parent.name for p in val_paths])
+    # Positions in the folder's listing, labelled as the library labelled them (by class folder).
+    val_paths = [paths[i] for i in clf.validation_indices_]
+    val_labels = labels[clf.validation_indices_]
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""
     args.emit(f"validation ({len(val_paths)} held-out images{tta}): accuracy {result['accuracy']:.3f}")
     args.emit(result["report"])
     return 0
+
+
+def _interrupted_fit(clf, args) -> int:
+    """Ctrl-C ended training: leave --out alone unless asked, and never write an untrained model."""
+    if not args.save_interrupted:
+        _say(f"easytl: interrupted; {args.out} was not written (--save-interrupted keeps the best "
+             "weights so far)")
+        return 130
+    if not clf.history_:
+        _say(f"easytl: interrupted before the first epoch ended: nothing trained, {args.out} not "
+             "written")
+        return 130
+    out = clf.save(args.out)
+    args.emit(f"interrupted after {len(clf.history_)} epochs; best weights so far (epoch "
+              f"{clf.best_epoch_}) written to {out}")
+    return 130
+
+
+@contextlib.contextmanager
+def _weights_hint():
+    """Pretrained weights that cannot be downloaded: say how to pass a local file from the shell."""
+    from .backbones import WeightsUnavailableError
+    try:
+        yield
+    except WeightsUnavailableError as exc:
+        reason = str(exc).split(" Alternatives:")[0]
+        raise CommandError(f"{reason} Pass a local state-dict file with --weights PATH, use "
+                           "--backbone efficientnet_lite0 (weights ship with easytl), or "
+                           "--no-pretrained.") from None
 
 
 def _predict(args) -> int:
@@ -121,8 +159,9 @@ def _predict(args) -> int:
         _write_predictions(files, proba, clf.classes_, args.format,
                            min(args.top_k, len(clf.classes_)), args.results)
     if bad:
+        rest = "the others were predicted" if files else "nothing was predicted"
         raise CommandError(f"{len(bad)} of {len(files) + len(bad)} inputs could not be read "
-                           "(listed above); the others were predicted.")
+                           f"(listed above); {rest}.")
     return 0
 
 
@@ -178,11 +217,12 @@ def _evaluate(args) -> int:
     if labels is None:
         raise CommandError(f"{args.data_dir} has no class sub-folders: evaluation needs "
                            "DATA_DIR/<class name>/<images>.")
+    label_of = dict(zip(paths, labels))  # by class sub-folder, however deeply nested
     files, bad = _collect_images(paths)
     _report_bad(bad)
     if not files:
         raise CommandError(f"no readable images in {args.data_dir}.")
-    y = np.array([f.parent.name for f in files])
+    y = np.array([label_of[f] for f in files])
     if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
         y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
     result = clf.report([str(f) for f in files], y, n_augment=args.tta)
@@ -251,13 +291,18 @@ def _demo(args) -> int:
 
 
 def _backbones(args) -> int:
-    from .backbones import list_backbones
+    from .backbones import BACKBONE_TABLE_HEADER, backbone_table, list_backbones
 
-    rows = list_backbones()
-    args.emit(f"{'name':<20} {'params (M)':>10} {'top-1 (%)':>9} {'input':>5}  {'source':<16} offline")
-    for r in rows:
-        args.emit(f"{r['name']:<20} {r['params_m']:>10.2f} {r['top1']:>9.1f} {r['input_size']:>5}  "
-                  f"{r['source']:<16} {'yes' if r['offline'] else 'no'}")
+    table = [BACKBONE_TABLE_HEADER] + backbone_table(list_backbones())
+    if args.format == "markdown":
+        args.emit("| " + " | ".join(table[0]) + " |")
+        args.emit("|" + "---|" * len(table[0]))
+        for row in table[1:]:
+            args.emit("| " + " | ".join(row) + " |")
+        return 0
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        args.emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
 
 
@@ -271,12 +316,18 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    # --debug works before or after the command: the command's copy only sets it when given.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
 
     parser = argparse.ArgumentParser(
         prog="easytl", description="Transfer learning for image classification from the shell.",
         epilog="Run 'easytl COMMAND --help' for each command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"easytl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, run, help, description, examples):
@@ -296,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data_dir", metavar="DATA_DIR")
     fit.add_argument("--out", required=True, help="model file to write (e.g. model.easytl)")
     fit.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see 'easytl backbones'")
+    fit.add_argument("--weights", metavar="PATH", default=None,
+                     help="a local state-dict file for the backbone (offline use)")
     fit.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     fit.add_argument("--schedule", default="progressive",
                      choices=["progressive", "fine_tune", "feature_extraction"])
@@ -313,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     fit.add_argument("--skip-bad-images", action="store_true",
                      help="leave out unreadable image files instead of failing")
+    fit.add_argument("--save-interrupted", action="store_true",
+                     help="on Ctrl-C, write the best weights so far (if an epoch finished)")
     fit.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: no progress")
 
     predict = command("predict", _predict, "predict the class of image files",
@@ -366,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     backbones = command("backbones", _backbones, "list the backbone registry (model zoo)",
                         "Backbones by name, with parameters, ImageNet top-1, input size, where the "
                         "weights come from and whether they are available offline here.",
-                        ["easytl backbones"])
-    del backbones
+                        ["easytl backbones", "easytl backbones --format markdown"])
+    backbones.add_argument("--format", default="table", choices=["table", "markdown"])
 
     demo = command("demo", _demo, "fit on the built-in synthetic textures and print a held-out report",
                    "Fit TransferClassifier with its defaults (offline pretrained EfficientNet-Lite0, "
@@ -384,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``easytl: warning: ...`` lines, without Python's source-line echo."""
+    _say(f"easytl: warning: {message}")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     # Results go to the real stdout; anything else that prints (a library, a download
@@ -391,7 +451,8 @@ def main(argv=None) -> int:
     args.results = sys.stdout
     args.emit = functools.partial(print, file=args.results, flush=True)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             return args.run(args)
     except KeyboardInterrupt:
         _say("easytl: interrupted")
@@ -401,6 +462,7 @@ def main(argv=None) -> int:
             raise
         message = str(exc).strip() or type(exc).__name__
         if not isinstance(exc, (CommandError, ValueError, TypeError, FileNotFoundError,
+                                IsADirectoryError, NotADirectoryError, PermissionError,
                                 ImportError, RuntimeError)):
             message = f"{type(exc).__name__}: {message}"
         _say(f"easytl: error: {message}" + ("" if isinstance(exc, CommandError)

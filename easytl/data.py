@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from torchvision.ops import roi_align
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".gif", ".tif",
+                              ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"})
 _CHANNELS = (1, 3, 4)
 
 
@@ -27,21 +29,58 @@ _CHANNELS = (1, 3, 4)
 def to_uint8_chw(image, where: str = "image") -> torch.Tensor:
     """Convert one image (PIL, ndarray or tensor; HW, HWC or CHW) to a uint8 (3, H, W) tensor."""
     if isinstance(image, Image.Image):
-        if 0 in image.size:
-            raise ValueError(f"{where} is {image.size[0]}x{image.size[1]} pixels: an image cannot be "
-                             "0 pixels wide or high.")
-        return torch.from_numpy(np.array(image.convert("RGB"), copy=True)).permute(2, 0, 1)
+        return torch.from_numpy(pil_to_rgb(image, where)).permute(2, 0, 1)
     if isinstance(image, (str, os.PathLike)):
         return read_image_file(image)
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     return _array_to_uint8_nchw(array[None], where=where)[0]
 
 
+# Single-channel modes that hold more than 8 bits: 16-bit PNG/TIFF, 32-bit integer TIFF.
+_WIDE_INTEGER_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def pil_to_rgb(image: Image.Image, where: str = "image") -> np.ndarray:
+    """A PIL image as a writable uint8 (H, W, 3) array, the way a photo viewer shows it.
+
+    The EXIF orientation is applied (phone photos are stored sideways with a tag
+    saying so); 16-bit gray images are scaled to 8 bits (``convert("RGB")``
+    would clip them to white); float images must lie in [0, 1]; palette images
+    with transparency and other alpha images lose their alpha, as arrays do.
+    """
+    if 0 in image.size:
+        raise ValueError(f"{where} is {image.size[0]}x{image.size[1]} pixels: an image cannot be "
+                         "0 pixels wide or high.")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(image).astype(np.int64)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise ValueError(f"{where} is a {image.mode} integer image with values in [{low}, {high}]; "
+                             "easytl reads 16-bit images (0-65535). Re-save it as 8 or 16 bits.")
+        gray = np.rint(values / 257.0).astype(np.uint8)  # 65535 -> 255, exact for 8-bit data * 257
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{where} is a float image with NaN or infinite values.")
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"{where} is a float image with values in [{low:.3g}, {high:.3g}]; "
+                             "easytl reads float images in [0, 1]. Rescale it, or re-save it as "
+                             "an 8- or 16-bit image.")
+        gray = np.rint(values * 255.0).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # the documented route; converting straight to RGB warns
+    return np.array(image.convert("RGB"), copy=True)
+
+
 def read_image_file(path) -> torch.Tensor:
     """Decode an image file to a uint8 (3, H, W) tensor, with a clear error if it cannot be read."""
     try:
         with Image.open(path) as image:
-            return to_uint8_chw(image)
+            return to_uint8_chw(image, where=str(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -64,6 +103,7 @@ def unreadable_reason(path) -> str | None:
             image.load()
             if image.width == 0 or image.height == 0:
                 return "the image has zero size"
+            pil_to_rgb(image)  # the conversion training will do (16-bit, float range, EXIF)
     except FileNotFoundError:
         return "file not found"
     except IsADirectoryError:
@@ -76,13 +116,17 @@ def unreadable_reason(path) -> str | None:
     return None
 
 
-def find_unreadable(paths: Sequence, workers: int | None = None) -> list[tuple[Path, str]]:
+def find_unreadable(paths: Sequence, workers: int | None = None,
+                    verbose: int = 0) -> list[tuple[Path, str]]:
     """Decode every file once (in threads: PIL releases the GIL) and return (path, reason)
     for each one that cannot be used, in the order given."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from .progress import progress
     paths = [Path(p) for p in paths]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(unreadable_reason, paths, chunksize=64))
+        reasons = list(progress(pool.map(unreadable_reason, paths, chunksize=16), total=len(paths),
+                                desc=f"checking {len(paths):,} images", verbose=verbose))
     return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
 
 
@@ -114,8 +158,10 @@ def _array_to_uint8_nchw(array: np.ndarray, where: str = "X") -> torch.Tensor:
             "Pass (N, H, W, 3), (N, 3, H, W) or gray (N, H, W).")
     if min(array.shape[2:]) == 0:
         raise ValueError(f"{where} has shape {array.shape}: an image cannot be 0 pixels wide or high.")
-    array = _to_uint8(array, where)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(_to_uint8(array, where))
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only memory
+        array = array.copy()
+    tensor = torch.from_numpy(array)
     channels = tensor.shape[1]
     if channels == 1:
         tensor = tensor.expand(-1, 3, -1, -1)
@@ -251,37 +297,73 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 _IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 
 
-def list_image_files(folder) -> list[Path]:
-    """Every file under ``folder`` (recursive, sorted) except hidden files and OS metadata.
-
-    Files that are not images are kept on purpose: ``fit`` decodes everything
-    first and reports them, rather than silently training on less data.
-    """
-    folder = Path(folder)
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under ``folder`` (recursive, sorted), without hidden files and OS metadata."""
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and p.name.lower() not in _IGNORED_FILES
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def list_image_files(folder, notice: bool = True) -> list[Path]:
+    """The image files under ``folder`` (by extension, any case; recursive, sorted).
+
+    Other files (a stray ``notes.txt``, a ``labels.csv``) are left out with a
+    one-line warning naming them; image files that fail to decode are not
+    filtered here: ``fit`` reports them.
+    """
+    files = _visible_files(Path(folder))
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if notice:
+        _notice_left_out([p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS], Path(folder),
+                         "in")
+    return images
+
+
+def _notice_left_out(others: list[Path], folder: Path, where: str) -> None:
+    """One warning line naming (the first few of) the files a folder listing left out."""
+    if not others:
+        return
+    shown = ", ".join(str(p.relative_to(folder)) for p in others[:3])
+    if len(others) > 3:
+        shown += f" and {len(others) - 3} more"
+    plural = len(others) > 1
+    warnings.warn(f"left out {len(others)} non-image file{'s' * plural} {where} {folder}: {shown}",
+                  stacklevel=3)
+
+
+def _no_images(where: str) -> str:
+    return f"no image files {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+
+
 def read_class_folders(folder) -> tuple[list[Path], np.ndarray | None]:
-    """A folder with one sub-folder per class → (paths, labels); a flat folder → (paths, None)."""
+    """A folder with one sub-folder per class → (paths, labels); a flat folder → (paths, None).
+
+    Every image below a class sub-folder, however deeply nested, takes that
+    sub-folder's name as its label.
+    """
     folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist")
     if not folder.is_dir():
-        raise FileNotFoundError(f"no such directory: {folder}")
+        raise NotADirectoryError(f"{folder} is not a directory")
     class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         paths = list_image_files(folder)
         if not paths:
-            raise ValueError(f"no files in {folder} (images: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise ValueError(_no_images(f"in {folder}"))
         return paths, None
-    paths, labels = [], []
+    paths, labels, others = [], [], []
     for class_dir in class_dirs:
-        files = list_image_files(class_dir)
-        paths += files
-        labels += [class_dir.name] * len(files)
+        files = _visible_files(class_dir)
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        others += [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        paths += images
+        labels += [class_dir.name] * len(images)
+    others += [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+               and p.name.lower() not in _IGNORED_FILES]
+    _notice_left_out(others, folder, "in the class sub-folders of")
     if not paths:
-        raise ValueError(f"the class sub-folders of {folder} hold no files "
-                         f"(images: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        raise ValueError(_no_images(f"in the class sub-folders of {folder}"))
     return paths, np.array(labels)
 
 
@@ -295,12 +377,23 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     """
     labels = None
     if isinstance(X, (str, os.PathLike)):
-        if not Path(X).is_dir():
-            raise FileNotFoundError(f"{name} is a path but not a directory: {X}")
-        paths, labels = read_class_folders(X)
-        source = ListImages(paths, size, read_image_file)
+        path = Path(X)
+        if path.is_dir():
+            paths, labels = read_class_folders(path)
+            source = ListImages(paths, size, read_image_file)
+        elif path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            source = ListImages([path], size, read_image_file)  # one image file
+        elif path.is_file():
+            raise ValueError(f"{name} is a file but not an image ({path}): pass an image file, a "
+                             "folder with one sub-folder per class, or a list of image paths.")
+        else:
+            raise FileNotFoundError(f"{name} does not exist: {path}")
     elif isinstance(X, (np.ndarray, torch.Tensor)):
         array = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+        if array.ndim == 3 and array.shape[-1] in (3, 4):
+            # (H, W, 3|4) is one colour image (what np.asarray(Image.open(f)) gives), not a
+            # batch of gray images 3 or 4 pixels wide.
+            array = array[None]
         if len(array) == 0:
             raise ValueError(f"{name} is empty: at least one image is needed.")
         source = ArrayImages(_array_to_uint8_nchw(array, where=name))

@@ -34,6 +34,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Cache features on disk, keyed by these parameters and the images: a
         ``GridSearchCV`` over the downstream model then computes each fold's
         features once instead of once per candidate.
+    verbose : int, default=1
+        1 shows a progress bar (on stderr) when extracting takes over 2 s; 0 never.
 
     Attributes
     ----------
@@ -43,7 +45,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, backbone="efficientnet_lite0", weights="default", image_size=None,
-                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0, memory=None):
+                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0, memory=None,
+                 verbose=1):
         self.backbone = backbone
         self.weights = weights
         self.image_size = image_size
@@ -52,6 +55,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.device = device
         self.num_workers = num_workers
         self.memory = memory
+        self.verbose = verbose
 
     def fit(self, X=None, y=None):
         """Load the backbone (nothing is learned); returns self."""
@@ -69,13 +73,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "backbone_")
         if self.memory is not None:
             params = dict(self.get_params(), memory=None)
-            return check_memory(self.memory).cache(_features)(params, X)
+            verbose = params.pop("verbose")  # not part of the cache key: the features are the same
+            return check_memory(self.memory).cache(_features, ignore=["verbose"])(params, X, verbose)
         return run_model(self.backbone_, X, lambda model, x: model.forward_features(x),
                          image_size=self.image_size_, data_config=self.backbone_.data_config,
                          batch_size=self.batch_size, num_workers=self.num_workers,
-                         device=self.device, mixed_precision=self.mixed_precision)
+                         device=self.device, mixed_precision=self.mixed_precision,
+                         verbose=self.verbose, desc="extracting features")
 
 
-def _features(params: dict, X) -> np.ndarray:
+def _features(params: dict, X, verbose: int) -> np.ndarray:
     """Module-level so joblib can key its cache on (params, X)."""
-    return FeatureExtractor(**params).fit().transform(X)
+    return FeatureExtractor(**params, verbose=verbose).fit().transform(X)

@@ -19,6 +19,7 @@ from torch.utils.data import BatchSampler, RandomSampler
 
 from .data import ImageSource, Preprocessor, batches
 from .folding import fold_batchnorm
+from .progress import progress
 
 # Cached activations above this size go to a file on disk instead of RAM.
 CACHE_BUDGET_BYTES = 2 * 1024**3
@@ -132,7 +133,8 @@ class CachedFeed:
 
     @classmethod
     def build(cls, model, image_feed: ImageFeed, start: int, n_views: int, augment: bool,
-              accelerator, budget_bytes: float | None = None, directory=None):
+              accelerator, budget_bytes: float | None = None, directory=None, verbose: int = 0,
+              what: str = "training"):
         """Run the first ``start`` stages over the images once per view.
 
         A cache larger than ``budget_bytes`` (default :data:`CACHE_BUDGET_BYTES`)
@@ -147,8 +149,12 @@ class CachedFeed:
         views, prefix = [], None
         try:
             with torch.no_grad():
-                for _ in range(n_views):
+                for view in range(n_views):
                     rows, filled = None, 0
+                    views_note = f" (view {view + 1}/{n_views})" if n_views > 1 else ""
+                    bar = progress(total=len(image_feed), verbose=verbose,
+                                   enabled=accelerator.is_main_process,
+                                   desc=f"caching {what} features{views_note}")
                     for x, _ in image_feed.ordered(augment=augment):
                         if prefix is None:  # the frozen stages, BatchNorm folded in for speed
                             prefix = fold_batchnorm(nn.Sequential(*backbone.stages[:start]), x[:2])
@@ -165,6 +171,8 @@ class CachedFeed:
                         else:  # filled in place: no second copy, as concatenating would make
                             rows[filled:filled + len(out)] = out
                         filled += len(out)
+                        bar.update(len(out))
+                    bar.close()
                     views.append(rows)
         except OSError as exc:  # e.g. no space left for the spilled cache
             warnings.warn(f"feature cache not written ({exc}); recomputing activations every epoch",

@@ -11,6 +11,7 @@ from torch import nn
 
 from .data import Preprocessor, as_image_source, batches
 from .folding import fold_batchnorm
+from .progress import progress
 from .training import make_accelerator
 
 
@@ -18,7 +19,8 @@ from .training import make_accelerator
 def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], torch.Tensor], *,
               image_size: int, data_config: dict, batch_size: int = 128, num_workers: int = 0,
               device: str = "auto", mixed_precision: str = "auto", n_views: int = 1,
-              generator: torch.Generator | None = None) -> np.ndarray:
+              generator: torch.Generator | None = None, verbose: int = 0,
+              desc: str = "predicting") -> np.ndarray:
     """Apply ``output(module, x)`` to preprocessed batches of ``X``; return float32 rows.
 
     Images are decoded, resized and normalised one batch at a time, so only
@@ -44,9 +46,13 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
 
     rows = []
     chunk = batch_size
+    bar = progress(total=len(source), desc=desc, verbose=verbose,
+                   enabled=accelerator.is_main_process)
     for images, _ in batches(source, None, batch_size, num_workers=num_workers):
         outputs, chunk = in_chunks(forward, images, chunk)
         rows += outputs
+        bar.update(len(images))
+    bar.close()
     return np.concatenate(rows)
 
 

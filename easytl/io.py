@@ -35,6 +35,34 @@ def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def check_writable(path) -> Path:
+    """Fail early, with a clear message, if a file cannot be written at ``path``.
+
+    Called before work whose result would otherwise be lost (training, then saving).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: give a file path to write, e.g. "
+                                f"{path / 'model.easytl'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the first folder that exists: the rest will be created
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: {parent} is not a writable folder.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the file is read-only.")
+    return path
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would give: the existing file's, else 0o666 less the umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Yield a temporary path beside ``path`` to write; once the block succeeds it is flushed
@@ -48,6 +76,7 @@ def atomic_file(path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600 files; keep the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -73,6 +102,9 @@ def load_model_file(path) -> tuple[dict, dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file (model files are written "
+                             "by TransferClassifier.save or 'easytl fit --out').")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:

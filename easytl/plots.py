@@ -51,7 +51,22 @@ def plot_history(clf, path=None):
     return _finish(fig, path)
 
 
-def plot_tsne(X, y, models, titles=None, perplexity: float = 30.0, random_state: int = 0,
+def tsne_perplexity(n: int, requested: float | None = None) -> float:
+    """A t-SNE perplexity that suits ``n`` points.
+
+    Perplexity is roughly the number of neighbours each point attends to. The
+    usual 30 needs a few hundred points; on fewer, every point would attend to
+    most of the others and the clusters wash out. Without a request this picks
+    min(30, n / 5) (at least 2); a request is lowered only where t-SNE cannot
+    take it (it must stay below n / 3 so each neighbourhood is a minority).
+    """
+    ceiling = max(2.0, (n - 1) / 3)
+    if requested is None:
+        return float(min(30.0, max(2.0, n / 5)))
+    return float(min(requested, ceiling))
+
+
+def plot_tsne(X, y, models, titles=None, perplexity: float | None = None, random_state: int = 0,
               path=None):
     """t-SNE of pooled backbone features, one panel per model (e.g. before and after fine-tuning).
 
@@ -60,21 +75,32 @@ def plot_tsne(X, y, models, titles=None, perplexity: float = 30.0, random_state:
     X, y : images and their labels
     models : a fitted TransferClassifier / FeatureExtractor, or a list of them
     titles : list of str, optional
+    perplexity : float, optional
+        None picks one that suits the number of images (:func:`tsne_perplexity`);
+        a value too large for them is lowered with a warning. The title shows
+        the value used.
     """
+    import warnings
+
     from sklearn.manifold import TSNE
     plt = _pyplot()
     models = models if isinstance(models, (list, tuple)) else [models]
     titles = titles or [type(m).__name__ for m in models]
     y = np.asarray(y)
+    used = tsne_perplexity(len(y), perplexity)
+    if perplexity is not None and used < perplexity:
+        warnings.warn(f"t-SNE perplexity {perplexity:g} is too large for {len(y)} images; using "
+                      f"{used:.3g}. With few images the picture shows little structure: plot a "
+                      "few hundred images if you can.", stacklevel=2)
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
     for ax, model, title in zip(axes[0], models, titles):
         features = model.transform(X)
-        embedded = TSNE(2, perplexity=min(perplexity, len(features) - 1), init="pca",
+        embedded = TSNE(2, perplexity=used, init="pca",
                         random_state=random_state).fit_transform(features)
         for label in np.unique(y):
             mask = y == label
             ax.scatter(embedded[mask, 0], embedded[mask, 1], s=12, label=str(label))
-        ax.set_title(title)
+        ax.set_title(f"{title} (perplexity {used:.3g})")
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][-1].legend(fontsize=8, markerscale=1.5)
@@ -105,8 +131,16 @@ def plot_report(result: dict, path=None):
     """Draw the confusion matrix of a :meth:`TransferClassifier.report` result."""
     from sklearn.metrics import ConfusionMatrixDisplay
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(result["labels"]),) * 2)
-    ConfusionMatrixDisplay(result["confusion_matrix"], display_labels=result["labels"]).plot(
-        ax=ax, colorbar=False)
+    labels = [str(label) for label in result["labels"]]
+    k, longest = len(labels), max(len(label) for label in labels)
+    # Cells large enough for their counts, plus room for the longest (rotated) class name.
+    side = max(4.5, 0.55 * k + 0.09 * longest + 1.8)
+    fig, ax = plt.subplots(figsize=(side, side))
+    rotate = k > 3 or longest > 6
+    ConfusionMatrixDisplay(result["confusion_matrix"], display_labels=labels).plot(
+        ax=ax, colorbar=False, xticks_rotation=45 if rotate else "horizontal",
+        values_format="d", text_kw={"fontsize": 10 if k <= 15 else 7})
+    if rotate:
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_title(f"accuracy {result['accuracy']:.3f}")
     return _finish(fig, path)

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from .backbones import WeightsUnavailableError, create_backbone
 from .data import as_image_source, read_class_folders
 from .features import FeatureExtractor
+from .progress import progress
 
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "params_m", "images_per_s",
             "pretrained", "skipped")
@@ -54,7 +55,9 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
     Returns
     -------
     list of dict with keys ``backbone``, ``accuracy_mean``, ``accuracy_std``,
-    ``params_m``, ``images_per_s`` (frozen feature throughput here),
+    ``params_m`` (millions, the feature extractor only: the weights' ImageNet
+    classifier, which ``easytl backbones`` counts, is not part of it),
+    ``images_per_s`` (frozen feature throughput here),
     ``pretrained`` and ``skipped`` (None or the reason). ``pandas.DataFrame(rows)``
     makes it a table.
     """
@@ -68,8 +71,11 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")
     folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
     rows = []
+    bar = progress(total=len(backbones), desc="comparing backbones", unit="backbone",
+                   verbose=verbose)
     for backbone in backbones:
         name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        bar.set_postfix_str(name)
         row = dict.fromkeys(ROW_KEYS)
         row.update(backbone=name, pretrained=weights == "default")
         try:
@@ -77,12 +83,14 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
         except WeightsUnavailableError as exc:
             row["skipped"] = str(exc).split(". ")[0]
             rows.append(row)
+            bar.update()
             continue
         row["params_m"] = round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
-        extractor = FeatureExtractor(module, image_size=image_size).fit()
+        extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit()
         row["images_per_s"] = round(_throughput(extractor, X), 1)
         if strategy == "feature_extraction":
-            model = make_pipeline(FeatureExtractor(module, image_size=image_size), StandardScaler(),
+            model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),
+                                  StandardScaler(),
                                   LogisticRegression(max_iter=2000))
         else:
             # Imported here: selection is a workflow on top of the estimator, not below it.
@@ -92,6 +100,8 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
         scores = cross_val_score(clone(model), X, labels, cv=folds)
         row["accuracy_mean"], row["accuracy_std"] = float(np.mean(scores)), float(np.std(scores))
         rows.append(row)
+        bar.update()
+    bar.close()
     if verbose:
         print(format_rows(rows))
     return rows
@@ -99,12 +109,13 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
 
 def format_rows(rows: list[dict]) -> str:
     """The comparison as a plain-text table."""
-    lines = [f"{'backbone':<22} {'accuracy':>15} {'params (M)':>10} {'img/s':>8}  note"]
+    lines = [f"{'backbone':<22} {'accuracy':>15} {'params (M)*':>11} {'img/s':>8}  note"]
     for r in rows:
         if r["skipped"]:
-            lines.append(f"{r['backbone']:<22} {'-':>15} {'-':>10} {'-':>8}  skipped: {r['skipped']}")
+            lines.append(f"{r['backbone']:<22} {'-':>15} {'-':>11} {'-':>8}  skipped: {r['skipped']}")
         else:
             accuracy = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
-            lines.append(f"{r['backbone']:<22} {accuracy:>15} {r['params_m']:>10.2f} "
+            lines.append(f"{r['backbone']:<22} {accuracy:>15} {r['params_m']:>11.2f} "
                          f"{r['images_per_s']:>8.1f}  {'pretrained' if r['pretrained'] else 'random init'}")
+    lines.append("* parameters of the feature extractor, without the ImageNet classifier")
     return "\n".join(lines)

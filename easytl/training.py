@@ -363,13 +363,15 @@ class Trainer:
         augment = self.preprocess.augment is not None
         views = min(self.cache_views, phase.epochs) if augment else 1
         cached_train = CachedFeed.build(self.model, train_feed, start, views, augment,
-                                        self.accelerator, self.cache_memory, self.cache_dir)
+                                        self.accelerator, self.cache_memory, self.cache_dir,
+                                        verbose=self.verbose)
         if cached_train is None:
             return train_feed, val_feed
         if val_feed is None or len(val_feed) == 0:  # (a process may hold no validation image)
             return cached_train, val_feed
         cached_val = CachedFeed.build(self.model, val_feed, start, 1, False, self.accelerator,
-                                      self.cache_memory, self.cache_dir)
+                                      self.cache_memory, self.cache_dir, verbose=self.verbose,
+                                      what="validation")
         return cached_train, cached_val or val_feed
 
     def _run_phase(self, phase: Phase, phase_index: int, epoch: int, train_feed: ImageFeed,

@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, test_dir = write_digit_folders(Path(args.root or tmp), args.per_class)

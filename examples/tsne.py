@@ -17,7 +17,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     digits = load_digits()
     X, y = (digits.images / 16.0).astype(np.float32)[:args.limit], digits.target[:args.limit]

@@ -137,7 +137,8 @@ def test_list_backbones_table():
     counted = sum(p.numel() for p in create_backbone("efficientnet_lite0", weights=None,
                                                      keep_classifier=True).parameters())
     assert rows["efficientnet_lite0"]["params_m"] == pytest.approx(counted / 1e6, abs=0.01)
-    assert np.all([set(r) == {"name", "params_m", "top1", "input_size", "source", "offline"}
+    assert np.all([set(r) == {"name", "params_m", "top1", "input_size", "fixed_input_size", "source",
+                              "offline", "default"}
                    for r in rows.values()])
 
 

@@ -63,3 +63,40 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(ImportError, match=r"easytl\[plots\]"):
         plots.plot_backbones([])
+
+
+def test_tsne_perplexity_suits_small_inputs_and_says_when_lowered(fitted, textures):
+    from easytl.plots import tsne_perplexity
+    assert tsne_perplexity(1000) == 30 and tsne_perplexity(80) == 16 and tsne_perplexity(6) == 2
+    X, y = textures
+    with pytest.warns(UserWarning, match="perplexity 50 is too large for 30 images; using 9.67"):
+        fig = plot_tsne(X[:30], y[:30], fitted, perplexity=50)
+    assert "perplexity 9.67" in fig.axes[0].get_title()
+    fig = plot_tsne(X[:40], y[:40], fitted)  # no request: chosen for n, no warning
+    assert "perplexity 8" in fig.axes[0].get_title()
+
+
+def test_confusion_matrix_grows_with_classes_and_labels_do_not_collide(tmp_path):
+    def draw(k, name):
+        labels = [f"{name}_{i}" for i in range(k)]
+        result = {"labels": labels, "accuracy": 0.5, "confusion_matrix": np.eye(k, dtype=int) * 3}
+        fig = plots.plot_report(result, path=tmp_path / f"cm{k}.png")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        rows = [label.get_window_extent(renderer) for label in ax.get_yticklabels()]
+        assert not any(a.overlaps(b) for i, a in enumerate(rows) for b in rows[i + 1:])
+        # x labels may be rotated: parallel lines of text must lie at least one text height apart.
+        columns = ax.get_xticklabels()
+        angle = np.radians(columns[0].get_rotation())
+        spacing = np.diff(ax.transData.transform([(i, 0) for i in range(k)])[:, 0]).min()
+        text_height = columns[0].get_fontsize() * fig.dpi / 72
+        assert spacing * (np.sin(angle) if angle else 1) >= text_height
+        if not angle:
+            boxes = [label.get_window_extent(renderer) for label in columns]
+            assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        from PIL import Image
+        return Image.open(tmp_path / f"cm{k}.png").size
+
+    small, large = draw(3, "cat"), draw(20, "long_class_name")
+    assert min(small) >= 400 and min(large) > min(small)
