@@ -14,7 +14,7 @@ def run_workflow(workflows: dict, argv=None) -> None:
     """Parse ``WORKFLOW DATA [--epochs N]``, run it on its data and print one JSON line."""
     import json
     args = parse_args(argv, workflows)
-    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow)
+    X_train, y_train, X_test, y_test, classes = load_data(args.data, args.workflow, args.seed)
     print(json.dumps(timed(workflows[args.workflow], X_train, y_train, X_test, y_test, classes,
                            args.epochs)))
 
@@ -22,12 +22,18 @@ def run_workflow(workflows: dict, argv=None) -> None:
 def parse_args(argv, workflows):
     parser = argparse.ArgumentParser()
     parser.add_argument("workflow", choices=sorted(workflows))
-    parser.add_argument("data", choices=["textures", "digits"])
+    parser.add_argument("data", choices=DATA)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per phase")
+    parser.add_argument("--seed", type=int, default=0, help="which k-shot draw (digits5/10/20)")
     return parser.parse_args(argv)
 
 
-def load_data(name: str, workflow: str):
+# textures and digits: stratified 75/25 splits; digitsK: K training images per class (drawn
+# with --seed), every other digit is the test set.
+DATA = ["textures", "digits", "digits5", "digits10", "digits20"]
+
+
+def load_data(name: str, workflow: str, seed: int = 0):
     """(X_train, y_train, X_test, y_test, classes) as float images in [0, 1] and int labels."""
     from easytl import make_textures
     if workflow == "predict":  # 2,000 images to predict; training data unused
@@ -42,6 +48,13 @@ def load_data(name: str, workflow: str):
         digits = load_digits()
         X, y = (digits.images / 16.0).astype(np.float32), digits.target
         X = np.repeat(X[..., None], 3, axis=-1)
+        if name != "digits":  # k-shot: k training images per class, the rest is the test set
+            k = int(name[len("digits"):])
+            rng = np.random.default_rng(seed)
+            train = np.concatenate([rng.choice(np.flatnonzero(y == c), k, replace=False)
+                                    for c in np.unique(y)])
+            test = np.setdiff1d(np.arange(len(y)), train)
+            return X[train], y[train], X[test], y[test], np.unique(y)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y,
                                                         random_state=0)
     return X_train, y_train, X_test, y_test, np.unique(y)

@@ -25,6 +25,8 @@ from .heads import build_head, head_from_spec, head_spec, resolve_head
 from .checkpoints import check_fingerprint, load_checkpoint
 from .inference import run_model
 from .io import ModelFileError, check_writable, load_model_file, save_model_file
+from .adaptive import VAL_FRACTION, Plan, PlanNote, auto_image_size, median_short_side
+from .adaptive import plan as adaptive_plan
 from .schedules import resolve_phases
 from .training import Trainer, TransferModel, as_callbacks, make_accelerator
 
@@ -124,10 +126,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         Width of the pooled backbone features (what :meth:`transform` returns).
     """
 
-    def __init__(self, backbone="efficientnet_lite0", weights="default", head="mlp",
-                 schedule="progressive", epochs=None, batch_size=32, lr=1e-3,
+    def __init__(self, backbone="efficientnet_lite0", weights="default", head="auto",
+                 schedule="auto", epochs=None, batch_size=32, lr=1e-3,
                  backbone_lr_mult=0.1, warmup_epochs=0, lr_decay="cosine", grad_clip=None,
-                 train_bn=False, image_size=None, augment="default", val_size=0.1,
+                 train_bn=False, image_size="auto", augment="default", val_size="auto",
                  early_stopping=None, class_weight=None, mixed_precision="auto", device="auto",
                  num_workers=0, random_state=None, verbose=1, callbacks=None,
                  cache_features="auto", cache_views=2, cache_memory="2GB", cache_dir=None,
@@ -181,7 +183,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
         positive_int("batch_size")
         positive_int("epochs", allow_none=True)
-        positive_int("image_size", allow_none=True)
+        if self.image_size != "auto":
+            positive_int("image_size", allow_none=True)
         positive_int("early_stopping", allow_none=True)
         positive_int("cache_views")
         positive_int("predict_batch_size")
@@ -205,11 +208,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if not (self.class_weight in (None, "balanced") or isinstance(self.class_weight, dict)):
             raise ValueError("class_weight must be None, 'balanced' or a dict {label: weight}, "
                              f"got {self.class_weight!r}.")
-        if not isinstance(self.val_size, numbers.Real) or self.val_size < 0:
-            raise ValueError(f"val_size must be a fraction in [0, 1) or a count, got {self.val_size!r}.")
+        if self.val_size != "auto" and (not isinstance(self.val_size, numbers.Real)
+                                        or isinstance(self.val_size, bool) or self.val_size < 0):
+            raise ValueError(f"val_size must be 'auto', a fraction in [0, 1) or a count, "
+                             f"got {self.val_size!r}.")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}.")
-        resolve_head(self.head)
+        if self.head != "auto":
+            resolve_head(self.head)
 
     def _class_weights(self, y_encoded: np.ndarray) -> torch.Tensor | None:
         if self.class_weight is None:
@@ -255,19 +261,19 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.skipped_images_ += bad
         return source.subset(kept), (None if labels is None else labels[kept]), kept
 
-    def _split(self, source, y_encoded, seed):
+    def _split(self, source, y_encoded, seed, val_size):
         n = len(y_encoded)
-        if self.val_size == 0:
+        if val_size == 0:
             return source, y_encoded, None, None, None
         n_classes = len(self.classes_)
-        n_val = self.val_size if self.val_size >= 1 else int(np.ceil(self.val_size * n))
-        if self.val_size < 1:
+        n_val = val_size if val_size >= 1 else int(np.ceil(val_size * n))
+        if val_size < 1:
             # A stratified hold-out needs one image per class: small data sets get that minimum.
             n_val = max(n_val, n_classes)
         counts = np.bincount(y_encoded, minlength=n_classes)
         if n_val < n_classes or n - n_val < n_classes or counts.min() < 2:
             raise ValueError(
-                f"val_size={self.val_size} cannot hold out a stratified validation set from {n} "
+                f"val_size={val_size} cannot hold out a stratified validation set from {n} "
                 f"images in {n_classes} classes (smallest class: {counts.min()} images): every "
                 "class needs an image on both sides. Use more images, val_size=0, or pass X_val/y_val.")
         train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), stratify=y_encoded,
@@ -303,7 +309,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, (str, os.PathLike)) and Path(X).is_file():
             raise ValueError(f"X is a single file ({X}); fit needs many labelled images: a folder with "
                              "one sub-folder per class, a list of image paths with y, or an array.")
-        source, labels = as_image_source(X, y, size=self.image_size or 224)
+        source, labels = as_image_source(X, y, size=_placeholder_size(self.image_size))
         self.skipped_images_ = []
         source, labels, kept = self._drop_bad_files(source, labels)
         if labels is None:
@@ -330,9 +336,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             # Every process must split, initialise and shuffle alike: use the main process's seed.
             from accelerate.utils import broadcast_object_list
             seed = int(broadcast_object_list([seed])[0])
+        plan = self._plan(np.bincount(y_encoded, minlength=len(self.classes_)))
         if X_val is not None:
-            val_source, val_labels = as_image_source(X_val, y_val, size=self.image_size or 224,
-                                                     name="X_val")
+            val_source, val_labels = as_image_source(X_val, y_val, name="X_val",
+                                                     size=_placeholder_size(self.image_size))
             val_source, val_labels, _ = self._drop_bad_files(val_source, val_labels, "X_val")
             if val_labels is None:
                 raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
@@ -340,13 +347,15 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             val, val_y = val_source, self._encode(val_labels, "y_val")
             self.validation_indices_ = None
         else:
-            train, train_y, val, val_y, val_idx = self._split(source, y_encoded, seed)
+            train, train_y, val, val_y, val_idx = self._split(source, y_encoded, seed,
+                                                              self._val_fraction(plan))
             self.validation_indices_ = None if val_idx is None else kept[val_idx]
         if self.early_stopping is not None and val is None:
             raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
 
-        phases = resolve_phases(self.schedule, self.lr, self.backbone_lr_mult, self.warmup_epochs,
-                                self.epochs)
+        phases = resolve_phases(plan.phases if plan else self.schedule, self.lr,
+                                self.backbone_lr_mult, self.warmup_epochs, self.epochs)
+        native_side = median_short_side(train) if self.image_size == "auto" else None
         class_weights = self._class_weights(train_y)
         fingerprint = {"seed": seed, "n_train": len(train_y), "n_val": 0 if val is None else len(val_y),
                        "classes": [str(c) for c in self.classes_.tolist()],
@@ -357,17 +366,20 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if checkpoint is not None:
             check_fingerprint(checkpoint_dir, checkpoint, fingerprint)
         callbacks = as_callbacks(self.callbacks)
+        if plan is not None:
+            callbacks = [PlanNote(plan, stop_if_perfect=len(phases) > 1)] + callbacks
         devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             # A user's module is copied: fit must not change the estimator's parameters.
             spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
-            backbone = create_backbone(spec, self.weights, self.image_size)
-            size = self._input_size(backbone)
+            backbone = create_backbone(spec, self.weights, _placeholder_size(self.image_size))
+            size = self._input_size(backbone, native_side)
             for part in (train, val):
                 if part is not None and hasattr(part, "size"):
                     part.size = size
-            head = build_head(self.head, backbone.num_features, len(self.classes_))
+            self._head_used = self._head(plan)
+            head = build_head(self._head_used, backbone.num_features, len(self.classes_))
             model = TransferModel(backbone, head)
             preprocess = Preprocessor(size, backbone.data_config["mean"],
                                       backbone.data_config["std"], self.augment)
@@ -407,13 +419,35 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.image_size_ = size
         self.phases_ = phases
 
-    def _input_size(self, backbone: Backbone) -> int:
-        native = int(backbone.data_config["input_size"])
-        size = int(self.image_size or native)
-        if backbone.data_config.get("fixed_input_size") and size != native:
-            raise ValueError(f"backbone {backbone.name!r} takes only {native}x{native} input; "
-                             f"use image_size=None or {native}.")
+    def _input_size(self, backbone: Backbone, native_side: float | None) -> int:
+        """The model's input size: given, the backbone's own, or chosen from the images."""
+        pretrained = int(backbone.data_config["input_size"])
+        fixed = backbone.data_config.get("fixed_input_size")
+        if self.image_size == "auto":
+            return pretrained if fixed else auto_image_size(native_side, pretrained)
+        size = int(self.image_size or pretrained)
+        if fixed and size != pretrained:
+            raise ValueError(f"backbone {backbone.name!r} takes only {pretrained}x{pretrained} input; "
+                             f"use image_size='auto', None or {pretrained}.")
         return size
+
+    def _plan(self, counts) -> Plan | None:
+        """The adaptive plan when schedule and length are both left to easytl, else None."""
+        if self.schedule == "auto" and self.epochs is None:
+            return adaptive_plan(counts, self.batch_size, self.lr)
+        return None
+
+    def _val_fraction(self, plan: Plan | None) -> float:
+        if self.val_size != "auto":
+            return self.val_size
+        return plan.val_size if plan is not None else VAL_FRACTION
+
+    def _head(self, plan: Plan | None):
+        """``head="auto"``: the linear head a probe solves under the adaptive plan, else the
+        notebook's MLP head."""
+        if self.head != "auto":
+            return self.head
+        return "linear" if plan is not None else "mlp"
 
     # ------------------------------------------------------------------------- inference
     def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
@@ -518,7 +552,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "easytl_version": __version__,
             "backbone": backbone_name,
             "weights": self.weights if isinstance(self.weights, (str, type(None))) else str(self.weights),
-            "head": head_spec(self.head),
+            "head": head_spec(getattr(self, "_head_used", self.head)),
             "classes": self.classes_.tolist(),
             "classes_dtype": self.classes_.dtype.str,
             "data_config": self.model_.backbone.data_config,
@@ -576,6 +610,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         clf.interrupted_ = bool(manifest.get("interrupted", False))
         clf.n_features_ = manifest["n_features"]
         clf.image_size_ = manifest["image_size"]
+        clf._head_used = head_factory
         return clf
 
 
@@ -589,6 +624,11 @@ def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
     if distributed:
         dist.barrier()
     return Path(path)
+
+
+def _placeholder_size(image_size) -> int:
+    """A size for reading ``X`` before the real one is chosen (it is set once it is)."""
+    return image_size if isinstance(image_size, int) and not isinstance(image_size, bool) else 224
 
 
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}

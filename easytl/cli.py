@@ -315,6 +315,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _val_size(text: str):
+    if text == "auto":
+        return "auto"
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto', a fraction or a count >= 0, got {text}")
+    return int(value) if value >= 1 and value == int(value) else value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -350,16 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--weights", metavar="PATH", default=None,
                      help="a local state-dict file for the backbone (offline use)")
     fit.add_argument("--no-pretrained", action="store_true", help="random initialisation")
-    fit.add_argument("--schedule", default="progressive",
-                     choices=["progressive", "fine_tune", "feature_extraction"])
+    fit.add_argument("--schedule", default="auto",
+                     choices=["auto", "progressive", "fine_tune", "feature_extraction"],
+                     help="auto (default): linear probe, then fine-tuning planned from the data")
     fit.add_argument("--epochs", type=_positive_int, default=None,
-                     help="total epochs (default: the schedule's own)")
-    fit.add_argument("--image-size", type=_positive_int, default=None,
-                     help="model input size (default: the backbone's)")
+                     help="total epochs (default: chosen from the data)")
+    fit.add_argument("--image-size", type=_size, default="auto",
+                     help="model input size (default: auto, chosen from the images' size)")
     fit.add_argument("--batch-size", type=_positive_int, default=32)
     fit.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
-    fit.add_argument("--val-size", type=float, default=0.1,
-                     help="held-out fraction (or count) for validation; 0 for none")
+    fit.add_argument("--val-size", type=_val_size, default="auto",
+                     help="held-out fraction (or count) for validation; 0 for none (default: "
+                          "auto, 10%% unless there are under 30 images per class)")
     fit.add_argument("--tta", type=_positive_int, default=1,
                      help="test-time augmentation views for the validation report")
     fit.add_argument("--seed", type=int, default=0)
@@ -405,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--strategy", default="feature_extraction",
                          choices=["feature_extraction", "fine_tune"])
     compare.add_argument("--cv", type=_positive_int, default=3)
-    compare.add_argument("--image-size", type=_positive_int, default=None)
+    compare.add_argument("--image-size", type=_size, default="auto")
     compare.add_argument("--seed", type=int, default=0)
 
     export = command("export", _export, "export a model file as ONNX or TorchScript",
@@ -426,13 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "fit on the built-in synthetic textures and print a held-out report",
                    "Fit TransferClassifier with its defaults (offline pretrained EfficientNet-Lite0, "
-                   "progressive unfreezing) on the notebook's synthetic textures and report "
+                   "a linear probe then fine-tuning, all planned from the data) on the notebook's "
+                   "synthetic textures and report "
                    "accuracy on a stratified 25% held-out split. No data or download needed.",
                    ["easytl demo", "easytl demo --epochs 6"])
     demo.add_argument("--backbone", default=DEFAULT_BACKBONE)
     demo.add_argument("--epochs", type=_positive_int, default=None,
-                      help="total epochs (default: schedule's)")
-    demo.add_argument("--image-size", type=_positive_int, default=None)
+                      help="total epochs (default: chosen from the data)")
+    demo.add_argument("--image-size", type=_size, default="auto")
     demo.add_argument("--n-per-class", type=_positive_int, default=100)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--verbose", type=int, default=1, choices=[0, 1])

@@ -212,6 +212,10 @@ class ImageSource(Dataset):
         """The images at ``indices`` as a new source (nothing is decoded here)."""
         raise NotImplementedError
 
+    def native_size(self, index: int) -> tuple[int, int]:
+        """(height, width) of image ``index`` as given, before any resizing."""
+        raise NotImplementedError
+
 
 class ArrayImages(ImageSource):
     """Images already in memory as one uint8 tensor (N, 3, H, W)."""
@@ -230,6 +234,9 @@ class ArrayImages(ImageSource):
 
     def subset(self, indices) -> "ArrayImages":
         return ArrayImages(self.images[torch.as_tensor(indices, dtype=torch.long)])
+
+    def native_size(self, index: int) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
 
 
 class ListImages(ImageSource):
@@ -259,6 +266,16 @@ class ListImages(ImageSource):
     def subset(self, indices) -> "ListImages":
         return ListImages(self.items, self.size, self.load_item,
                           [self.positions[int(i)] for i in indices])
+
+    def native_size(self, index: int) -> tuple[int, int]:
+        item = self.items[self.positions[index]]
+        if isinstance(item, (str, os.PathLike)):
+            with Image.open(item) as image:  # reads the header only
+                width, height = image.size
+            return height, width
+        if isinstance(item, torch.Tensor):  # converted on arrival: (3, H, W)
+            return tuple(item.shape[-2:])
+        return tuple(self.load_item(item).shape[-2:])  # a Dataset item: decoded
 
 
 def _as_is(image: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ from torch import nn
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from .adaptive import auto_image_size, median_short_side
 from .backbones import create_backbone
+from .data import as_image_source
 from .inference import run_model
 
 
@@ -24,8 +26,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     ----------
     backbone : str or nn.Module, default="efficientnet_lite0"
     weights : "default", None or path, default="default"
-    image_size : int, optional
-        None uses the backbone's pretrained input size.
+    image_size : "auto", int or None, default="auto"
+        "auto" chooses the size from the images given to :meth:`fit` with the
+        same rule as :class:`TransferClassifier` (small images are upsampled by
+        a bounded factor, photos keep the pretrained size; see
+        :func:`easytl.adaptive.auto_image_size`); ``fit()`` without images, or
+        None, uses the backbone's pretrained input size.
     batch_size : int, default=128
     mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"
     device : "auto", "cpu" or "cuda", default="auto"
@@ -44,7 +50,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     image_size_ : int
     """
 
-    def __init__(self, backbone="efficientnet_lite0", weights="default", image_size=None,
+    def __init__(self, backbone="efficientnet_lite0", weights="default", image_size="auto",
                  batch_size=128, mixed_precision="auto", device="auto", num_workers=0, memory=None,
                  verbose=1):
         self.backbone = backbone
@@ -58,21 +64,28 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X=None, y=None):
-        """Load the backbone (nothing is learned); returns self."""
+        """Load the backbone and choose the input size (nothing is learned); returns self."""
         # A module is copied: fit must not change the estimator's parameters.
         spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
-        backbone = create_backbone(spec, self.weights, self.image_size)
+        given = self.image_size if isinstance(self.image_size, int) else None
+        backbone = create_backbone(spec, self.weights, given)
         backbone.requires_grad_(False)
         self.backbone_ = backbone.eval()
         self.n_features_ = backbone.num_features
-        self.image_size_ = int(self.image_size or backbone.data_config["input_size"])
+        pretrained = int(backbone.data_config["input_size"])
+        if self.image_size == "auto" and X is not None and not backbone.data_config.get("fixed_input_size"):
+            source, _ = as_image_source(X, None, size=pretrained)
+            self.image_size_ = auto_image_size(median_short_side(source), pretrained)
+        else:
+            self.image_size_ = int(given or pretrained)
         return self
 
     def transform(self, X) -> np.ndarray:
         """Pooled features, shape (n_images, n_features_), float32."""
         check_is_fitted(self, "backbone_")
         if self.memory is not None:
-            params = dict(self.get_params(), memory=None)
+            # The size this fit chose: the cached features must be computed at the same one.
+            params = dict(self.get_params(), memory=None, image_size=self.image_size_)
             verbose = params.pop("verbose")  # not part of the cache key: the features are the same
             return check_memory(self.memory).cache(_features, ignore=["verbose"])(params, X, verbose)
         return run_model(self.backbone_, X, lambda model, x: model.forward_features(x),

@@ -118,6 +118,11 @@ class CachedFeed:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def all_rows(self, view: int = 0) -> torch.Tensor:
+        """Every cached row of one view, on the CPU (the features a probe is fitted on)."""
+        rows = self.views[view]
+        return rows[torch.arange(len(self.targets))].cpu() if isinstance(rows, DiskRows) else rows.cpu()
+
     def batches(self, train: bool, epoch_in_phase: int = 1):
         view = self.views[(epoch_in_phase - 1) % len(self.views)] if train else self.views[0]
         n = len(self.targets)

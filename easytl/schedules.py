@@ -32,6 +32,14 @@ class Phase:
         Linear warmup at the start of the phase, per step; None takes the estimator's.
     name : str, optional
         Shown in progress bars and ``history_``.
+    probe : bool, default=False
+        Solve the head instead of training it: a linear probe, i.e. a
+        (multinomial, L2-regularised) logistic regression fitted to
+        convergence on the frozen backbone's features, copied into a linear
+        head. Needs ``trainable_groups=0`` and a linear head; takes one
+        ``history_`` row whatever ``epochs`` says. This is the first half of
+        LP-FT (Kumar et al., ICLR 2022): fine-tuning then starts from a
+        converged head instead of a random one.
     """
 
     epochs: int
@@ -40,6 +48,7 @@ class Phase:
     backbone_lr_mult: float | None = None
     warmup_epochs: float | None = None
     name: str | None = None
+    probe: bool = False
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -51,6 +60,8 @@ class Phase:
             value = getattr(self, field)
             if value is not None and not value >= 0:
                 raise ValueError(f"Phase {field} must be >= 0, got {value!r}.")
+        if self.probe and groups != 0:
+            raise ValueError("a probe Phase fits the head on frozen features: trainable_groups must be 0.")
 
     @property
     def head_only(self) -> bool:
@@ -150,7 +161,13 @@ def split_epochs(weights: Sequence[int], total: int) -> list[int]:
 
 def resolve_phases(schedule, lr: float, backbone_lr_mult: float, warmup_epochs: float,
                    epochs: int | None = None) -> list[Phase]:
-    """Turn the estimator's ``schedule`` and defaults into concrete phases (no None left)."""
+    """Turn the estimator's ``schedule`` and defaults into concrete phases (no None left).
+
+    ``"auto"`` is planned from the data by the estimator when ``epochs`` is None
+    (:mod:`easytl.adaptive`); with a number of epochs it is ``"progressive"``.
+    """
+    if schedule == "auto":
+        schedule = "progressive"
     if isinstance(schedule, str):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}, "

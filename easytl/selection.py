@@ -34,7 +34,7 @@ def _throughput(extractor: FeatureExtractor, X, n: int = 64) -> float:
 
 def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "resnet18"),
                       strategy: str = "feature_extraction", cv: int = 3, weights="default",
-                      image_size: int | None = None, random_state: int = 0, verbose: int = 1,
+                      image_size="auto", random_state: int = 0, verbose: int = 1,
                       **classifier_params) -> list[dict]:
     """Cross-validate each backbone on your data; one row per backbone.
 
@@ -66,7 +66,8 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
     if isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
         paths, y = read_class_folders(X)
         X = [str(p) for p in paths]
-    source, labels = as_image_source(X, y, size=image_size or 224)
+    fixed_size = image_size if isinstance(image_size, int) else None
+    source, labels = as_image_source(X, y, size=fixed_size or 224)
     if labels is None:
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")
     folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
@@ -79,14 +80,14 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
         row = dict.fromkeys(ROW_KEYS)
         row.update(backbone=name, pretrained=weights == "default")
         try:
-            module = create_backbone(backbone, weights, image_size)
+            module = create_backbone(backbone, weights, fixed_size)
         except WeightsUnavailableError as exc:
             row["skipped"] = str(exc).split(". ")[0]
             rows.append(row)
             bar.update()
             continue
         row["params_m"] = round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
-        extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit()
+        extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit(X)
         row["images_per_s"] = round(_throughput(extractor, X), 1)
         if strategy == "feature_extraction":
             model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),

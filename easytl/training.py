@@ -325,8 +325,9 @@ class Trainer:
             "fingerprint": self.fingerprint, "phase_index": phase_index,
             "phase_epoch": phase_epoch, "epoch": epoch, "phase_done": phase_done,
             "stopped": self.stop_training,
-            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": None if optimizer is None else optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
             "plateau": None if plateau is None else plateau.state_dict(),
             "since_best": since_best, "best_loss": self._best_loss, "best_epoch": self.best_epoch,
             "best_state": self._best_state, "history": self.history,
@@ -374,8 +375,64 @@ class Trainer:
                                       what="validation")
         return cached_train, cached_val or val_feed
 
+    def _run_probe(self, phase: Phase, phase_index: int, epoch: int, train_feed: ImageFeed,
+                   val_feed: ImageFeed | None) -> int:
+        """A probe phase: logistic regression on the frozen features, copied into the head."""
+        from .probe import fit_linear_probe
+        start = time.perf_counter()
+        freeze_for_phase(self.model, 0)
+        everything = len(self.model.backbone.stages)  # all stages frozen: the cache is features
+        kwargs = dict(accelerator=self.accelerator, budget_bytes=self.cache_memory,
+                      directory=self.cache_dir, verbose=self.verbose)
+        train = CachedFeed.build(self.model, train_feed, everything, 1, False, **kwargs)
+        val = (None if val_feed is None or len(val_feed) == 0 else
+               CachedFeed.build(self.model, val_feed, everything, 1, False, what="validation", **kwargs))
+        if train is None:
+            raise RuntimeError("the linear probe needs the training features, and they could not be "
+                               "cached (see the warning above).")
+        features, targets = train.all_rows(), train.targets
+        if self.accelerator.num_processes > 1:  # one probe on every process's images
+            features = self.accelerator.gather(features.to(self.accelerator.device)).cpu()
+            targets = self.accelerator.gather(targets.to(self.accelerator.device)).cpu()
+        weights = None if self.class_weights is None else self.class_weights.cpu().numpy()
+        fit_linear_probe(self.model.head, features.float().numpy(), targets.numpy(), weights)
+        for cb in self.callbacks:
+            cb.on_phase_begin(phase, {"epoch": epoch})
+        epoch += 1
+        train_loss, train_acc = self.evaluate(train, criterion=self.criterion)
+        row = {"epoch": epoch, "phase": phase.name, "phase_epoch": 1, "lr": None,
+               "train_loss": train_loss, "train_accuracy": train_acc,
+               "val_loss": None, "val_accuracy": None, "cache": train.storage}
+        if val is not None:
+            row["val_loss"], row["val_accuracy"] = self.evaluate(val)
+        row["seconds"] = round(time.perf_counter() - start, 3)
+        self._record_epoch(row)
+        self._checkpoint(phase_index, 1, epoch, True, None, None, None, 0)
+        return epoch
+
+    def _record_epoch(self, row: dict) -> bool:
+        """Track the best epoch by validation loss, log the row, run the epoch-end callbacks.
+
+        Returns whether this epoch improved on the best so far.
+        """
+        monitored = row["val_loss"]
+        improved = monitored is not None and monitored < self._best_loss
+        if improved:
+            self._best_loss = monitored
+            self.best_epoch = row["epoch"]
+            self._best_state = copy.deepcopy(self.model.state_dict())
+        row["best"] = improved
+        self.history.append(row)
+        self._log(row)
+        for cb in self.callbacks:
+            if cb.on_epoch_end(row["epoch"], dict(row)):
+                self.stop_training = True
+        return improved
+
     def _run_phase(self, phase: Phase, phase_index: int, epoch: int, train_feed: ImageFeed,
                    val_feed: ImageFeed | None, resume: dict | None = None) -> int:
+        if phase.probe:
+            return self._run_probe(phase, phase_index, epoch, train_feed, val_feed)
         acc = self.accelerator
         backbone_params = freeze_for_phase(self.model, phase.trainable_groups)
         if resume is not None and self.generator is not None:
@@ -425,23 +482,13 @@ class Trainer:
                     row["val_loss"], row["val_accuracy"] = self.evaluate(val)
                 row["seconds"] = round(time.perf_counter() - start
                                        + (cache_seconds if phase_epoch == 1 else 0.0), 3)
-                monitored = row["val_loss"] if val is not None else None
-                improved = monitored is not None and monitored < self._best_loss
-                if improved:
-                    self._best_loss = monitored
-                    self.best_epoch = epoch
-                    self._best_state = copy.deepcopy(self.model.state_dict())
+                if self._record_epoch(row):
                     since_best = 0
                 else:
                     since_best += 1
-                row["best"] = improved
-                self.history.append(row)
                 if plateau is not None and phase_epoch * steps_per_epoch >= warmup_steps:
+                    monitored = row["val_loss"]
                     plateau.step(monitored if monitored is not None else train_loss)
-                self._log(row)
-                for cb in self.callbacks:
-                    if cb.on_epoch_end(epoch, dict(row)):
-                        self.stop_training = True
                 early_stop = self.early_stopping is not None and since_best >= self.early_stopping
                 if early_stop and self._best_state is not None:
                     # This phase has stopped improving: go on from its best weights.
@@ -490,14 +537,15 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     @torch.inference_mode()
-    def evaluate(self, feed) -> tuple[float, float]:
+    def evaluate(self, feed, criterion=None) -> tuple[float, float]:
         """Mean loss and accuracy on held-out data (no augmentation, inference mode)."""
+        criterion = criterion or self.val_criterion
         self.model.eval()
         total_loss, correct, seen = 0.0, 0, 0
         for x, labels in feed.batches(train=False):
             with self.accelerator.autocast():
                 logits = self.model(x, start=feed.start).float()
-            total_loss += self.val_criterion(logits, labels).item() * len(labels)
+            total_loss += criterion(logits, labels).item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
@@ -515,7 +563,8 @@ class Trainer:
     def _log(self, row: dict) -> None:
         if self.verbose < 1 or not self.accelerator.is_main_process:
             return
-        parts = [f"epoch {row['epoch']:>3} {row['phase']:<8}", f"lr {row['lr']:.2e}",
+        parts = [f"epoch {row['epoch']:>3} {row['phase']:<8}",
+                 "lr (solved)" if row["lr"] is None else f"lr {row['lr']:.2e}",
                  f"loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.3f}"]
         if row["val_loss"] is not None:
             parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_accuracy']:.3f}"]
