@@ -26,7 +26,7 @@ _EXPORTS = {
     "FeatureExtraction": "schedules", "FineTune": "schedules", "Phase": "schedules",
     "ProgressiveUnfreezing": "schedules", "Schedule": "schedules",
     "compare_backbones": "selection",
-    "Callback": "training", "TransferModel": "training",
+    "Callback": "callbacks", "TransferModel": "model", "Monitor": "metrics", "History": "history",
 }
 
 __all__ = sorted(_EXPORTS)

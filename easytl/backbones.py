@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .constants import DEFAULT_BACKBONE
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -84,8 +86,6 @@ class BackboneInfo:
     source: str              # "torchvision" or "packaged"
     builder: str             # torchvision model name, or timm architecture for packaged weights
 
-
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 REGISTRY: dict[str, BackboneInfo] = {
     "efficientnet_lite0": BackboneInfo("efficientnet_lite0", "packaged", "tf_efficientnet_lite0"),

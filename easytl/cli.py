@@ -18,14 +18,11 @@ import time
 import warnings
 from pathlib import Path
 
+from .constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
+
 
 class CommandError(Exception):
     """A failure the command has already explained; main prints it and exits with 1."""
-
-
-# The registry's default, without importing torch (the help path stays fast); a test checks
-# that it equals easytl.backbones.DEFAULT_BACKBONE.
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def _say(message: str) -> None:
@@ -43,7 +40,8 @@ def _load(path):
 
 def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest)."""
-    from .data import find_unreadable, list_image_files
+    from .data import list_image_files
+    from .images import find_unreadable
 
     files, bad = [], []
     for raw in paths:
@@ -75,7 +73,8 @@ def _report_bad(bad) -> None:
 def _fit(args) -> int:
     import numpy as np
 
-    from .data import UnreadableImagesError, describe_unreadable, read_class_folders
+    from .data import read_class_folders
+    from .images import UnreadableImagesError, describe_unreadable
     from .io import check_writable
 
     paths, labels = read_class_folders(args.data_dir)
@@ -364,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a local state-dict file for the backbone (offline use)")
     fit.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     fit.add_argument("--schedule", default="auto",
-                     choices=["auto", "progressive", "fine_tune", "feature_extraction"],
+                     choices=SCHEDULE_NAMES,
                      help="auto (default): linear probe, then fine-tuning planned from the data")
     fit.add_argument("--epochs", type=_positive_int, default=None,
                      help="total epochs (default: chosen from the data)")
@@ -430,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                      ["easytl export model.easytl --format onnx --out model.onnx",
                       "easytl export model.easytl --format torchscript --out model.pt"])
     export.add_argument("model", metavar="MODEL")
-    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True)
 
     backbones = command("backbones", _backbones, "list the backbone registry (model zoo)",

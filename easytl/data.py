@@ -1,12 +1,12 @@
-"""Turn any supported ``X`` into batches of uint8 images, and batches into model input.
+"""Turn any supported ``X`` into an indexable source of uint8 images, and sources into batches.
 
 Images stay uint8 (the smallest exact form) until a batch reaches the
-training device; there it is resized, augmented and normalised as one tensor.
+training device; there :mod:`easytl.augment` resizes, augments and
+normalises it as one tensor.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
@@ -15,186 +15,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
-from torchvision.ops import roi_align
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".gif", ".tif",
-                              ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"})
-_CHANNELS = (1, 3, 4)
-
-
-# --------------------------------------------------------------------------- single images
-
-def to_uint8_chw(image, where: str = "image") -> torch.Tensor:
-    """Convert one image (PIL, ndarray or tensor; HW, HWC or CHW) to a uint8 (3, H, W) tensor."""
-    if isinstance(image, Image.Image):
-        return torch.from_numpy(pil_to_rgb(image, where)).permute(2, 0, 1)
-    if isinstance(image, (str, os.PathLike)):
-        return read_image_file(image)
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    return _array_to_uint8_nchw(array[None], where=where)[0]
-
-
-# Single-channel modes that hold more than 8 bits: 16-bit PNG/TIFF, 32-bit integer TIFF.
-_WIDE_INTEGER_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
-
-
-def pil_to_rgb(image: Image.Image, where: str = "image") -> np.ndarray:
-    """A PIL image as a writable uint8 (H, W, 3) array, the way a photo viewer shows it.
-
-    The EXIF orientation is applied (phone photos are stored sideways with a tag
-    saying so); 16-bit gray images are scaled to 8 bits (``convert("RGB")``
-    would clip them to white); float images must lie in [0, 1]; palette images
-    with transparency and other alpha images lose their alpha, as arrays do.
-    """
-    if 0 in image.size:
-        raise ValueError(f"{where} is {image.size[0]}x{image.size[1]} pixels: an image cannot be "
-                         "0 pixels wide or high.")
-    image = ImageOps.exif_transpose(image)
-    if image.mode in _WIDE_INTEGER_MODES:
-        values = np.asarray(image).astype(np.int64)
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high > 65535:
-            raise ValueError(f"{where} is a {image.mode} integer image with values in [{low}, {high}]; "
-                             "easytl reads 16-bit images (0-65535). Re-save it as 8 or 16 bits.")
-        gray = np.rint(values / 257.0).astype(np.uint8)  # 65535 -> 255, exact for 8-bit data * 257
-        return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(values).all():
-            raise ValueError(f"{where} is a float image with NaN or infinite values.")
-        low, high = float(values.min()), float(values.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"{where} is a float image with values in [{low:.3g}, {high:.3g}]; "
-                             "easytl reads float images in [0, 1]. Rescale it, or re-save it as "
-                             "an 8- or 16-bit image.")
-        gray = np.rint(values * 255.0).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # the documented route; converting straight to RGB warns
-    return np.array(image.convert("RGB"), copy=True)
-
-
-def read_image_file(path) -> torch.Tensor:
-    """Decode an image file to a uint8 (3, H, W) tensor, with a clear error if it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return to_uint8_chw(image, where=str(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read image file {path}: {exc}. Remove or re-save it.") from None
-
-
-class UnreadableImagesError(ValueError):
-    """Image files that cannot be decoded; ``bad`` lists (path, reason)."""
-
-    def __init__(self, message: str, bad: list):
-        super().__init__(message)
-        self.bad = bad
-
-
-def unreadable_reason(path) -> str | None:
-    """Why an image file cannot be used (missing, not an image, truncated, empty), or None."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (64, 64))  # JPEG decodes at reduced scale but still reads it all
-            image.load()
-            if image.width == 0 or image.height == 0:
-                return "the image has zero size"
-            pil_to_rgb(image)  # the conversion training will do (16-bit, float range, EXIF)
-    except FileNotFoundError:
-        return "file not found"
-    except IsADirectoryError:
-        return "is a directory"
-    except UnidentifiedImageError:
-        return ("not an image file" if Path(path).suffix.lower() not in IMAGE_EXTENSIONS
-                else "not a readable image (corrupted, or a format Pillow cannot decode)")
-    except (OSError, SyntaxError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
-    return None
-
-
-def find_unreadable(paths: Sequence, workers: int | None = None,
-                    verbose: int = 0) -> list[tuple[Path, str]]:
-    """Decode every file once (in threads: PIL releases the GIL) and return (path, reason)
-    for each one that cannot be used, in the order given."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .progress import progress
-    paths = [Path(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(progress(pool.map(unreadable_reason, paths, chunksize=16), total=len(paths),
-                                desc=f"checking {len(paths):,} images", verbose=verbose))
-    return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
-
-
-def describe_unreadable(bad: list[tuple[Path, str]], limit: int = 10) -> str:
-    """One line per bad file (at most ``limit``), then how many more."""
-    lines = [f"  {path}: {reason}" for path, reason in bad[:limit]]
-    if len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more")
-    return "\n".join(lines)
-
-
-def _array_to_uint8_nchw(array: np.ndarray, where: str = "X") -> torch.Tensor:
-    """Validate an (N,H,W), (N,H,W,C) or (N,C,H,W) array and return uint8 (N,3,H,W)."""
-    if array.dtype == object:
-        raise TypeError(f"{where} has dtype object (often images of different sizes, which cannot "
-                        "form one array): pass a list of images instead (each is resized), or a "
-                        "numeric array of equal-sized images.")
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4:
-        raise ValueError(
-            f"{where} has shape {array.shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W) "
-            f"with C in {_CHANNELS}.")
-    if array.shape[-1] in _CHANNELS:
-        array = np.moveaxis(array, -1, 1)
-    elif array.shape[1] not in _CHANNELS:
-        raise ValueError(
-            f"{where} has shape {array.shape}: no axis of size 1, 3 or 4 for the colour channels. "
-            "Pass (N, H, W, 3), (N, 3, H, W) or gray (N, H, W).")
-    if min(array.shape[2:]) == 0:
-        raise ValueError(f"{where} has shape {array.shape}: an image cannot be 0 pixels wide or high.")
-    array = np.ascontiguousarray(_to_uint8(array, where))
-    if not array.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only memory
-        array = array.copy()
-    tensor = torch.from_numpy(array)
-    channels = tensor.shape[1]
-    if channels == 1:
-        tensor = tensor.expand(-1, 3, -1, -1)
-    elif channels == 4:  # RGBA: drop alpha, as PIL's convert("RGB") does
-        tensor = tensor[:, :3]
-    return tensor.contiguous()
-
-
-def _to_uint8(array: np.ndarray, where: str) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise ValueError(f"{where} contains NaN or infinite pixel values; clean or drop those images.")
-        low, high = float(array.min()), float(array.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(
-                f"{where} is float with values in [{low:.3g}, {high:.3g}]; float images must lie in "
-                "[0, 1]. Divide by 255 (or by your data's maximum), or pass uint8.")
-        return np.rint(array * 255.0).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.integer):
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise ValueError(
-                f"{where} is integer with values in [{low}, {high}]; integer images must lie in "
-                "[0, 255]. Rescale them, or pass floats in [0, 1].")
-        return array.astype(np.uint8)
-    raise TypeError(f"{where} has unsupported dtype {array.dtype}; use uint8 or float in [0, 1].")
+from .images import IMAGE_EXTENSIONS, _array_to_uint8_nchw, read_image_file, to_uint8_chw
 
 
 # --------------------------------------------------------------------------- image collections
+
 
 class ImageSource(Dataset):
     """Indexable images: ``source[indices] -> uint8 (n, 3, H, W)``; all images share one size."""
@@ -477,97 +305,3 @@ def batches(source: ImageSource, targets=None, batch_size: int = 32, shuffle: bo
     return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last=False),
                       collate_fn=_unwrap, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False, generator=torch.Generator().manual_seed(0))
-
-
-# --------------------------------------------------------------------------- on-device preprocessing
-
-class Preprocessor:
-    """uint8 batch → resized, (optionally) augmented, normalised float batch on the device.
-
-    Parameters
-    ----------
-    size : int
-        Square model input size.
-    mean, std : sequence of 3 floats
-        Normalisation of the backbone's pretrained weights.
-    augment : "default", None or callable
-        Training-time augmentation. A callable receives a float batch in [0, 1]
-        of shape (n, 3, size, size) on the device and returns one like it.
-    """
-
-    def __init__(self, size: int, mean, std, augment="default"):
-        self.size = int(size)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.augment = augment
-
-    def __call__(self, images: torch.Tensor, train: bool = False,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        if train and self.augment == "default":
-            x = default_augment(x, self.size, generator)
-        else:
-            x = resize(x, self.size)
-            if train and callable(self.augment):
-                x = self.augment(x)
-        return self.normalise(x)
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
-        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
-    def test_time_views(self, images: torch.Tensor, n_views: int,
-                        generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """The plain view, its mirror image, then mildly augmented views (test-time augmentation).
-
-        Views after the first two take a large random crop (85–100% of the
-        area), a random flip and ±5% brightness/contrast: far milder than the
-        training augmentation, so they stay close to the test distribution.
-        """
-        x = images.float().div_(255.0)
-        plain = resize(x, self.size)
-        views = [plain, plain.flip(-1)][:n_views]
-        for _ in range(n_views - len(views)):
-            views.append(default_augment(x, self.size, generator, scale=(0.85, 1.0),
-                                         ratio=(0.9, 1.1), jitter=0.05))
-        return [self.normalise(v) for v in views]
-
-
-def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
-    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
-
-
-def random_crop_boxes(n: int, height: int, width: int, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
-                      generator=None) -> torch.Tensor:
-    """Per-image random crop boxes (x1, y1, x2, y2), as in RandomResizedCrop's sampling."""
-    area = height * width * (torch.rand(n, generator=generator) * (scale[1] - scale[0]) + scale[0])
-    log_ratio = torch.rand(n, generator=generator) * (math.log(ratio[1]) - math.log(ratio[0])) \
-        + math.log(ratio[0])
-    aspect = torch.exp(log_ratio)
-    crop_w = torch.sqrt(area * aspect).clamp(max=width)
-    crop_h = torch.sqrt(area / aspect).clamp(max=height)
-    x1 = torch.rand(n, generator=generator) * (width - crop_w)
-    y1 = torch.rand(n, generator=generator) * (height - crop_h)
-    return torch.stack([x1, y1, x1 + crop_w, y1 + crop_h], dim=1)
-
-
-def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0),
-                    ratio=(3 / 4, 4 / 3), jitter: float = 0.15) -> torch.Tensor:
-    """Random resized crop (scale 0.7–1), horizontal flip and brightness/contrast jitter (±15%).
-
-    Each image gets its own random parameters, yet the whole batch is processed
-    in a few tensor ops: torchvision's v2 transforms draw one set of parameters
-    per call, which would give every image of a batch the same crop.
-    """
-    n, _, height, width = x.shape
-    boxes = random_crop_boxes(n, height, width, scale, ratio, generator).to(x.device)
-    rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
-    x = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
-                  aligned=True)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    contrast = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
-    brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .constants import EXPORT_FORMATS
 from .io import atomic_file
 
-FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
 
 
@@ -67,8 +67,8 @@ def export_model(classifier, path, format: str = "onnx") -> Path:
     -------
     Path of the written file.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}.")
     if not hasattr(classifier, "model_"):
         raise ValueError("the classifier is not fitted: fit it (or load a model file) before export.")
     predictor = predictor_for(classifier)

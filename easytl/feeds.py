@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, RandomSampler
 
-from .data import ImageSource, Preprocessor, batches
+from .augment import Preprocessor
+from .data import ImageSource, batches
+from .constants import DEFAULT_CACHE_MEMORY, eval_batch_size
 from .folding import fold_batchnorm
+from .params import parse_bytes
 from .progress import progress
-
-# Cached activations above this size go to a file on disk instead of RAM.
-CACHE_BUDGET_BYTES = 2 * 1024**3
 
 
 def frozen_prefix_length(backbone) -> int:
@@ -54,7 +54,7 @@ class ImageFeed:
         return self.ordered(augment=train, shuffle=train)
 
     def ordered(self, augment: bool = False, shuffle: bool = False):
-        size = self.batch_size if shuffle else max(self.batch_size, 64)
+        size = self.batch_size if shuffle else eval_batch_size(self.batch_size)
         loader = batches(self.source, self.targets, size, shuffle=shuffle, generator=self.generator,
                          num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
         for images, labels in loader:
@@ -128,7 +128,7 @@ class CachedFeed:
         n = len(self.targets)
         # The same sampler as the image loader, so a seeded run sees the same batch order.
         order = RandomSampler(range(n), generator=self.generator) if train else range(n)
-        size = self.batch_size if train else max(self.batch_size, 64)
+        size = self.batch_size if train else eval_batch_size(self.batch_size)
         for indices in BatchSampler(order, size, drop_last=False):
             index = torch.as_tensor(indices, dtype=torch.long)
             x = view[index].to(self.device, non_blocking=True)
@@ -142,12 +142,12 @@ class CachedFeed:
               what: str = "training"):
         """Run the first ``start`` stages over the images once per view.
 
-        A cache larger than ``budget_bytes`` (default :data:`CACHE_BUDGET_BYTES`)
+        A cache larger than ``budget_bytes`` (default :data:`~easytl.constants.DEFAULT_CACHE_MEMORY`)
         is written to a temporary file in ``directory`` (default: the system's
         temporary folder) instead of RAM. Returns None (and the caller keeps the
         image feed) only if that file cannot be written.
         """
-        budget_bytes = CACHE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+        budget_bytes = parse_bytes(DEFAULT_CACHE_MEMORY) if budget_bytes is None else budget_bytes
         backbone = model.backbone
         was_training = backbone.training
         backbone.eval()  # frozen stages always run in inference mode

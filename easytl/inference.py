@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Preprocessor, as_image_source, batches
+from .augment import Preprocessor
+from .data import as_image_source, batches
 from .folding import fold_batchnorm
 from .progress import progress
-from .training import make_accelerator
+from .device import make_accelerator
 
 
 @torch.inference_mode()

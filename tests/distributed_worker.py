@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import tiny_kwargs  # noqa: E402
 from easytl import Phase, TransferClassifier, make_textures  # noqa: E402
-import easytl.classifier  # noqa: E402
+import easytl.persistence  # noqa: E402
 
 SCHEDULE = [Phase(2, 0), Phase(2, 1), Phase(2, "all")]
 
@@ -26,14 +26,14 @@ def main(out: Path) -> None:
     X_test, y_test = make_textures(n_per_class=10, size=32, random_state=1)
     order = np.random.default_rng(rank).permutation(len(X))
 
-    write = easytl.classifier.save_model_file
+    write = easytl.persistence.save_model_file
 
     def counted_write(*args, **kwargs):  # record which ranks write the model file
         with open(out / "writes.log", "a") as log:
             log.write(f"{rank}\n")
         return write(*args, **kwargs)
 
-    easytl.classifier.save_model_file = counted_write
+    easytl.persistence.save_model_file = counted_write
     clf = TransferClassifier(**tiny_kwargs(schedule=SCHEDULE, epochs=None, early_stopping=None))
     clf.fit(X[order], y[order])
     clf.save(out / "model.easytl")

@@ -9,7 +9,8 @@ from torch import nn
 
 from easytl import WeightsUnavailableError, available_backbones, create_backbone, list_backbones
 from easytl.backbones import IMAGENET_MEAN, packaged_lite0_path
-from easytl.data import Preprocessor, to_uint8_chw
+from easytl.augment import Preprocessor
+from easytl.images import to_uint8_chw
 
 NOTEBOOK_ZOO = ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_b4",
                 "mobilenet_v3_small", "vit_b_16", "convnext_tiny", "efficientnet_lite0"]

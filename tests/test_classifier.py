@@ -76,8 +76,8 @@ def test_fit_on_a_class_folder(digit_folder):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(head="huge"), "unknown head"),
-    (dict(schedule="slowly"), "unknown schedule"),
+    (dict(head="huge"), "head must be 'auto', 'linear', 'mlp' or a callable; got 'huge'"),
+    (dict(schedule="slowly"), "schedule must be 'auto', 'progressive'"),
     (dict(backbone="resnet81"), "resnet18"),
     (dict(batch_size=0), "batch_size"),
     (dict(lr_decay="step"), "lr_decay"),
@@ -196,7 +196,8 @@ def test_small_data_holds_out_one_image_per_class(textures):
     from easytl.data import as_image_source
     source, _ = as_image_source(X[keep])
     encoded = np.unique(y[keep], return_inverse=True)[1]
-    train, _, val, val_y, val_idx = clf._split(source, encoded, seed=0)
-    assert (len(train), len(val), sorted(val_y)) == (20, 4, [0, 1, 2, 3])
+    from easytl.fit_data import stratified_split
+    split = stratified_split(source, encoded, 4, 0.1, seed=0)
+    assert (len(split.train), len(split.val), sorted(split.val_y)) == (20, 4, [0, 1, 2, 3])
     clf.fit(X[keep], y[keep])  # and fit accepts it, holding out the same images
-    np.testing.assert_array_equal(clf.validation_indices_, val_idx)
+    np.testing.assert_array_equal(clf.validation_indices_, split.val_positions)

@@ -8,7 +8,7 @@ import torch
 from sklearn.base import clone
 
 from easytl import Callback, Phase, TransferClassifier
-from easytl.training import LambdaCallback
+from easytl.callbacks import LambdaCallback
 from easytl.inference import in_chunks, run_model
 
 from conftest import tiny_cnn, tiny_kwargs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import easytl.training
+import easytl.trainer
 from easytl import TransferClassifier
 from easytl.cli import main
 
@@ -28,7 +28,7 @@ def cli(*args):
 @pytest.fixture
 def interrupt_at(monkeypatch):
     """Make Ctrl-C arrive during the n-th training epoch."""
-    original = easytl.training.Trainer._train_epoch
+    original = easytl.trainer.Trainer._train_epoch
 
     def arm(n):
         calls = []
@@ -38,7 +38,7 @@ def interrupt_at(monkeypatch):
             if len(calls) == n:
                 raise KeyboardInterrupt
             return original(self, *args, **kwargs)
-        monkeypatch.setattr(easytl.training.Trainer, "_train_epoch", epoch)
+        monkeypatch.setattr(easytl.trainer.Trainer, "_train_epoch", epoch)
     return arm
 
 

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from easytl import TransferClassifier, create_backbone
-from easytl.data import Preprocessor, as_image_source
+from easytl.augment import Preprocessor
+from easytl.data import as_image_source
 from easytl.folding import fold_batchnorm
 
 from conftest import tiny_cnn, tiny_kwargs

@@ -5,7 +5,7 @@ from torch import nn
 from easytl import FeatureExtraction, FineTune, MLPHead, Phase, ProgressiveUnfreezing, Schedule
 from easytl.heads import build_head
 from easytl.schedules import resolve_phases, split_epochs
-from easytl.training import _make_step_scheduler
+from easytl.callbacks.lr_schedule import Plateau, lr_factor
 
 
 def test_mlp_head_is_the_notebooks():
@@ -67,14 +67,32 @@ def test_builtin_and_custom_schedules():
 
 
 def test_warmup_is_linear_per_step_then_cosine():
-    param = nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=1.0)
-    scheduler = _make_step_scheduler(optimizer, steps=14, warmup_steps=4, decay="cosine")
-    lrs = []
-    for _ in range(14):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = [lr_factor(step, total=14, warmup=4, decay="cosine") for step in range(15)]
     assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))  # cosine decay after warmup
-    assert lrs[-1] < 0.05
+    assert lrs[-2] < 0.05 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert [lr_factor(s, 14, 4, None) for s in (0, 4, 13)] == pytest.approx([0.2, 1.0, 1.0])
+
+
+def test_lr_factor_equals_torch_warmup_then_cosine_schedulers():
+    """The closed form gives the LRs of torch's LinearLR + CosineAnnealingLR chained."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.3)
+    scheduler = SequentialLR(optimizer, [LinearLR(optimizer, 1 / 6, 1.0, total_iters=5),
+                                         CosineAnnealingLR(optimizer, T_max=15)], milestones=[5])
+    for step in range(20):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.3 * lr_factor(step, 20, 5, "cosine"),
+                                                                rel=1e-9, abs=1e-12)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_plateau_rule_is_torchs_reduce_on_plateau():
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = ReduceLROnPlateau(optimizer, factor=0.1, patience=1, eps=0.0)
+    ours = Plateau("min", factor=0.1, patience=1)
+    for value in [1.0, 0.9, 0.9, 0.95, 0.5, 0.6, 0.7, 0.8, 0.4, 0.4, 0.4]:
+        reference.step(value)
+        ours.step(value)
+        assert ours.scale == pytest.approx(optimizer.param_groups[0]["lr"])

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from easytl import Callback, FeatureExtraction, FineTune, Phase, TransferClassifier
-from easytl.training import make_accelerator, resolve_mixed_precision
+from easytl.device import make_accelerator, resolve_mixed_precision
 
 from conftest import tiny_kwargs
 
@@ -135,9 +135,9 @@ def test_nan_loss_stops_with_advice(textures):
 
 
 def test_auto_mixed_precision(monkeypatch):
-    monkeypatch.setattr("easytl.training.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("easytl.device.cpu_has_fast_bf16", lambda: True)
     assert resolve_mixed_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr("easytl.training.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("easytl.device.cpu_has_fast_bf16", lambda: False)
     assert resolve_mixed_precision("auto", "cpu") == "no"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert resolve_mixed_precision("auto", "cuda") == "fp16"

@@ -33,7 +33,10 @@ CASES = {
     # the LR falls by 10x in epochs 7 and 12: the plateau rule acts after warmup, per phase
     "plateau": dict(PROGRESSIVE, lr=0.1, lr_decay="plateau", warmup_epochs=1,
                     schedule=[Phase(8, 0, name="head"), Phase(4, "all", name="all")]),
-    "auto": dict(schedule="auto", epochs=None, head="auto", val_size="auto"),
+    # LP-FT: what schedule="auto" planned for these 80 images when the reference was written
+    "auto": dict(schedule=[Phase(1, 0, name="probe", probe=True),
+                           Phase(12, 3, lr=0.003, backbone_lr_mult=1.0, warmup_epochs=0.5,
+                                 name="top3")], epochs=None, head="linear", val_size=0),
 }
 
 

@@ -1,0 +1,112 @@
+"""On-device preprocessing: a uint8 batch becomes the model's input, augmented when training.
+
+Resizing, augmentation and normalisation run on whole batches on the
+training device, each image with its own random crop, flip and jitter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchvision.ops import roi_align
+
+from .data import resize
+
+# Names of the built-in augmentation recipes ("default" is "light").
+AUGMENT_PRESETS = ("default", "light")
+
+
+# --------------------------------------------------------------------------- on-device preprocessing
+
+
+class Preprocessor:
+    """uint8 batch → resized, (optionally) augmented, normalised float batch on the device.
+
+    Parameters
+    ----------
+    size : int
+        Square model input size.
+    mean, std : sequence of 3 floats
+        Normalisation of the backbone's pretrained weights.
+    augment : "default", None or callable
+        Training-time augmentation. A callable receives a float batch in [0, 1]
+        of shape (n, 3, size, size) on the device and returns one like it.
+    """
+
+    def __init__(self, size: int, mean, std, augment="default"):
+        self.size = int(size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.augment = augment
+
+    def __call__(self, images: torch.Tensor, train: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if train and self.augment == "default":
+            x = default_augment(x, self.size, generator)
+        else:
+            x = resize(x, self.size)
+            if train and callable(self.augment):
+                x = self.augment(x)
+        return self.normalise(x)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def test_time_views(self, images: torch.Tensor, n_views: int,
+                        generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The plain view, its mirror image, then mildly augmented views (test-time augmentation).
+
+        Views after the first two take a large random crop (85–100% of the
+        area), a random flip and ±5% brightness/contrast: far milder than the
+        training augmentation, so they stay close to the test distribution.
+        """
+        x = images.float().div_(255.0)
+        plain = resize(x, self.size)
+        views = [plain, plain.flip(-1)][:n_views]
+        for _ in range(n_views - len(views)):
+            views.append(default_augment(x, self.size, generator, scale=(0.85, 1.0),
+                                         ratio=(0.9, 1.1), jitter=0.05))
+        return [self.normalise(v) for v in views]
+
+
+def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+
+
+def random_crop_boxes(n: int, height: int, width: int, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
+                      generator=None) -> torch.Tensor:
+    """Per-image random crop boxes (x1, y1, x2, y2), as in RandomResizedCrop's sampling."""
+    area = height * width * (torch.rand(n, generator=generator) * (scale[1] - scale[0]) + scale[0])
+    log_ratio = torch.rand(n, generator=generator) * (math.log(ratio[1]) - math.log(ratio[0])) \
+        + math.log(ratio[0])
+    aspect = torch.exp(log_ratio)
+    crop_w = torch.sqrt(area * aspect).clamp(max=width)
+    crop_h = torch.sqrt(area / aspect).clamp(max=height)
+    x1 = torch.rand(n, generator=generator) * (width - crop_w)
+    y1 = torch.rand(n, generator=generator) * (height - crop_h)
+    return torch.stack([x1, y1, x1 + crop_w, y1 + crop_h], dim=1)
+
+
+def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0),
+                    ratio=(3 / 4, 4 / 3), jitter: float = 0.15) -> torch.Tensor:
+    """Random resized crop (scale 0.7–1), horizontal flip and brightness/contrast jitter (±15%).
+
+    Each image gets its own random parameters, yet the whole batch is processed
+    in a few tensor ops: torchvision's v2 transforms draw one set of parameters
+    per call, which would give every image of a batch the same crop.
+    """
+    n, _, height, width = x.shape
+    boxes = random_crop_boxes(n, height, width, scale, ratio, generator).to(x.device)
+    rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
+    x = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
+                  aligned=True)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    contrast = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
+    brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)

@@ -1,0 +1,64 @@
+"""Progress on stderr: a bar per training epoch and one line per finished epoch."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from tqdm.auto import tqdm
+
+from .base import Callback
+
+
+class ProgressLog(Callback):
+    """The last callback: ``verbose >= 1`` shows a tqdm bar per epoch (running loss) and a
+    line per epoch with its row (``*`` marks a new best epoch); only the main process
+    prints. Other callbacks' monitored metrics appear in the line too."""
+
+    SHOWN = ("val_loss", "val_accuracy")
+
+    def __init__(self, verbose: int = 1, monitor_name: str | None = None):
+        self.verbose, self.monitor_name = verbose, monitor_name
+        self.bar, self.loss_sum, self.seen = None, 0.0, 0
+
+    def _enabled(self) -> bool:
+        return self.verbose >= 1 and self.trainer.accelerator.is_main_process
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        t = self.trainer
+        self.loss_sum, self.seen = 0.0, 0
+        if t.phase.probe:
+            return
+        self.bar = tqdm(total=math.ceil(len(t.train_feed) / t.batch_size),
+                        desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
+                        disable=not self._enabled(), leave=self.verbose >= 2, file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def on_batch_end(self, batch, logs=None) -> None:
+        self.loss_sum += logs["loss"] * logs["size"]
+        self.seen += logs["size"]
+        self.bar.update()
+        self.bar.set_postfix(loss=f"{self.loss_sum / self.seen:.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self._enabled():
+            return
+        parts = [f"epoch {logs['epoch']:>3} {logs['phase']:<8}",
+                 "lr (solved)" if logs["lr"] is None else f"lr {logs['lr']:.2e}",
+                 f"loss {logs['train_loss']:.4f}", f"acc {logs['train_accuracy']:.3f}"]
+        if logs.get("val_loss") is not None:
+            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.3f}"]
+        if self.monitor_name not in (None, *self.SHOWN) and logs.get(self.monitor_name) is not None:
+            parts.append(f"{self.monitor_name} {logs[self.monitor_name]:.4f}")
+        parts.append(f"{logs['seconds']:.1f}s" + (" *" if logs.get("best") else ""))
+        tqdm.write("  ".join(parts), file=sys.stderr)
+
+    def on_train_end(self, logs=None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if (logs or {}).get("interrupted") and self._enabled():
+            tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)

@@ -1,0 +1,100 @@
+"""Experiment tracking through accelerate's trackers: TensorBoard, MLflow, or a CSV file.
+
+The estimator's parameters are logged once, every epoch's numeric columns of
+``history_`` (losses, accuracies, the monitored metric, the LR) at step =
+epoch, and a final report (best epoch and its validation metrics). Only the
+main process logs (accelerate's trackers run there).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from accelerate.tracking import GeneralTracker
+
+from .base import Callback
+
+TRACKERS = ("tensorboard", "mlflow", "csv")
+PROJECT = "easytl"
+
+
+def tracker_specs(log_with, logging_dir) -> list:
+    """``log_with`` as accelerate expects it: names, and a :class:`CSVTracker` for "csv"."""
+    names = [log_with] if isinstance(log_with, str) else list(log_with)
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ValueError(f"log_with takes {', '.join(TRACKERS)} or a list of them; got {unknown}.")
+    directory = Path(logging_dir or "easytl_logs")
+    if "mlflow" in names and "MLFLOW_TRACKING_URI" not in os.environ:
+        import mlflow
+        # No tracking server configured: a local store beside the other logs. MLflow keeps its
+        # plain-file store in maintenance mode and asks for explicit consent to use it.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri((directory / "mlruns").resolve().as_uri())
+    return [CSVTracker(PROJECT, directory) if n == "csv" else n for n in names]
+
+
+class CSVTracker(GeneralTracker):
+    """A minimal accelerate tracker: ``<logging_dir>/<project>/metrics.csv``, one row per
+    step, one column per logged key (rewritten as keys appear), and ``params.csv``."""
+
+    name = "csv"
+    requires_logging_directory = True
+
+    def __init__(self, run_name: str, logging_dir):
+        super().__init__()
+        self.directory = Path(logging_dir) / run_name
+        self.rows: list[dict] = []
+
+    @property
+    def tracker(self):
+        return self.directory
+
+    def start(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def store_init_configuration(self, values: dict):
+        self.start()
+        with open(self.directory / "params.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["param", "value"])
+            writer.writerows(sorted(values.items()))
+
+    def log(self, values: dict, step=None, **kwargs):
+        self.start()
+        self.rows.append({"step": step, **values})
+        columns = ["step"] + sorted({k for row in self.rows for k in row} - {"step"})
+        with open(self.directory / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+class Tracking(Callback):
+    """Logs to the trackers the accelerator was created with (``log_with``)."""
+
+    def __init__(self, params: dict, monitor_name: str = "val_loss"):
+        self.params, self.monitor_name = params, monitor_name
+
+    def on_train_begin(self, logs=None) -> None:
+        config = {k: v if isinstance(v, (bool, int, float, str)) or v is None else str(v)
+                  for k, v in self.params.items()}
+        self.trainer.accelerator.init_trackers(PROJECT, config=config)
+
+    def on_epoch_end(self, epoch, logs) -> None:
+        values = {k: float(v) for k, v in logs.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+        self.trainer.accelerator.log(values, step=epoch)
+
+    def on_train_end(self, logs=None) -> None:
+        t = self.trainer
+        report = {"final/best_epoch": float(t.best_epoch) if t.best_epoch is not None else -1.0,
+                  "final/epochs": float(len(t.history))}
+        best = next((row for row in t.history if row["epoch"] == t.best_epoch), None)
+        for key in ("val_loss", "val_accuracy", self.monitor_name):
+            if best is not None and isinstance(best.get(key), (int, float)):
+                report[f"final/{key}"] = float(best[key])
+        t.accelerator.log(report, step=len(t.history) + 1)
+        t.accelerator.end_training()

@@ -1,0 +1,116 @@
+"""The data ``fit`` trains on: read, checked, labels encoded, split for validation.
+
+Everything here happens before any model exists, so bad input fails fast and
+costs no training time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import ImageSource, ListImages, as_image_source
+from .images import UnreadableImagesError, describe_unreadable, find_unreadable
+
+
+def placeholder_size(image_size) -> int:
+    """A size for reading ``X`` before the real one is chosen (it is set once it is)."""
+    return image_size if isinstance(image_size, int) and not isinstance(image_size, bool) else 224
+
+
+def read_labelled(X, y, image_size, name: str = "X"):
+    """``X`` and ``y`` as an image source and a label array (labels from folders or a Dataset
+    when ``y`` is None), with a clear error when there are none."""
+    if isinstance(X, (str, os.PathLike)) and Path(X).is_file():
+        raise ValueError(f"{name} is a single file ({X}); fit needs many labelled images: a folder "
+                         "with one sub-folder per class, a list of image paths with y, or an array.")
+    source, labels = as_image_source(X, y, size=placeholder_size(image_size), name=name)
+    return source, labels
+
+
+def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int, name: str = "X"):
+    """Decode every image file once; raise on bad ones, or leave them out (with a warning).
+
+    Returns the source, its labels, the positions in ``X`` that were kept, and the
+    ``(path, reason)`` pairs left out.
+    """
+    kept = np.arange(len(source))
+    if not (isinstance(source, ListImages) and all(isinstance(p, Path) for p in source.items)):
+        return source, labels, kept, []
+    bad = find_unreadable(source.items, verbose=verbose)
+    if not bad:
+        return source, labels, kept, []
+    if on_bad_image == "error" or len(bad) == len(source):
+        raise UnreadableImagesError(
+            f"{len(bad)} of {len(source)} image files in {name} cannot be read:\n"
+            f"{describe_unreadable(bad)}\nRemove or re-save them, or pass "
+            "on_bad_image='skip' to leave them out.", bad)
+    bad_paths = {path for path, _ in bad}
+    kept = np.array([i for i, p in enumerate(source.items) if p not in bad_paths])
+    warnings.warn(f"left out {len(bad)} unreadable image files:\n{describe_unreadable(bad)}",
+                  stacklevel=4)
+    return source.subset(kept), (None if labels is None else labels[kept]), kept, bad
+
+
+def encode(labels: np.ndarray, classes: np.ndarray, where: str) -> np.ndarray:
+    """Labels as integer class indices; labels not among ``classes`` are an error."""
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    unseen = sorted({str(v) for v in labels.tolist() if v not in index})
+    if unseen:
+        raise ValueError(f"{where} has labels never seen in fit: {unseen[:10]}; "
+                         f"known classes: {classes.tolist()[:20]}.")
+    return np.array([index[v] for v in labels.tolist()], dtype=np.int64)
+
+
+def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> torch.Tensor | None:
+    """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight})."""
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+        weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
+    else:
+        unknown = set(class_weight) - set(classes.tolist())
+        if unknown:
+            raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
+        weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@dataclass
+class Split:
+    """Training and validation parts; ``val_positions`` index the source they came from."""
+
+    train: ImageSource
+    train_y: np.ndarray
+    val: ImageSource | None = None
+    val_y: np.ndarray | None = None
+    val_positions: np.ndarray | None = None
+
+
+def stratified_split(source: ImageSource, y_encoded: np.ndarray, n_classes: int, val_size,
+                     seed: int) -> Split:
+    """Hold out ``val_size`` (a fraction, raised to one image per class, or a count), stratified."""
+    from sklearn.model_selection import train_test_split
+    n = len(y_encoded)
+    if val_size == 0:
+        return Split(source, y_encoded)
+    n_val = val_size if val_size >= 1 else int(np.ceil(val_size * n))
+    if val_size < 1:
+        # A stratified hold-out needs one image per class: small data sets get that minimum.
+        n_val = max(n_val, n_classes)
+    counts = np.bincount(y_encoded, minlength=n_classes)
+    if n_val < n_classes or n - n_val < n_classes or counts.min() < 2:
+        raise ValueError(
+            f"val_size={val_size} cannot hold out a stratified validation set from {n} "
+            f"images in {n_classes} classes (smallest class: {counts.min()} images): every "
+            "class needs an image on both sides. Use more images, val_size=0, or pass X_val/y_val.")
+    train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), stratify=y_encoded,
+                                          random_state=seed)
+    return Split(source.subset(train_idx), y_encoded[train_idx], source.subset(val_idx),
+                 y_encoded[val_idx], val_idx)

@@ -1,0 +1,190 @@
+"""What each estimator parameter accepts, as one table, checked when ``fit`` starts.
+
+Each entry is a list of alternatives; a value is valid if any alternative
+accepts it, and the error names every alternative, e.g. ``lr must be a number
+> 0, got -1``. Adding a parameter means adding one line here.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_bytes(value, name: str = "value") -> int:
+    """A byte count from an int or a string such as "500MB" or "2GB" (binary units)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?I?B)\s*", value.upper())
+        if match:
+            return int(float(match.group(1)) * _UNITS[match.group(2).replace("IB", "B")])
+    raise ValueError(f"{name} must be a number of bytes or a size such as '500MB' or '2GB', "
+                     f"got {value!r}.")
+
+
+class Accepts:
+    """One alternative: ``ok(value)`` and how to describe it in an error."""
+
+    description = ""
+
+    def ok(self, value) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Options(Accepts):
+    values: tuple
+
+    def ok(self, value) -> bool:
+        return any(value is v or (type(value) is type(v) and value == v) for v in self.values)
+
+    @property
+    def description(self) -> str:
+        return ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Number(Accepts):
+    low: float | None = None        # inclusive unless low_open
+    high: float | None = None       # inclusive unless high_open
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    def ok(self, value) -> bool:
+        kind = numbers.Integral if self.integer else numbers.Real
+        if not isinstance(value, kind) or isinstance(value, bool) or value != value:
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    @property
+    def description(self) -> str:
+        text = "an integer" if self.integer else "a number"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return text + (" " + " and ".join(bounds) if bounds else "")
+
+
+@dataclass(frozen=True)
+class Kind(Accepts):
+    types: tuple
+    description: str = ""
+
+    def ok(self, value) -> bool:
+        return isinstance(value, self.types)
+
+
+class IsCallable(Accepts):
+    description = "a callable"
+
+    def ok(self, value) -> bool:
+        return callable(value) and not isinstance(value, str)
+
+
+class ByteSize(Accepts):
+    description = "a byte count or a size such as '500MB' or '2GB'"
+
+    def ok(self, value) -> bool:
+        try:
+            parse_bytes(value)
+        except ValueError:
+            return False
+        return True
+
+
+def _module_kind():
+    from torch import nn
+    return Kind((nn.Module,), "an nn.Module")
+
+
+def _schedule_kinds():
+    from .schedules import Phase, Schedule
+
+    class PhaseList(Accepts):
+        description = "a list of Phase"
+
+        def ok(self, value) -> bool:
+            return isinstance(value, (list, tuple)) and bool(value) and all(
+                isinstance(p, Phase) for p in value)
+    return [Kind((Schedule,), "a Schedule"), PhaseList()]
+
+
+PATH = Kind((str, os.PathLike), "a file path")
+NONE = Options((None,))
+POSITIVE_INT = Number(1, integer=True)
+NON_NEGATIVE = Number(0)
+POSITIVE = Number(0, low_open=True)
+
+
+def parameter_table() -> dict[str, list[Accepts]]:
+    """Every estimator parameter and its alternatives (built lazily: it names torch types)."""
+    from .augment import AUGMENT_PRESETS
+    from .callbacks.lr_schedule import LR_DECAYS
+    from .callbacks.tracking import TRACKERS
+    from .device import DEVICES, PRECISIONS
+    from .metrics import MONITORS, Monitor
+    from .optimizers import OPTIMIZERS
+    from .constants import SCHEDULE_NAMES
+    return {
+        "backbone": [Kind((str,), "a backbone name"), _module_kind()],
+        "weights": [Options(("default", None)), PATH],
+        "head": [Options(("auto", "linear", "mlp")), IsCallable()],
+        "schedule": [Options(SCHEDULE_NAMES), *_schedule_kinds()],
+        "epochs": [POSITIVE_INT, NONE],
+        "batch_size": [POSITIVE_INT],
+        "lr": [POSITIVE],
+        "backbone_lr_mult": [NON_NEGATIVE],
+        "warmup_epochs": [NON_NEGATIVE],
+        "lr_decay": [Options(LR_DECAYS)],
+        "grad_clip": [POSITIVE, NONE],
+        "train_bn": [Options((False, True))],
+        "image_size": [Options(("auto", None)), POSITIVE_INT],
+        "augment": [Options(AUGMENT_PRESETS + (None,)), IsCallable()],
+        "val_size": [Options(("auto",)), Number(0, 1, high_open=True), Number(1, integer=True)],
+        "early_stopping": [POSITIVE_INT, NONE],
+        "monitor": [Options(tuple(MONITORS)), Kind((Monitor,), "a Monitor"), IsCallable()],
+        "optimizer": [Options(OPTIMIZERS), IsCallable()],
+        "weight_decay": [NON_NEGATIVE],
+        "plateau_factor": [Number(0, 1, low_open=True, high_open=True)],
+        "plateau_patience": [Number(0, integer=True)],
+        "class_weight": [Options((None, "balanced")), Kind((dict,), "a dict {label: weight}")],
+        "mixed_precision": [Options(PRECISIONS)],
+        "device": [Options(DEVICES), Kind((str,), "'cuda:N'")],
+        "num_workers": [Number(0, integer=True)],
+        "random_state": [Number(integer=True), NONE],
+        "verbose": [Number(0, integer=True)],
+        "callbacks": [NONE, Kind((list, tuple), "a list of callbacks"), IsCallable()],
+        "log_with": [NONE, Options(TRACKERS), Kind((list, tuple), f"a list of {TRACKERS}")],
+        "logging_dir": [NONE, PATH],
+        "cache_features": [Options(("auto", True, False))],
+        "cache_views": [POSITIVE_INT],
+        "cache_memory": [ByteSize()],
+        "cache_dir": [NONE, PATH],
+        "predict_batch_size": [POSITIVE_INT],
+        "on_bad_image": [Options(("error", "skip"))],
+    }
+
+
+def describe(alternatives: list[Accepts]) -> str:
+    texts = [a.description for a in alternatives]
+    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+
+
+def validate_params(params: dict[str, Any], table: dict[str, list[Accepts]] | None = None) -> None:
+    """Raise a ValueError naming the first parameter whose value no alternative accepts."""
+    table = parameter_table() if table is None else table
+    for name, value in params.items():
+        alternatives = table.get(name)
+        if alternatives is not None and not any(a.ok(value) for a in alternatives):
+            raise ValueError(f"{name} must be {describe(alternatives)}; got {value!r}.")

@@ -1,0 +1,112 @@
+"""A fitted estimator to one model file and back: JSON manifest + safetensors, no code.
+
+The manifest holds what rebuilds the model without downloading weights (the
+backbone name, head spec, classes, input size, data config) and what a user
+reads later (history, parameters, version). Custom backbone modules and head
+callables are code, so they are passed again at load time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .io import ModelFileError, check_writable, load_model_file, save_model_file
+
+_ATTRIBUTES = ("history", "best_epoch", "interrupted", "n_features", "image_size")
+
+
+def _json_params(estimator) -> dict:
+    """The estimator's parameters that JSON can hold; code-valued ones are marked."""
+    params = {}
+    for key, value in estimator.get_params(deep=False).items():
+        try:
+            json.dumps(value)
+            params[key] = value
+        except TypeError:
+            params[key] = None if key in ("callbacks", "augment") else "<not stored>"
+    return params
+
+
+def save_estimator(estimator, path) -> Path:
+    """Write a fitted estimator's model file atomically (once, in a distributed run)."""
+    from .heads import head_spec
+    if getattr(estimator, "interrupted_", False) and not estimator.history_:
+        raise ValueError("this model was interrupted before its first epoch ended: it is not "
+                         "trained, so it is not saved. Fit it again.")
+    check_writable(path)
+    model = estimator.model_
+    weights = estimator.weights
+    manifest = {
+        "easytl_version": __version__,
+        "backbone": model.backbone.name,
+        "weights": weights if isinstance(weights, (str, type(None))) else str(weights),
+        "head": head_spec(getattr(estimator, "_head_used", estimator.head)),
+        "classes": estimator.classes_.tolist(),
+        "classes_dtype": estimator.classes_.dtype.str,
+        "data_config": model.backbone.data_config,
+        "image_size": estimator.image_size_,
+        "n_features": estimator.n_features_,
+        "best_epoch": estimator.best_epoch_,
+        "interrupted": bool(getattr(estimator, "interrupted_", False)),
+        "history": list(estimator.history_),
+        "params": _json_params(estimator),
+    }
+    return _save_on_main_process(path, manifest, model.state_dict())
+
+
+def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
+    """In a distributed run only process 0 writes; the others wait until the file is complete."""
+    import torch.distributed as dist
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not distributed or dist.get_rank() == 0:
+        path = save_model_file(path, manifest, tensors)
+    if distributed:
+        dist.barrier()
+    return Path(path)
+
+
+def load_estimator(cls, path, backbone=None, head=None):
+    """Rebuild a fitted ``cls`` from its model file; no download, no unpickling."""
+    from .backbones import create_backbone
+    from .heads import build_head, head_from_spec
+    from .history import History
+    from .model import TransferModel
+    manifest, tensors = load_model_file(path)
+    try:
+        name = manifest["backbone"]
+        classes = np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
+        if name == "custom" and backbone is None:
+            raise ModelFileError(f"{path} was fitted on a custom backbone module: pass the same "
+                                 "architecture as load(path, backbone=module).")
+        head_factory = head if head is not None else (
+            head_from_spec(manifest["head"]) if manifest["head"] else None)
+        if head_factory is None:
+            raise ModelFileError(f"{path} was fitted with a custom head: pass the same callable "
+                                 "as load(path, head=callable).")
+        net = create_backbone(backbone if name == "custom" else name, weights=None,
+                              image_size=manifest["image_size"])
+        net.data_config = dict(manifest["data_config"])
+        model = TransferModel(net, build_head(head_factory, manifest["n_features"], len(classes)))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"{path} does not match the model it describes: "
+                             f"{type(exc).__name__}: {exc}") from None
+    params = {k: v for k, v in manifest["params"].items()
+              if k in cls._get_param_names() and v != "<not stored>"}
+    params["backbone"] = backbone if name == "custom" else name
+    if head is not None:
+        params["head"] = head
+    estimator = cls(**params)
+    estimator.model_ = model.eval()
+    estimator.classes_ = classes
+    estimator.history_ = History(manifest["history"])
+    estimator.best_epoch_ = manifest["best_epoch"]
+    estimator.interrupted_ = bool(manifest.get("interrupted", False))
+    estimator.n_features_ = manifest["n_features"]
+    estimator.image_size_ = manifest["image_size"]
+    estimator._head_used = head_factory
+    return estimator

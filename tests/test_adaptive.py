@@ -1,0 +1,166 @@
+"""Defaults that adapt to the data: input size, plan, training length, the probe."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from easytl import FeatureExtractor, Phase, TransferClassifier
+from easytl.adaptive import (ALL_LAYERS_PER_CLASS, FEW_SHOT_PER_CLASS, MAX_FINE_TUNE_STEPS,
+                             MIN_FINE_TUNE_STEPS, auto_image_size, fine_tune_epochs,
+                             median_short_side, plan)
+from easytl.data import as_image_source
+
+from conftest import tiny_kwargs
+
+
+@pytest.mark.parametrize("native, expected", [
+    (8, 96),      # scikit-learn digits: x6 = 48, raised to the 96 px floor
+    (20, 128),    # small photos: x6 = 120, to the nearest multiple of 32
+    (25, 160),
+    (32, 192),
+    (40, 224),    # x6 = 240: capped at the pretrained size
+    (64, 224),
+    (224, 224),   # photos at or above the pretrained size keep it
+    (3000, 224),
+])
+def test_size_rule(native, expected):
+    assert auto_image_size(native, 224) == expected
+    assert auto_image_size(native, 224) % 32 == 0
+
+
+def test_native_size_is_the_median_shorter_side_of_files_and_arrays(tmp_path):
+    from PIL import Image
+    paths = []
+    for i, (w, h) in enumerate([(40, 30), (50, 20), (300, 100), (20, 90), (35, 35)]):
+        Image.new("RGB", (w, h)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    source, _ = as_image_source([str(p) for p in paths], size=16)
+    assert median_short_side(source) == 30  # shorter sides 30, 20, 100, 20, 35
+    array_source, _ = as_image_source(np.zeros((3, 8, 12, 3), np.uint8), size=16)
+    assert median_short_side(array_source) == 8
+
+
+def test_photos_keep_the_pretrained_size_and_small_images_are_upsampled_less():
+    photos = np.random.default_rng(0).integers(0, 256, (4, 256, 300, 3), dtype=np.uint8)
+    assert FeatureExtractor().fit(photos).image_size_ == 224
+    digits = np.zeros((4, 8, 8), np.float32)
+    assert FeatureExtractor().fit(digits).image_size_ == 96
+    assert FeatureExtractor().fit().image_size_ == 224            # no images: pretrained size
+    assert FeatureExtractor(image_size=64).fit(digits).image_size_ == 64
+
+
+def test_classifier_records_the_chosen_size(digits, tmp_path):
+    X, y = digits
+    clf = TransferClassifier(**tiny_kwargs(image_size="auto", epochs=1)).fit(X[:60], y[:60])
+    assert clf.image_size_ == 96
+    loaded = TransferClassifier.load(clf.save(tmp_path / "m.easytl"), backbone=clf.backbone)
+    assert loaded.image_size_ == 96
+
+
+@pytest.mark.parametrize("n_train, size, epochs", [
+    (200, 32, 9),        # 7 steps an epoch: stretched to the 60-step minimum (63 steps)
+    (1213, 32, 4),       # 38 steps an epoch: 4 epochs
+    (5000, 32, 4),       # 157 steps an epoch: 628 steps ~ the 600-step cap
+    (100_000, 32, 1),    # 3125 steps an epoch: one epoch, never less
+])
+def test_fine_tuning_length_is_set_in_steps(n_train, size, epochs):
+    tiny = 16  # a small input: the compute budget does not bind
+    assert fine_tune_epochs(n_train, 32, size=tiny, pretrained=224) == epochs
+    steps = epochs * -(-n_train // 32)
+    assert steps >= MIN_FINE_TUNE_STEPS
+    assert steps <= max(MAX_FINE_TUNE_STEPS * 1.1, -(-n_train // 32))
+
+
+@pytest.mark.parametrize("size, budget", [(224, 2), (160, 3), (128, 6), (96, 10)])
+def test_fine_tuning_compute_is_capped_by_the_input_size(size, budget):
+    # 50 images would want 30 epochs (the 60-step minimum); the budget is 2 epochs at 224 px,
+    # scaled by the pixels a smaller input saves.
+    assert fine_tune_epochs(50, 32, size=size, pretrained=224) == budget
+
+
+def test_plan_by_data_size():
+    few = plan([10] * 10, 32)
+    phases = few.phases(96, 224)
+    assert few.val_size == 0 and [p.name for p in phases] == ["probe", "top3"]
+    assert phases[0].probe and phases[1].epochs == 10  # 100 images: 15 epochs, budget 10 at 96 px
+    assert "96 px" in few.note(96, 224) and "none held out" in few.note(96, 224)
+    mid = plan([FEW_SHOT_PER_CLASS] * 10, 32)
+    assert mid.val_size == 0.1 and "held out" in mid.note(96, 224)
+    assert mid.phases(96, 224)[1].lr == pytest.approx(3e-4)
+    assert mid.phases(96, 224)[1].backbone_lr_mult == 1.0
+    big = plan([ALL_LAYERS_PER_CLASS] * 3, 32)
+    assert big.phases(224, 224)[1].trainable_groups == "all" and big.phases(224, 224)[1].epochs == 1
+    assert plan([100] * 4, 32, lr=1e-2).phases(96, 224)[1].lr == pytest.approx(3e-3)
+
+
+def test_the_probe_phase_is_scikit_learns_logistic_regression(textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(1, 0, probe=True)], head="linear",
+                                           val_size=0, epochs=None)).fit(X, y)
+    features = clf.transform(X)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(features, np.unique(y, return_inverse=True)[1])
+    head = clf.model_.head
+    np.testing.assert_allclose(head.weight.detach().numpy(), reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(clf.predict_proba(X), reference.predict_proba(features), atol=2e-3)
+    assert clf.history_[0]["phase"] == "phase1" and clf.history_[0]["lr"] is None
+
+
+def test_binary_probe_agrees_with_scikit_learn(textures):
+    X, y = textures
+    keep = np.isin(y, ["dots", "grid"])
+    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(1, 0, probe=True)], head="linear",
+                                           val_size=0, epochs=None)).fit(X[keep], y[keep])
+    features = clf.transform(X[keep])
+    reference = LogisticRegression(max_iter=2000).fit(features, y[keep])
+    np.testing.assert_allclose(clf.predict_proba(X[keep]), reference.predict_proba(features), atol=2e-3)
+
+
+def test_a_probe_needs_a_linear_head(textures):
+    with pytest.raises(ValueError, match="linear head"):
+        TransferClassifier(**tiny_kwargs(schedule=[Phase(1, 0, probe=True)], head="mlp",
+                                         epochs=None)).fit(*textures)
+    with pytest.raises(ValueError, match="trainable_groups must be 0"):
+        Phase(1, 2, probe=True)
+
+
+def test_default_plan_few_shot_trains_on_everything(textures):
+    X, y = textures  # 20 per class: few-shot
+    clf = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
+                                           val_size="auto")).fit(X, y)
+    assert clf.validation_indices_ is None and clf.best_epoch_ is None
+    assert [r["phase"] for r in clf.history_][:2] == ["probe", "top3"]
+    assert "none held out" in clf.history_[0]["note"]
+    assert isinstance(clf.model_.head, torch.nn.Linear)
+
+
+def test_a_perfect_probe_ends_the_fit_and_says_so():
+    from easytl import make_textures
+    X, y = make_textures(n_per_class=40, size=32, random_state=0)  # 40 per class: 10% held out
+    clf = TransferClassifier(**tiny_kwargs(backbone="efficientnet_lite0", schedule="auto",
+                                           epochs=None, head="auto", val_size="auto")).fit(X, y)
+    assert len(clf.validation_indices_) == 16
+    assert [r["phase"] for r in clf.history_] == ["probe"] and clf.best_epoch_ == 1
+    assert clf.history_[0]["val_accuracy"] == 1.0
+    assert "fine-tuning skipped" in clf.history_[0]["note"]
+
+
+def test_fine_tuning_that_hurts_falls_back_to_the_probe(textures):
+    X, y = textures
+    probe_only = TransferClassifier(**tiny_kwargs(schedule=[Phase(1, 0, probe=True)], head="linear",
+                                                  epochs=None, val_size=0.25)).fit(X, y)
+    wrecked = TransferClassifier(**tiny_kwargs(
+        schedule=[Phase(1, 0, probe=True), Phase(2, "all", lr=50.0, name="all")], head="linear",
+        epochs=None, val_size=0.25)).fit(X, y)
+    assert wrecked.best_epoch_ == 1  # the probe's validation loss beat the wrecked epochs
+    np.testing.assert_allclose(wrecked.predict_proba(X), probe_only.predict_proba(X), atol=1e-6)
+
+
+def test_explicit_choices_keep_todays_behaviour(textures):
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=5, head="auto",
+                                           val_size="auto")).fit(X, y)
+    # epochs given: the notebook's progressive recipe, its MLP head, 10% held out
+    assert [r["phase"] for r in clf.history_] == ["head", "head", "top3", "top3", "all"]
+    assert isinstance(clf.model_.head, torch.nn.Sequential)
+    assert len(clf.validation_indices_) == 8
