@@ -14,20 +14,16 @@ from torch import nn
 
 from .adaptive import VAL_FRACTION, Plan, PlanNote, auto_image_size, median_short_side
 from .adaptive import plan as adaptive_plan
-from .augment import Preprocessor
 from .backbones import Backbone, create_backbone
-from .callbacks import LRSchedule, PhaseSetup, as_callbacks, default_callbacks
+from .assembly import build_trainer, fingerprint, trackers
 from .checkpoints import check_fingerprint, load_checkpoint
 from .constants import DEFAULT_BACKBONE, DEFAULT_CACHE_MEMORY
 from .data import as_image_source
 from .device import make_accelerator
-from .fit_data import (class_weights, drop_unreadable, encode, placeholder_size, read_labelled,
-                       stratified_split)
-from .heads import build_head
+from .fit_data import drop_unreadable, encode, placeholder_size, read_labelled, stratified_split
 from .inference import run_model
 from .metrics import resolve_monitor
-from .model import TransferModel
-from .params import parse_bytes, validate_params
+from .params import validate_params
 from .persistence import load_estimator, save_estimator
 from .schedules import resolve_phases
 from .trainer import Trainer
@@ -220,7 +216,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
         seed = self._seed(checkpoint)
         accelerator = make_accelerator(self.device, self.mixed_precision,
-                                       self._trackers(), self.logging_dir)
+                                       trackers(self), self.logging_dir)
         if accelerator.num_processes > 1 and self.random_state is None:
             # Every process must split, initialise and shuffle alike: use the main process's seed.
             from accelerate.utils import broadcast_object_list
@@ -240,12 +236,15 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             pretrained = int(backbone.data_config["input_size"])
             phases = resolve_phases(plan.phases(size, pretrained) if plan else self.schedule,
                                     self.lr, self.backbone_lr_mult, self.warmup_epochs, self.epochs)
-            fingerprint = self._fingerprint(seed, split, phases)
+            identity = fingerprint(self, seed, split, phases)
             if checkpoint is not None:
-                check_fingerprint(checkpoint_dir, checkpoint, fingerprint)
-            note = None if plan is None else plan.note(size, pretrained)
-            trainer = self._build_trainer(backbone, size, split, plan, note, phases, monitor,
-                                          accelerator, seed, checkpoint_dir, fingerprint)
+                check_fingerprint(checkpoint_dir, checkpoint, identity)
+            self._head_used = self._head(plan)
+            notes = [] if plan is None else [PlanNote(plan.note(size, pretrained),
+                                                      stop_if_perfect=len(phases) > 1)]
+            trainer = build_trainer(self, backbone, self._head_used, size, split, phases, monitor,
+                                    accelerator, seed, extra_callbacks=notes,
+                                    checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=identity)
             try:
                 trainer.fit(phases, split.train, split.train_y, split.val, split.val_y,
                             resume_from=checkpoint)
@@ -294,61 +293,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.validation_indices_ = None
         from .fit_data import Split
         return Split(source, y_encoded, val_source, encode(val_labels, self.classes_, "y_val"))
-
-    def _fingerprint(self, seed, split, phases) -> dict:
-        """What a checkpoint must match to be resumed by this fit."""
-        return {"seed": seed, "n_train": len(split.train_y),
-                "n_val": 0 if split.val is None else len(split.val_y),
-                "classes": [str(c) for c in self.classes_.tolist()],
-                "phases": [repr(p) for p in phases],
-                "params": repr(sorted((k, v) for k, v in self.get_params(deep=False).items()
-                                      if k not in ("verbose", "callbacks", "backbone")
-                                      and not callable(v)))}
-
-    def _build_trainer(self, backbone, size, split, plan, note, phases, monitor, accelerator, seed,
-                       checkpoint_dir, fingerprint) -> Trainer:
-        """The model (backbone + head), its preprocessing and the trainer with its callbacks."""
-        from .callbacks.checkpoint import Checkpoint
-        for part in (split.train, split.val):
-            if part is not None and hasattr(part, "size"):
-                part.size = size
-        self._head_used = self._head(plan)
-        model = TransferModel(backbone, build_head(self._head_used, backbone.num_features,
-                                                   len(self.classes_)))
-        preprocess = Preprocessor(size, backbone.data_config["mean"], backbone.data_config["std"],
-                                  self.augment)
-        user = as_callbacks(self.callbacks)
-        if plan is not None:
-            user = [PlanNote(note, stop_if_perfect=len(phases) > 1)] + user
-        tracking = None
-        if self.log_with is not None:
-            from .callbacks.tracking import Tracking
-            tracking = Tracking(self._tracked_params(), monitor.name)
-        callbacks = default_callbacks(
-            phase_setup=PhaseSetup(train_bn=self.train_bn, cache_features=self.cache_features is not False,
-                                   cache_views=self.cache_views,
-                                   cache_memory=parse_bytes(self.cache_memory, "cache_memory"),
-                                   cache_dir=self.cache_dir, optimizer=self.optimizer,
-                                   weight_decay=self.weight_decay),
-            lr_schedule=LRSchedule(self.lr_decay, monitor, self.plateau_factor, self.plateau_patience),
-            monitor=monitor, user=user, grad_clip=self.grad_clip, early_stopping=self.early_stopping,
-            checkpoint=None if checkpoint_dir is None else Checkpoint(checkpoint_dir, fingerprint),
-            tracking=tracking, verbose=self.verbose)
-        trainer = Trainer(model, preprocess, accelerator, callbacks=callbacks,
-                          batch_size=self.batch_size, monitor=monitor, verbose=self.verbose,
-                          class_weights=class_weights(self.class_weight, self.classes_, split.train_y),
-                          generator=torch.Generator().manual_seed(seed), num_workers=self.num_workers)
-        return trainer
-
-    def _trackers(self):
-        if self.log_with is None:
-            return None
-        from .callbacks.tracking import tracker_specs
-        return tracker_specs(self.log_with, self.logging_dir)
-
-    def _tracked_params(self) -> dict:
-        from .persistence import _json_params
-        return _json_params(self)
 
     def _set_fitted(self, trainer: Trainer, size: int, phases) -> None:
         self.model_ = trainer.model.eval()

@@ -10,299 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import functools
-import json
 import sys
-import time
 import warnings
-from pathlib import Path
 
+from . import cli_commands as commands
+from .cli_commands import CommandError, _say
 from .constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
-
-
-class CommandError(Exception):
-    """A failure the command has already explained; main prints it and exits with 1."""
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _classifier():
-    from .classifier import TransferClassifier
-    return TransferClassifier
-
-
-def _load(path):
-    return _classifier().load(path)
-
-
-def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest)."""
-    from .data import list_image_files
-    from .images import find_unreadable
-
-    files, bad = [], []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = list_image_files(path)
-            if not found:
-                bad.append((path, "folder holds no image files"))
-            files += found
-        elif path.exists():
-            files.append(path)  # decoded below: an image without the usual extension still counts
-        else:
-            bad.append((path, "no such file or folder"))
-    unreadable = find_unreadable(files, verbose=1)
-    if unreadable:
-        broken = {p for p, _ in unreadable}
-        files = [f for f in files if f not in broken]
-        bad += unreadable
-    return files, bad
-
-
-def _report_bad(bad) -> None:
-    for path, reason in bad:
-        _say(f"easytl: cannot read {path}: {reason}")
-
-
-# --------------------------------------------------------------------------- commands
-
-def _fit(args) -> int:
-    import numpy as np
-
-    from .data import read_class_folders
-    from .images import UnreadableImagesError, describe_unreadable
-    from .io import check_writable
-
-    paths, labels = read_class_folders(args.data_dir)
-    if labels is None:
-        raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
-                           "DATA_DIR/<class name>/<images>.")
-    check_writable(args.out)  # before training: a bad --out must not cost a fit
-    weights = None if args.no_pretrained else (args.weights or "default")
-    clf = _classifier()(backbone=args.backbone, weights=weights,
-                        schedule=args.schedule, epochs=args.epochs, image_size=args.image_size,
-                        batch_size=args.batch_size, lr=args.lr, val_size=args.val_size,
-                        random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
-                        on_bad_image="skip" if args.skip_bad_images else "error")
-    _say(f"easytl fit: {len(paths)} images in {len(np.unique(labels))} classes from {args.data_dir}, "
-         f"backbone {args.backbone}, schedule {args.schedule}")
-    start = time.perf_counter()
-    try:
-        with _weights_hint():
-            clf.fit(args.data_dir)
-    except UnreadableImagesError as exc:
-        raise CommandError(f"{len(exc.bad)} image files in {args.data_dir} cannot be read:\n"
-                           f"{describe_unreadable(exc.bad)}\nRemove or re-save them, or pass "
-                           "--skip-bad-images to leave them out.") from None
-    seconds = time.perf_counter() - start
-    if clf.interrupted_:
-        return _interrupted_fit(clf, args)
-    out = clf.save(args.out)
-    args.emit(f"fitted in {seconds:.1f} s; best epoch {clf.best_epoch_} of {len(clf.history_)}; "
-              f"model written to {out}")
-    if clf.validation_indices_ is None:
-        args.emit("no validation report: --val-size 0 holds out no images")
-        return 0
-    # Positions in the folder's listing, labelled as the library labelled them (by class folder).
-    val_paths = [paths[i] for i in clf.validation_indices_]
-    val_labels = labels[clf.validation_indices_]
-    result = clf.report(val_paths, val_labels, n_augment=args.tta)
-    tta = f", TTA {args.tta} views" if args.tta > 1 else ""
-    args.emit(f"validation ({len(val_paths)} held-out images{tta}): accuracy {result['accuracy']:.3f}")
-    args.emit(result["report"])
-    return 0
-
-
-def _interrupted_fit(clf, args) -> int:
-    """Ctrl-C ended training: leave --out alone unless asked, and never write an untrained model."""
-    if not args.save_interrupted:
-        _say(f"easytl: interrupted; {args.out} was not written (--save-interrupted keeps the best "
-             "weights so far)")
-        return 130
-    if not clf.history_:
-        _say(f"easytl: interrupted before the first epoch ended: nothing trained, {args.out} not "
-             "written")
-        return 130
-    out = clf.save(args.out)
-    args.emit(f"interrupted after {len(clf.history_)} epochs; best weights so far (epoch "
-              f"{clf.best_epoch_}) written to {out}")
-    return 130
-
-
-@contextlib.contextmanager
-def _weights_hint():
-    """Pretrained weights that cannot be downloaded: say how to pass a local file from the shell."""
-    from .backbones import WeightsUnavailableError
-    try:
-        yield
-    except WeightsUnavailableError as exc:
-        reason = str(exc).split(" Alternatives:")[0]
-        raise CommandError(f"{reason} Pass a local state-dict file with --weights PATH, use "
-                           "--backbone efficientnet_lite0 (weights ship with easytl), or "
-                           "--no-pretrained.") from None
-
-
-def _predict(args) -> int:
-    clf = _load(args.model)
-    files, bad = _collect_images(args.paths)
-    _report_bad(bad)
-    if files:
-        if args.tta > 1:
-            proba = clf.predict_tta([str(f) for f in files], n_augment=args.tta, return_proba=True)
-        else:
-            proba = clf.predict_proba([str(f) for f in files])
-        _write_predictions(files, proba, clf.classes_, args.format,
-                           min(args.top_k, len(clf.classes_)), args.results)
-    if bad:
-        rest = "the others were predicted" if files else "nothing was predicted"
-        raise CommandError(f"{len(bad)} of {len(files) + len(bad)} inputs could not be read "
-                           f"(listed above); {rest}.")
-    return 0
-
-
-def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream) -> None:
-    import numpy as np
-
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
-    rows = []
-    for path, p, best in zip(files, proba, order):
-        rows.append({"path": str(path), "label": _plain(classes[best[0]]),
-                     "probability": float(p[best[0]]),
-                     "top_k": [{"label": _plain(classes[j]), "probability": float(p[j])} for j in best]})
-    if fmt == "json":
-        for row in rows:
-            if top_k == 1:
-                del row["top_k"]
-        json.dump(rows, stream, indent=1)
-        stream.write("\n")
-        return
-    header = ["path", "label", "probability"]
-    for k in range(2, top_k + 1):
-        header += [f"label_{k}", f"probability_{k}"]
-
-    def cells(row):
-        out = [row["path"], str(row["label"]), f"{row['probability']:.4f}"]
-        for extra in row["top_k"][1:]:
-            out += [str(extra["label"]), f"{extra['probability']:.4f}"]
-        return out
-
-    if fmt == "csv":
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(cells(r) for r in rows)
-        return
-    table = [header] + [cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    for line in table:
-        stream.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
-
-
-def _plain(value):
-    """A numpy scalar label as a plain Python value (for JSON and printing)."""
-    return value.item() if hasattr(value, "item") else value
-
-
-def _evaluate(args) -> int:
-    import numpy as np
-
-    from .data import read_class_folders
-
-    clf = _load(args.model)
-    paths, labels = read_class_folders(args.data_dir)
-    if labels is None:
-        raise CommandError(f"{args.data_dir} has no class sub-folders: evaluation needs "
-                           "DATA_DIR/<class name>/<images>.")
-    label_of = dict(zip(paths, labels))  # by class sub-folder, however deeply nested
-    files, bad = _collect_images(paths)
-    _report_bad(bad)
-    if not files:
-        raise CommandError(f"no readable images in {args.data_dir}.")
-    y = np.array([label_of[f] for f in files])
-    if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
-        y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
-    result = clf.report([str(f) for f in files], y, n_augment=args.tta)
-    args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
-    args.emit()
-    args.emit(result["report"])
-    args.emit("confusion matrix (rows: true, columns: predicted):")
-    names = [str(c) for c in result["labels"]]
-    width = max(max(map(len, names)), len(str(result["confusion_matrix"].max())))
-    args.emit(" " * width + "  " + "  ".join(n.rjust(width) for n in names))
-    for name, row in zip(names, result["confusion_matrix"]):
-        args.emit(name.rjust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
-    if args.plot:
-        from .plots import plot_report
-        plot_report(result, args.plot)
-        _say(f"easytl: confusion matrix plot written to {args.plot}")
-    if bad:
-        raise CommandError(f"{len(bad)} images could not be read (listed above) and were not evaluated.")
-    return 0
-
-
-def _compare(args) -> int:
-    from .selection import compare_backbones, format_rows
-
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
-    if not backbones:
-        raise CommandError("--backbones needs at least one name, e.g. efficientnet_lite0,resnet18")
-    rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
-                             image_size=args.image_size, random_state=args.seed, verbose=0)
-    args.emit(format_rows(rows))
-    return 0
-
-
-def _export(args) -> int:
-    from .export import export_model
-
-    clf = _load(args.model)
-    out = export_model(clf, args.out, args.format)
-    args.emit(f"{args.format} model written to {out} (input: uint8 images (N, H, W, 3); "
-              f"output: probabilities over {len(clf.classes_)} classes)")
-    return 0
-
-
-def _demo(args) -> int:
-    from sklearn.metrics import classification_report
-    from sklearn.model_selection import train_test_split
-
-    from .datasets import make_textures
-
-    X, y = make_textures(n_per_class=args.n_per_class, random_state=args.seed)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=args.seed)
-    _say(f"easytl demo: synthetic textures, {len(X_train)} training and {len(X_test)} held-out "
-         f"images, backbone {args.backbone}")
-    clf = _classifier()(backbone=args.backbone, epochs=args.epochs, image_size=args.image_size,
-                        random_state=args.seed, verbose=args.verbose)
-    start = time.perf_counter()
-    clf.fit(X_train, y_train)
-    seconds = time.perf_counter() - start
-    predictions = clf.predict(X_test)
-    accuracy = float((predictions == y_test).mean())
-    args.emit(classification_report(y_test, predictions, digits=3))
-    args.emit(f"held-out accuracy {accuracy:.3f}; fit took {seconds:.1f} s "
-              f"(best epoch {clf.best_epoch_} of {len(clf.history_)})")
-    return 0
-
-
-def _backbones(args) -> int:
-    from .backbones import BACKBONE_TABLE_HEADER, backbone_table, list_backbones
-
-    table = [BACKBONE_TABLE_HEADER] + backbone_table(list_backbones())
-    if args.format == "markdown":
-        args.emit("| " + " | ".join(table[0]) + " |")
-        args.emit("|" + "---|" * len(table[0]))
-        for row in table[1:]:
-            args.emit("| " + " | ".join(row) + " |")
-        return 0
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        args.emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    return 0
 
 
 # --------------------------------------------------------------------------- arguments
@@ -340,16 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'easytl COMMAND --help' for each command's options and examples.")
     parser.add_argument("--version", action="version", version=f"easytl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, run, help, description, examples):
-        sub = commands.add_parser(name, parents=[common], help=help, description=description,
-                                  epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = subparsers.add_parser(name, parents=[common], help=help, description=description,
+                                    epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
         return sub
 
-    fit = command("fit", _fit, "fit a classifier on a folder of class sub-folders",
+    fit = command("fit", commands.fit, "fit a classifier on a folder of class sub-folders",
                   "Fit TransferClassifier on DATA_DIR/<class>/<image files> (png, jpg, jpeg, bmp, "
                   "webp, gif, tif; any case), print per-epoch progress (stderr) and a report on "
                   "the held-out validation images (stdout), and write the model file atomically.",
@@ -384,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on Ctrl-C, write the best weights so far (if an epoch finished)")
     fit.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: no progress")
 
-    predict = command("predict", _predict, "predict the class of image files",
+    predict = command("predict", commands.predict, "predict the class of image files",
                       "One row per image: path, label, probability (and the next top-k). PATHs are "
                       "image files or folders (searched recursively). Unreadable files are "
                       "reported on stderr and skipped; the exit code is then 1.",
@@ -397,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", default="table", choices=["table", "csv", "json"])
     predict.add_argument("--top-k", type=_positive_int, default=1)
 
-    evaluate = command("evaluate", _evaluate, "accuracy, report and confusion matrix on labelled images",
+    evaluate = command("evaluate", commands.evaluate,
+                       "accuracy, report and confusion matrix on labelled images",
                        "Evaluate a model file on DATA_DIR/<class>/<images> whose class names are "
                        "among the model's classes.",
                        ["easytl evaluate model.easytl test_photos/",
@@ -407,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", type=_positive_int, default=1)
     evaluate.add_argument("--plot", help="also write the confusion matrix as a picture (needs matplotlib)")
 
-    compare = command("compare", _compare, "compare backbones by cross-validated accuracy",
+    compare = command("compare", commands.compare, "compare backbones by cross-validated accuracy",
                       "Cross-validate each backbone on DATA_DIR/<class>/<images>: accuracy mean ± "
                       "std, parameters, measured images/s.",
                       ["easytl compare photos/ --backbones efficientnet_lite0,resnet18",
@@ -422,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--image-size", type=_size, default="auto")
     compare.add_argument("--seed", type=int, default=0)
 
-    export = command("export", _export, "export a model file as ONNX or TorchScript",
+    export = command("export", commands.export, "export a model file as ONNX or TorchScript",
                      "Write the whole predictor (resize + normalisation + network + softmax) as one "
                      "graph: input uint8 images (N, H, W, 3) of any size, output class "
                      "probabilities; class labels are stored in the file.",
@@ -432,13 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True)
 
-    backbones = command("backbones", _backbones, "list the backbone registry (model zoo)",
+    backbones = command("backbones", commands.backbones, "list the backbone registry (model zoo)",
                         "Backbones by name, with parameters, ImageNet top-1, input size, where the "
                         "weights come from and whether they are available offline here.",
                         ["easytl backbones", "easytl backbones --format markdown"])
     backbones.add_argument("--format", default="table", choices=["table", "markdown"])
 
-    demo = command("demo", _demo, "fit on the built-in synthetic textures and print a held-out report",
+    demo = command("demo", commands.demo,
+                   "fit on the built-in synthetic textures and print a held-out report",
                    "Fit TransferClassifier with its defaults (offline pretrained EfficientNet-Lite0, "
                    "a linear probe then fine-tuning, all planned from the data) on the notebook's "
                    "synthetic textures and report "

