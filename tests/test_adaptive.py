@@ -60,7 +60,7 @@ def test_classifier_records_the_chosen_size(digits, tmp_path):
 
 @pytest.mark.parametrize("n_train, size, epochs", [
     (200, 32, 9),        # 7 steps an epoch: stretched to the 60-step minimum (63 steps)
-    (1213, 32, 4),       # 38 steps an epoch: 4 epochs
+    (1213, 32, 6),       # 38 steps an epoch: 6 epochs
     (5000, 32, 4),       # 157 steps an epoch: 628 steps ~ the 600-step cap
     (100_000, 32, 1),    # 3125 steps an epoch: one epoch, never less
 ])

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# Launches two processes with torchrun.
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 

@@ -3,7 +3,11 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
+
+# Runs the GPU check script's CPU reference in a subprocess.
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
 

@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+# Writes 20,000 files and fits twice in subprocesses to measure their memory.
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 

@@ -100,3 +100,18 @@ def test_confusion_matrix_grows_with_classes_and_labels_do_not_collide(tmp_path)
 
     small, large = draw(3, "cat"), draw(20, "long_class_name")
     assert min(small) >= 400 and min(large) > min(small)
+
+
+def test_history_plot_draws_the_monitored_metric_and_skips_probe_lr(textures):
+    from easytl import Phase
+    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(1, 0, probe=True, name="probe"),
+                                                     Phase(2, "all", name="all")],
+                                           head="linear", epochs=None,
+                                           monitor="val_f1_macro")).fit(*textures)
+    fig = plot_history(clf)
+    labels = [line.get_label() for line in fig.axes[1].lines]
+    assert "val_f1_macro" in labels
+    curve = fig.axes[1].lines[labels.index("val_f1_macro")]
+    assert list(curve.get_ydata()) == pytest.approx(clf.history_.column("val_f1_macro"))
+    lr = fig.axes[2].lines[0].get_ydata()
+    assert np.isnan(lr[0]) and not np.isnan(lr[1:]).any()

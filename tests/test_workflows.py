@@ -95,8 +95,8 @@ def test_compare_backbones_rows_and_offline_skip(textures, monkeypatch):
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
     rows = compare_backbones(X, y, backbones=["efficientnet_lite0", "resnet18"], cv=2,
                              image_size=32, verbose=0)
-    lite0, resnet = rows
-    assert lite0["skipped"] is None and 0.5 <= lite0["accuracy_mean"] <= 1.0
+    lite0, resnet = rows  # compared first, skipped last
+    assert lite0["backbone"] == "efficientnet_lite0" and lite0["skipped"] is None and 0.5 <= lite0["accuracy_mean"] <= 1.0
     # Features only: easytl backbones counts the ImageNet classifier (1280 x 1000 + 1000) too.
     from easytl import list_backbones
     from easytl.selection import format_rows
@@ -118,3 +118,20 @@ def test_compare_backbones_fine_tune_strategy(textures):
                                                 abs=0.01)
     with pytest.raises(ValueError, match="strategy"):
         compare_backbones(X, y, strategy="guess")
+
+
+def test_compare_defaults_to_every_backbone_with_weights_here_and_refits_the_winner(textures):
+    X, y = textures
+    rows = compare_backbones(X[::2], y[::2], cv=2, image_size=32, verbose=0, refit=True,
+                             mixed_precision="no")
+    compared = [r["backbone"] for r in rows if not r["skipped"]]
+    assert sorted(compared) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    left_out = [r for r in rows if r["skipped"]]
+    assert {r["backbone"] for r in left_out} >= {"resnet18", "vit_b_16"}
+    assert all("not on this machine" in r["skipped"] for r in left_out)
+    means = [r["accuracy_mean"] for r in rows if not r["skipped"]]
+    assert means == sorted(means, reverse=True) and rows.best == compared[0]
+    assert all(r["fit_seconds"] > 0 and r["images_per_s"] > 0 for r in rows if not r["skipped"])
+    best = rows.best_estimator_
+    assert best.model_.backbone.name == rows.best and len(best.classes_) == 4
+    assert best.score(X, y) >= 0.75

@@ -1,0 +1,44 @@
+"""ONNX and TorchScript exports of the larger packaged backbones reproduce predict_proba."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from easytl import TransferClassifier
+from easytl.export import export_model
+
+pytestmark = pytest.mark.slow  # four exports of 5-6 M parameter models
+
+
+@pytest.fixture(scope="module", params=["efficientnet_lite1", "efficientnet_lite2"])
+def fitted(request, textures):
+    X, y = textures
+    clf = TransferClassifier(request.param, image_size=32, schedule="feature_extraction", epochs=1,
+                             mixed_precision="no", random_state=0, verbose=0).fit(X, y)
+    return clf, (X[:6] * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_equals_predict_proba(fitted, tmp_path, fmt):
+    clf, images = fitted
+    expected = clf.predict_proba(images)
+    path = export_model(clf, tmp_path / f"model.{fmt}", fmt)
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the onnx extra")
+        session = ort.InferenceSession(str(path))
+        got = session.run(None, {"images": images})[0]
+        assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == clf.classes_.tolist()
+    else:
+        got = torch.jit.load(str(path))(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_auto_size_is_bounded_by_each_backbones_pretrained_size(textures):
+    from easytl import FeatureExtractor
+    X, _ = textures  # 32 px images: x6 = 192, under every pretrained size
+    photos = np.zeros((2, 300, 400, 3), np.uint8)
+    for name, pretrained in (("efficientnet_lite1", 240), ("efficientnet_lite2", 260)):
+        assert FeatureExtractor(name).fit(X).image_size_ == 192
+        assert FeatureExtractor(name).fit(photos).image_size_ == pretrained
