@@ -22,7 +22,7 @@ _EXPORTS = {
     "LinearHead": "heads", "MLPHead": "heads",
     "ModelFileError": "io",
     "plot_backbones": "plots", "plot_confusion": "plots", "plot_history": "plots",
-    "plot_tsne": "plots",
+    "plot_tsne": "plots", "plot_calibration": "plots", "plot_errors": "plots",
     "FeatureExtraction": "schedules", "FineTune": "schedules", "Phase": "schedules",
     "ProgressiveUnfreezing": "schedules", "Schedule": "schedules",
     "compare_backbones": "selection",

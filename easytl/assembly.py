@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .augment import Preprocessor
-from .callbacks import LRSchedule, PhaseSetup, as_callbacks, default_callbacks
+from .callbacks import LRSchedule, PhaseSetup, TrustStatistics, as_callbacks, default_callbacks
 from .fit_data import class_weights
 from .heads import build_head
 from .model import TransferModel
@@ -65,7 +65,8 @@ def build_trainer(estimator, backbone, head, size, split, phases, monitor, accel
         grad_clip=e.grad_clip, early_stopping=e.early_stopping,
         checkpoint=(None if checkpoint_dir is None
                     else Checkpoint(checkpoint_dir, checkpoint_fingerprint)),
-        tracking=tracking, verbose=e.verbose)
+        tracking=tracking, trust=TrustStatistics(e.calibrate, e.unknown_rate, seed),
+        verbose=e.verbose)
     return Trainer(model, preprocess, accelerator, callbacks=callbacks, batch_size=e.batch_size,
                    monitor=monitor, verbose=e.verbose,
                    class_weights=class_weights(e.class_weight, e.classes_, split.train_y),

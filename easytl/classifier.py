@@ -133,6 +133,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         When ``X`` is a folder or a list of files, every file is decoded once
         before training; unreadable files raise a ValueError listing them, or
         with "skip" are left out (with a warning; see ``skipped_images_``).
+    calibrate : bool, default=True
+        Fit a temperature on the validation split after training (temperature
+        scaling): ``predict_proba`` is calibrated, ``predict`` unchanged.
+    unknown_rate : float in (0, 1), default=0.05
+        The fraction of in-distribution validation images that
+        ``predict(X, reject_unknown=True)`` would call unknown: it sets
+        ``unknown_threshold_`` on the novelty score.
 
     Attributes
     ----------
@@ -160,6 +167,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     interrupted_ : bool
         True when Ctrl-C ended ``fit`` early (the last history row then has
         ``"interrupted": True``).
+    temperature_ : float
+        The logits are divided by it in ``predict_proba`` (1.0: not calibrated).
+    novelty_ : NoveltyModel or None
+        Class means and shared precision of the training features (:meth:`novelty_score`).
+    unknown_threshold_ : float or None
+        Novelty scores above it are "unknown" with ``reject_unknown=True``.
     """
 
     def __init__(self, backbone=DEFAULT_BACKBONE, *, weights="default", head="auto",
@@ -171,7 +184,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  num_workers=0, random_state=None, verbose=1, callbacks=None, log_with=None,
                  logging_dir=None, cache_features="auto", cache_views=2,
                  cache_memory=DEFAULT_CACHE_MEMORY,
-                 cache_dir=None, predict_batch_size=128, on_bad_image="error"):
+                 cache_dir=None, predict_batch_size=128, on_bad_image="error", calibrate=True,
+                 unknown_rate=0.05):
         for name, value in locals().items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
@@ -295,6 +309,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return Split(source, y_encoded, val_source, encode(val_labels, self.classes_, "y_val"))
 
     def _set_fitted(self, trainer: Trainer, size: int, phases) -> None:
+        self.temperature_ = float(getattr(trainer, "temperature", 1.0))
+        self.novelty_ = getattr(trainer, "novelty", None)
+        self.unknown_threshold_ = getattr(trainer, "unknown_threshold", None)
         self.model_ = trainer.model.eval()
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch
@@ -337,9 +354,42 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                          device=self.device, mixed_precision=self.mixed_precision,
                          verbose=self.verbose, desc=desc, **kwargs)
 
+    def _proba(self, model, x):
+        return torch.softmax(model(x).float() / self.temperature_, dim=1)
+
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order."""
-        return self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1))
+        """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order;
+        calibrated by ``temperature_`` (temperature scaling on the validation split)."""
+        return self._run(X, self._proba)
+
+    def novelty_score(self, X) -> np.ndarray:
+        """How unlike the training images each image is (higher: less alike), shape (n_images,).
+
+        The Mahalanobis distance of its pooled backbone features to the nearest
+        class mean of the training features (shared covariance); above
+        ``unknown_threshold_`` an image counts as unknown.
+        """
+        check_is_fitted(self, "model_")
+        self._require_novelty()
+        return self._run(X, lambda model, x: self._novelty(model.features(x)),
+                         desc="scoring novelty")[:, 0]
+
+    def _require_novelty(self) -> None:
+        if getattr(self, "novelty_", None) is None:
+            raise ValueError("this model has no novelty statistics (it was saved by an easytl "
+                             "before 0.2, or fit was interrupted): fit it again to use "
+                             "novelty_score or reject_unknown.")
+
+    def _novelty(self, features: torch.Tensor) -> torch.Tensor:
+        """Novelty scores of pooled features, on the device: min over classes of (f-m)' P (f-m)."""
+        features = features.double()
+        means = torch.as_tensor(self.novelty_.means, dtype=torch.float64, device=features.device)
+        precision = torch.as_tensor(self.novelty_.precision, dtype=torch.float64,
+                                    device=features.device)
+        projected = features @ precision
+        distance = ((projected * features).sum(1, keepdim=True) - 2 * projected @ means.T
+                    + ((means @ precision) * means).sum(1))
+        return distance.min(dim=1, keepdim=True).values.clamp_min(0).sqrt().float()
 
     def predict_tta(self, X, n_augment: int = 5, return_proba: bool = False) -> np.ndarray:
         """Predict with test-time augmentation: average probabilities over views.
@@ -356,35 +406,76 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(n_augment, numbers.Integral) or n_augment < 1:
             raise ValueError(f"n_augment must be a positive integer, got {n_augment!r}.")
         generator = torch.Generator().manual_seed(self.random_state or 0)
-        proba = self._run(X, lambda model, x: torch.softmax(model(x).float(), dim=1),
-                          n_views=int(n_augment), generator=generator,
+        proba = self._run(X, self._proba, n_views=int(n_augment), generator=generator,
                           desc=f"predicting ({n_augment} TTA views)")
         return proba if return_proba else self.classes_[proba.argmax(axis=1)]
 
-    def report(self, X, y=None, n_augment: int = 1) -> dict:
-        """Held-out evaluation: accuracy, sklearn's classification report and the confusion matrix.
+    def report(self, X, y=None, n_augment: int = 1, html=None, X_train=None, y_train=None) -> dict:
+        """Held-out evaluation: accuracy, per-class report, confusion matrix, calibration.
 
         ``n_augment > 1`` evaluates :meth:`predict_tta` instead of :meth:`predict`.
+        ``html="report.html"`` also writes the self-contained error report
+        (:mod:`easytl.report`); give the training images as ``X_train`` (and
+        ``y_train``) to look for near-duplicates between the two sets there.
 
         Returns
         -------
         dict with ``accuracy`` (float), ``report`` (text), ``confusion_matrix``
-        (rows: true labels, columns: predictions, both in ``labels`` order) and ``labels``.
+        (rows: true labels, columns: predictions, both in ``labels`` order),
+        ``labels``, and ``calibration``: ``temperature``, expected calibration
+        error (15 bins) and log-loss before and after temperature scaling
+        (``ece_before``, ``ece_after``, ``log_loss_before``, ``log_loss_after``).
         """
         from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
-        y = self._labels_for(X, y)
-        predictions = self.predict(X) if n_augment == 1 else self.predict_tta(X, n_augment)
-        labels = self.classes_
-        return {"accuracy": float(accuracy_score(y, predictions)),
-                "report": classification_report(y, predictions, labels=labels, zero_division=0,
-                                                target_names=[str(c) for c in labels], digits=3),
-                "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
-                "labels": labels.tolist()}
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels, in the label values given to ``fit``."""
-        proba = self.predict_proba(X)  # checks that the estimator is fitted
-        return self.classes_[proba.argmax(axis=1)]
+        from .trust import expected_calibration_error, log_loss, softmax
+        y = self._labels_for(X, y)
+        encoded = encode(y, self.classes_, "y")
+        if n_augment == 1:
+            logits = self._run(X, lambda model, x: model(x).float())
+            raw, proba = softmax(logits), softmax(logits, self.temperature_)
+        else:
+            raw, proba = None, self.predict_tta(X, n_augment, return_proba=True)
+        predictions = self.classes_[proba.argmax(axis=1)]
+        labels = self.classes_
+        result = {"accuracy": float(accuracy_score(y, predictions)),
+                  "report": classification_report(y, predictions, labels=labels, zero_division=0,
+                                                  target_names=[str(c) for c in labels], digits=3),
+                  "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
+                  "labels": labels.tolist(),
+                  "calibration": {
+                      "temperature": self.temperature_,
+                      "ece_before": None if raw is None else expected_calibration_error(raw, encoded),
+                      "ece_after": expected_calibration_error(proba, encoded),
+                      "log_loss_before": None if raw is None else log_loss(raw, encoded),
+                      "log_loss_after": log_loss(proba, encoded)}}
+        if html is not None:
+            from .report import write_html_report
+            result["html"] = write_html_report(self, X, y, proba, html, X_train=X_train,
+                                               y_train=y_train)
+        return result
+
+    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown") -> np.ndarray:
+        """Predicted labels, in the label values given to ``fit``.
+
+        With ``reject_unknown=True`` an image whose :meth:`novelty_score` is above
+        ``unknown_threshold_`` gets ``unknown_label`` instead (the result is then
+        an object array, so labels of any type and the unknown label fit in it).
+        """
+        if not reject_unknown:
+            proba = self.predict_proba(X)  # checks that the estimator is fitted
+            return self.classes_[proba.argmax(axis=1)]
+        check_is_fitted(self, "model_")
+        self._require_novelty()
+
+        def proba_and_novelty(model, x):
+            features = model.features(x)
+            logits = model.head(features).float() / self.temperature_
+            return torch.cat([torch.softmax(logits, dim=1), self._novelty(features)], dim=1)
+        out = self._run(X, proba_and_novelty)
+        labels = self.classes_[out[:, :-1].argmax(axis=1)].astype(object)
+        labels[out[:, -1] > self.unknown_threshold_] = unknown_label
+        return labels
 
     def transform(self, X) -> np.ndarray:
         """Pooled backbone features, shape (n_images, n_features_), float32."""

@@ -104,23 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
                       "reported on stderr and skipped; the exit code is then 1.",
                       ["easytl predict model.easytl new_photos/",
                        "easytl predict model.easytl a.jpg b.png --top-k 3 --format json",
-                       "easytl predict model.easytl new_photos/ --format csv > predictions.csv"])
+                       "easytl predict model.easytl new_photos/ --format csv > predictions.csv",
+                       "easytl predict model.easytl new_photos/ --reject-unknown"])
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("paths", metavar="PATH", nargs="+")
     predict.add_argument("--tta", type=_positive_int, default=1, help="test-time augmentation views")
     predict.add_argument("--format", default="table", choices=["table", "csv", "json"])
     predict.add_argument("--top-k", type=_positive_int, default=1)
+    predict.add_argument("--reject-unknown", action="store_true",
+                         help="label images unlike the training images 'unknown' and add their "
+                              "novelty score to the output")
 
     evaluate = command("evaluate", commands.evaluate,
                        "accuracy, report and confusion matrix on labelled images",
                        "Evaluate a model file on DATA_DIR/<class>/<images> whose class names are "
                        "among the model's classes.",
                        ["easytl evaluate model.easytl test_photos/",
-                        "easytl evaluate model.easytl test_photos/ --plot confusion.png --tta 5"])
+                        "easytl evaluate model.easytl test_photos/ --plot confusion.png --tta 5",
+                        "easytl evaluate model.easytl test_photos/ --html report.html --train photos/"])
     evaluate.add_argument("model", metavar="MODEL")
     evaluate.add_argument("data_dir", metavar="DATA_DIR")
     evaluate.add_argument("--tta", type=_positive_int, default=1)
     evaluate.add_argument("--plot", help="also write the confusion matrix as a picture (needs matplotlib)")
+    evaluate.add_argument("--html", help="also write the HTML error report (one self-contained file)")
+    evaluate.add_argument("--train", metavar="TRAIN_DIR",
+                          help="the training images: the HTML report looks for near-duplicates")
 
     compare = command("compare", commands.compare, "compare backbones by cross-validated accuracy",
                       "Cross-validate each backbone on DATA_DIR/<class>/<images>: accuracy mean ± "

@@ -145,12 +145,15 @@ def predict(args) -> int:
     files, bad = _collect_images(args.paths)
     _report_bad(bad)
     if files:
+        names = [str(f) for f in files]
         if args.tta > 1:
-            proba = clf.predict_tta([str(f) for f in files], n_augment=args.tta, return_proba=True)
+            proba = clf.predict_tta(names, n_augment=args.tta, return_proba=True)
         else:
-            proba = clf.predict_proba([str(f) for f in files])
+            proba = clf.predict_proba(names)
+        novelty = clf.novelty_score(names) if args.reject_unknown else None
         _write_predictions(files, proba, clf.classes_, args.format,
-                           min(args.top_k, len(clf.classes_)), args.results)
+                           min(args.top_k, len(clf.classes_)), args.results, novelty,
+                           clf.unknown_threshold_ if args.reject_unknown else None)
     if bad:
         rest = "the others were predicted" if files else "nothing was predicted"
         raise CommandError(f"{len(bad)} of {len(files) + len(bad)} inputs could not be read "
@@ -158,15 +161,22 @@ def predict(args) -> int:
     return 0
 
 
-def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream) -> None:
+def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, novelty=None,
+                       threshold=None) -> None:
+    """One row per file; with ``novelty`` a ``novelty`` column too, and images above
+    ``threshold`` labelled ``unknown``."""
     import numpy as np
 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
     rows = []
-    for path, p, best in zip(files, proba, order):
+    for n, (path, p, best) in enumerate(zip(files, proba, order)):
         rows.append({"path": str(path), "label": _plain(classes[best[0]]),
                      "probability": float(p[best[0]]),
                      "top_k": [{"label": _plain(classes[j]), "probability": float(p[j])} for j in best]})
+        if novelty is not None:
+            rows[-1]["novelty"] = float(novelty[n])
+            if novelty[n] > threshold:
+                rows[-1]["label"] = "unknown"
     if fmt == "json":
         for row in rows:
             if top_k == 1:
@@ -177,11 +187,15 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream) -> N
     header = ["path", "label", "probability"]
     for k in range(2, top_k + 1):
         header += [f"label_{k}", f"probability_{k}"]
+    if novelty is not None:
+        header.append("novelty")
 
     def cells(row):
         out = [row["path"], str(row["label"]), f"{row['probability']:.4f}"]
         for extra in row["top_k"][1:]:
             out += [str(extra["label"]), f"{extra['probability']:.4f}"]
+        if novelty is not None:
+            out.append(f"{row['novelty']:.3f}")
         return out
 
     if fmt == "csv":
@@ -201,24 +215,19 @@ def _plain(value):
 
 
 def evaluate(args) -> int:
-    import numpy as np
-
-    from .data import read_class_folders
-
     clf = _load(args.model)
-    paths, labels = read_class_folders(args.data_dir)
-    if labels is None:
-        raise CommandError(f"{args.data_dir} has no class sub-folders: evaluation needs "
-                           "DATA_DIR/<class name>/<images>.")
-    label_of = dict(zip(paths, labels))  # by class sub-folder, however deeply nested
-    files, bad = _collect_images(paths)
-    _report_bad(bad)
-    if not files:
-        raise CommandError(f"no readable images in {args.data_dir}.")
-    y = np.array([label_of[f] for f in files])
-    if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
-        y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
-    result = clf.report([str(f) for f in files], y, n_augment=args.tta)
+    if args.html:
+        from .io import check_writable
+        check_writable(args.html)
+    files, y, bad = _labelled_folder(args.data_dir, clf)
+    train_files = train_y = None
+    if args.train:
+        train_files, train_y, train_bad = _labelled_folder(args.train, clf)
+        bad += train_bad
+    result = clf.report([str(f) for f in files], y, n_augment=args.tta, html=args.html,
+                        X_train=None if train_files is None else [str(f) for f in train_files],
+                        y_train=train_y)
+    calibration = result["calibration"]
     args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
     args.emit()
     args.emit(result["report"])
@@ -228,13 +237,39 @@ def evaluate(args) -> int:
     args.emit(" " * width + "  " + "  ".join(n.rjust(width) for n in names))
     for name, row in zip(names, result["confusion_matrix"]):
         args.emit(name.rjust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
+    if calibration["ece_before"] is not None:
+        args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
+                  f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
     if args.plot:
         from .plots import plot_report
         plot_report(result, args.plot)
         _say(f"easytl: confusion matrix plot written to {args.plot}")
+    if args.html:
+        args.emit(f"report written to {result['html']}")
     if bad:
         raise CommandError(f"{len(bad)} images could not be read (listed above) and were not evaluated.")
     return 0
+
+
+def _labelled_folder(folder, clf):
+    """The readable image files of a class folder, their labels (typed like the model's
+    classes), and the unreadable ones."""
+    import numpy as np
+
+    from .data import read_class_folders
+    paths, labels = read_class_folders(folder)
+    if labels is None:
+        raise CommandError(f"{folder} has no class sub-folders: evaluation needs "
+                           "DIR/<class name>/<images>.")
+    label_of = dict(zip(paths, labels))  # by class sub-folder, however deeply nested
+    files, bad = _collect_images(paths)
+    _report_bad(bad)
+    if not files:
+        raise CommandError(f"no readable images in {folder}.")
+    y = np.array([label_of[f] for f in files])
+    if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
+        y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
+    return files, y, bad
 
 
 def compare(args) -> int:

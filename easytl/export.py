@@ -4,7 +4,8 @@ The graph takes a batch of uint8 RGB images shaped (N, H, W, 3), the layout
 every image decoder returns, of any size; inside it resizes them to the
 model's input size the way easytl does (antialiased bilinear, rounded to whole
 pixel values), applies the backbone's normalisation, runs backbone and head in
-fp32 and returns softmax probabilities (N, n_classes) in ``classes`` order. The
+fp32, divides the logits by the fitted temperature and returns softmax
+probabilities (N, n_classes) in ``classes`` order, equal to ``predict_proba``. The
 class labels travel with the file (ONNX metadata / TorchScript extra file
 ``classes.json``), so a deployment needs nothing from easytl.
 """
@@ -28,10 +29,11 @@ ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
 class ImagePredictor(nn.Module):
     """uint8 (N, H, W, 3) images → class probabilities, preprocessing included."""
 
-    def __init__(self, model: nn.Module, image_size: int, mean, std):
+    def __init__(self, model: nn.Module, image_size: int, mean, std, temperature: float = 1.0):
         super().__init__()
         self.model = model
         self.image_size = int(image_size)
+        self.temperature = float(temperature)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -40,7 +42,7 @@ class ImagePredictor(nn.Module):
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                           antialias=True, align_corners=False).round().clamp(0, 255)
         x = (x / 255.0 - self.mean) / self.std
-        return torch.softmax(self.model(x).float(), dim=1)
+        return torch.softmax(self.model(x).float() / self.temperature, dim=1)
 
 
 def predictor_for(classifier) -> ImagePredictor:
@@ -50,7 +52,8 @@ def predictor_for(classifier) -> ImagePredictor:
     model = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(False)
-    return ImagePredictor(model, classifier.image_size_, config["mean"], config["std"]).eval()
+    return ImagePredictor(model, classifier.image_size_, config["mean"], config["std"],
+                          getattr(classifier, "temperature_", 1.0)).eval()
 
 
 def export_model(classifier, path, format: str = "onnx") -> Path:

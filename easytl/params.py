@@ -182,6 +182,8 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "cache_dir": [NONE, PATH],
         "predict_batch_size": [POSITIVE_INT],
         "on_bad_image": [Options(("error", "skip"))],
+        "calibrate": [Options((True, False))],
+        "unknown_rate": [Number(0, 1, low_open=True, high_open=True)],
     }
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from . import __version__
 from .io import ModelFileError, check_writable, load_model_file, save_model_file
 
-_ATTRIBUTES = ("history", "best_epoch", "interrupted", "n_features", "image_size")
+# Tensors of the novelty model, stored beside the network's own in the safetensors file.
+NOVELTY_KEYS = ("novelty.means", "novelty.precision")
 
 
 def _json_params(estimator) -> dict:
@@ -54,8 +55,16 @@ def save_estimator(estimator, path) -> Path:
         "interrupted": bool(getattr(estimator, "interrupted_", False)),
         "history": list(estimator.history_),
         "params": _json_params(estimator),
+        "temperature": float(getattr(estimator, "temperature_", 1.0)),
+        "unknown_threshold": getattr(estimator, "unknown_threshold_", None),
     }
-    return _save_on_main_process(path, manifest, model.state_dict())
+    tensors = dict(model.state_dict())
+    novelty = getattr(estimator, "novelty_", None)
+    if novelty is not None:
+        import torch
+        tensors["novelty.means"] = torch.from_numpy(novelty.means)
+        tensors["novelty.precision"] = torch.from_numpy(novelty.precision)
+    return _save_on_main_process(path, manifest, tensors)
 
 
 def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
@@ -75,7 +84,9 @@ def load_estimator(cls, path, backbone=None, head=None):
     from .heads import build_head, head_from_spec
     from .history import History
     from .model import TransferModel
+    from .trust import NoveltyModel
     manifest, tensors = load_model_file(path)
+    novelty = {key: tensors.pop(key) for key in NOVELTY_KEYS if key in tensors}
     try:
         name = manifest["backbone"]
         classes = np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
@@ -109,4 +120,10 @@ def load_estimator(cls, path, backbone=None, head=None):
     estimator.n_features_ = manifest["n_features"]
     estimator.image_size_ = manifest["image_size"]
     estimator._head_used = head_factory
+    # Files from before calibration and novelty statistics existed load without them.
+    estimator.temperature_ = float(manifest.get("temperature", 1.0))
+    estimator.unknown_threshold_ = manifest.get("unknown_threshold")
+    estimator.novelty_ = (NoveltyModel(novelty["novelty.means"].numpy(),
+                                       novelty["novelty.precision"].numpy())
+                          if len(novelty) == len(NOVELTY_KEYS) else None)
     return estimator

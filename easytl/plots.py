@@ -50,7 +50,7 @@ def plot_history(clf, path=None):
         acc_ax.legend(fontsize=8)
     rates = column("lr")
     lr_ax.plot(epochs, rates, "o-")
-    if np.nanmin(rates) > 0:
+    if np.isfinite(rates).any() and np.nanmin(rates) > 0:
         lr_ax.set_yscale("log")
     boundaries = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if a["phase"] != b["phase"]]
     for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy"), (lr_ax, "head learning rate")):
@@ -154,4 +154,72 @@ def plot_report(result: dict, path=None):
     if rotate:
         plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_title(f"accuracy {result['accuracy']:.3f}")
+    return _finish(fig, path)
+
+
+def plot_reliability(proba, labels, path=None, ax=None, label=None):
+    """Reliability diagram: accuracy against confidence in 15 bins (the diagonal is perfect)."""
+    from .trust import expected_calibration_error, reliability
+    plt = _pyplot()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    bins = reliability(np.asarray(proba), np.asarray(labels))
+    centres = (bins["edges"][:-1] + bins["edges"][1:]) / 2
+    ece = expected_calibration_error(np.asarray(proba), np.asarray(labels))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+    ax.plot(centres, bins["accuracy"], "o-", label=f"{label or 'model'} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("reliability")
+    return _finish(fig, path) if fig is not None else ax.figure
+
+
+def plot_calibration(clf, X, y=None, path=None):
+    """Reliability diagram of a fitted classifier before and after temperature scaling."""
+    from .fit_data import encode
+    from .trust import softmax
+    y = clf._labels_for(X, y)
+    labels = encode(np.asarray(y), clf.classes_, "y")
+    logits = clf._run(X, lambda model, x: model(x).float())
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    plot_reliability(softmax(logits), labels, ax=ax, label="before")
+    plot_reliability(softmax(logits, clf.temperature_), labels, ax=ax,
+                     label=f"after (T = {clf.temperature_:.2f})")
+    return _finish(fig, path)
+
+
+def plot_errors(clf, X, y=None, path=None, n: int = 12):
+    """The ``n`` most confident errors: each image beside its Grad-CAM heatmap for the
+    predicted class, titled true → predicted (probability)."""
+    from .fit_data import encode
+    from .report import _Thumbnails
+    plt = _pyplot()
+    y = clf._labels_for(X, y)
+    labels = encode(np.asarray(y), clf.classes_, "y")
+    proba = clf.predict_proba(X)
+    predictions = proba.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    wrong = wrong[np.argsort(-proba[wrong, predictions[wrong]])][:n]
+    columns = 4
+    rows = max(1, -(-len(wrong) // (columns // 2)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    thumbs = _Thumbnails(clf, X)
+    cams = thumbs.heatmaps(wrong, predictions[wrong])
+    for ax in axes.flat:
+        ax.axis("off")
+    names = [str(c) for c in clf.classes_]
+    for k, (i, cam) in enumerate(zip(wrong, cams)):
+        image_ax, cam_ax = axes.flat[2 * k], axes.flat[2 * k + 1]
+        image_ax.imshow(thumbs.image(i))
+        image_ax.set_title(f"{names[labels[i]]} → {names[predictions[i]]} "
+                           f"({proba[i, predictions[i]]:.2f})", fontsize=8)
+        cam_ax.imshow(cam)
+        cam_ax.set_title("Grad-CAM", fontsize=8)
+    if not len(wrong):
+        axes.flat[0].set_title("no errors")
     return _finish(fig, path)

@@ -70,6 +70,6 @@ def test_predictions_equal_the_unfolded_model(textures):
     images = Preprocessor(32, config["mean"], config["std"], augment=None)(
         source.__getitems__(list(range(len(source)))))
     with torch.no_grad():
-        expected = torch.softmax(clf.model_(images), dim=1).numpy()
+        expected = torch.softmax(clf.model_(images) / clf.temperature_, dim=1).numpy()
     np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=0, atol=1e-5)
     assert len(batchnorms(clf.model_)) == 2  # the estimator's own model is never modified

@@ -115,3 +115,18 @@ def test_history_plot_draws_the_monitored_metric_and_skips_probe_lr(textures):
     assert list(curve.get_ydata()) == pytest.approx(clf.history_.column("val_f1_macro"))
     lr = fig.axes[2].lines[0].get_ydata()
     assert np.isnan(lr[0]) and not np.isnan(lr[1:]).any()
+
+
+def test_calibration_and_error_plots(fitted, textures, tmp_path):
+    from easytl import plot_calibration, plot_errors
+    X, y = textures
+    fig = plot_calibration(fitted, X, y, path=tmp_path / "calibration.png")
+    assert is_png(tmp_path / "calibration.png")
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert any(label.startswith("before") for label in labels)
+    assert any(label.startswith(f"after (T = {fitted.temperature_:.2f})") for label in labels)
+    wrong = int((fitted.predict(X) != y).sum())
+    fig = plot_errors(fitted, X, y, path=tmp_path / "errors.png", n=4)
+    assert is_png(tmp_path / "errors.png")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 2 * min(wrong, 4)  # each error beside its heatmap

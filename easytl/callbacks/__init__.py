@@ -7,6 +7,7 @@ what earlier ones decided in the same hook:
 2. :class:`LRSchedule` — warmup, cosine / constant / plateau, per step
 3. :class:`GradientClipping` — when ``grad_clip`` is set
 4. :class:`BestWeights` — marks the best epoch, keeps and finally restores its weights
+   (and, at train end, :class:`TrustStatistics`: temperature and novelty statistics)
 5. your callbacks, in the order given
 6. :class:`EarlyStopping` — when ``early_stopping`` is set
 7. :class:`Checkpoint` — when ``fit(checkpoint_dir=...)``
@@ -22,20 +23,23 @@ from .grad_clip import GradientClipping
 from .lr_schedule import LRSchedule, lr_factor
 from .phase_setup import PhaseSetup
 from .progress import ProgressLog
+from .trust import TrustStatistics
 
 __all__ = ["BestWeights", "Callback", "CallbackList", "Checkpoint", "EarlyStopping",
            "GradientClipping", "LRSchedule", "LambdaCallback", "PhaseSetup", "ProgressLog",
-           "as_callbacks", "default_callbacks", "lr_factor"]
+           "TrustStatistics", "as_callbacks", "default_callbacks", "lr_factor"]
 
 
 def default_callbacks(*, phase_setup: PhaseSetup, lr_schedule: LRSchedule, monitor, user=(),
                       grad_clip=None, early_stopping=None, checkpoint=None, tracking=None,
-                      verbose: int = 1) -> list[Callback]:
+                      trust: TrustStatistics | None = None, verbose: int = 1) -> list[Callback]:
     """The built-in callbacks around the user's, in the documented order."""
     callbacks = [phase_setup, lr_schedule]
     if grad_clip is not None:
         callbacks.append(GradientClipping(grad_clip))
     callbacks.append(BestWeights(monitor))
+    if trust is not None:
+        callbacks.append(trust)
     callbacks += list(user)
     if early_stopping is not None:
         callbacks.append(EarlyStopping(early_stopping))

@@ -1,0 +1,242 @@
+"""The error report: one self-contained HTML file that shows what a model gets wrong and why.
+
+``clf.report(X, y, html="report.html")`` (or ``easytl evaluate ... --html``)
+writes accuracy, per-class precision / recall / F1, the confusion matrix,
+calibration, the training history, the most-confused class pairs, the worst
+errors of each class with Grad-CAM heatmaps, suspected label errors and,
+given the training images, near-duplicates between training and test
+images. Every picture is inlined (base64 PNG): the file opens from disk with
+no network. :func:`analyse` returns the same findings as data.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+NEIGHBOURS = 5             # for suspected label errors
+DUPLICATE_COSINE = 0.998   # features this alike between train and test images: a near-duplicate
+WORST_PER_CLASS = 6
+THUMBNAIL = 96
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    return features / np.clip(np.linalg.norm(features, axis=1, keepdims=True), 1e-12, None)
+
+
+def analyse(clf, X, y, proba: np.ndarray, X_train=None, y_train=None) -> dict:
+    """What the report shows, as data.
+
+    Returns a dict: ``predictions`` (class indices), ``labels`` (class indices
+    of ``y``), ``novelty`` (scores or None), ``confused_pairs`` [(true, predicted,
+    count)], ``worst_errors`` {class index: [image indices]},
+    ``suspected_label_errors`` [image indices] (given label ≠ prediction and ≠
+    the majority label of the 5 nearest images in feature space) and
+    ``near_duplicates`` [(test index, index of its most similar training image,
+    cosine)] where that cosine is at least 0.998.
+    """
+    from .fit_data import encode
+    labels = encode(np.asarray(y), clf.classes_, "y")
+    predictions = proba.argmax(axis=1)
+    features = clf.transform(X)
+    novelty = None if getattr(clf, "novelty_", None) is None else clf.novelty_.score(features)
+    k = len(clf.classes_)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (labels, predictions), 1)
+    off = [(int(a), int(b), int(counts[a, b])) for a in range(k) for b in range(k)
+           if a != b and counts[a, b] > 0]
+    confused = sorted(off, key=lambda t: -t[2])[:5]
+    worst = {}
+    for c in range(k):
+        wrong = np.flatnonzero((labels == c) & (predictions != c))
+        worst[c] = wrong[np.argsort(-proba[wrong, predictions[wrong]])][:WORST_PER_CLASS].tolist()
+    # Neighbours among the evaluated images (and the training images, when given).
+    pool, pool_labels = _unit(features), labels
+    train_features = None
+    if X_train is not None:
+        train_features = _unit(clf.transform(X_train))
+        if y_train is not None:
+            pool = np.vstack([pool, train_features])
+            pool_labels = np.r_[labels, encode(np.asarray(y_train), clf.classes_, "y_train")]
+    similarity = _unit(features) @ pool.T
+    similarity[np.arange(len(labels)), np.arange(len(labels))] = -np.inf  # not yourself
+    neighbours = np.argsort(-similarity, axis=1)[:, :NEIGHBOURS]
+    majority = np.array([np.bincount(pool_labels[row], minlength=k).argmax() for row in neighbours])
+    suspects = np.flatnonzero((predictions != labels) & (majority != labels))
+    suspects = suspects[np.argsort(-proba[suspects, predictions[suspects]])].tolist()
+    duplicates = []
+    if train_features is not None:  # each test image against its most similar training image
+        cosine = _unit(features) @ train_features.T
+        nearest = cosine.argmax(axis=1)
+        for i, j in enumerate(nearest):
+            if cosine[i, j] >= DUPLICATE_COSINE:
+                duplicates.append((i, int(j), float(cosine[i, j])))
+        duplicates.sort(key=lambda t: -t[2])
+    return {"predictions": predictions, "labels": labels, "novelty": novelty,
+            "confused_pairs": confused, "worst_errors": worst,
+            "suspected_label_errors": suspects, "near_duplicates": duplicates}
+
+
+# --------------------------------------------------------------------------- pictures
+
+def _png(image: np.ndarray) -> str:
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure_png(fig) -> str:
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(data: str, alt: str, width: int | None = None) -> str:
+    size = f' width="{width}"' if width else ""
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"{size}>'
+
+
+class _Thumbnails:
+    """Images of X as small uint8 arrays, loaded on demand; with Grad-CAM overlays."""
+
+    def __init__(self, clf, X):
+        from .data import as_image_source
+        self.clf = clf
+        self.source, _ = as_image_source(X, None, size=THUMBNAIL)
+
+    def image(self, i: int) -> np.ndarray:
+        from .data import resize
+        return resize(self.source.load(int(i))[None], THUMBNAIL)[0].permute(1, 2, 0).numpy()
+
+    def heatmaps(self, indices, classes) -> list[np.ndarray]:
+        import torch
+
+        from .augment import Preprocessor
+        from .gradcam import grad_cam, overlay
+        if not len(indices):
+            return []
+        config = self.clf.model_.backbone.data_config
+        prep = Preprocessor(self.clf.image_size_, config["mean"], config["std"], augment=None)
+        model = copy.deepcopy(self.clf.model_).float().cpu()  # the fitted model stays as it is
+        batch = torch.stack([self.source.load(int(i)) for i in indices])
+        x = prep(batch, train=False).contiguous()
+        maps = grad_cam(model, x, np.asarray(classes))
+        small = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=THUMBNAIL,
+                                                mode="bilinear", align_corners=False)[:, 0].numpy()
+        return [overlay(self.image(i), m) for i, m in zip(indices, small)]
+
+
+# --------------------------------------------------------------------------- the page
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:right}th{background:#f4f4f4}.cm td{min-width:2.5em}.gallery{display:flex;
+flex-wrap:wrap;gap:10px}.card{font-size:.8em;text-align:center;width:200px}
+.card img{border:1px solid #999;margin:1px}.note{color:#666;font-size:.9em}"""
+
+
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _confusion_html(counts: np.ndarray, names: list[str]) -> str:
+    peak = max(int(counts.max()), 1)
+    rows = []
+    for name, row in zip(names, counts):
+        cells = [f'<td style="background:rgba(40,90,200,{0.08 + 0.8 * v / peak:.2f})">{v}</td>'
+                 for v in row]
+        rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    return (f'<table class="cm"><tr><th>true \\ predicted</th>{head}</tr>{"".join(rows)}</table>')
+
+
+def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=None) -> Path:
+    """Write the report to ``path``; returns the path."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from .plots import plot_history, plot_reliability
+    from .trust import expected_calibration_error
+    found = analyse(clf, X, y, proba, X_train, y_train)
+    names = [str(c) for c in clf.classes_]
+    labels, predictions, novelty = found["labels"], found["predictions"], found["novelty"]
+    thumbs = _Thumbnails(clf, X)
+    k = len(names)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (labels, predictions), 1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=np.arange(k), zero_division=0)
+    accuracy = float((labels == predictions).mean())
+    parts = [f"<h1>easytl report: accuracy {accuracy:.3f} on {len(labels)} images</h1>",
+             f'<p class="note">backbone {html.escape(clf.model_.backbone.name)}, input '
+             f"{clf.image_size_} px, {k} classes, temperature {clf.temperature_:.3g}"
+             + ("" if novelty is None else f", unknown threshold {clf.unknown_threshold_:.3g}")
+             + "</p>", "<h2>Per class</h2>",
+             _table(["class", "precision", "recall", "F1", "images"],
+                    [(html.escape(n), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", int(s))
+                     for n, p, r, f, s in zip(names, precision, recall, f1, support)]),
+             "<h2>Confusion matrix</h2>", _confusion_html(counts, names)]
+    ece = expected_calibration_error(proba, labels)
+    parts += ["<h2>Calibration</h2>",
+              f"<p>expected calibration error (15 bins): {ece:.4f}; temperature "
+              f"{clf.temperature_:.3g} (fitted on the validation split)</p>",
+              _img(_figure_png(plot_reliability(proba, labels)), "reliability diagram", 420)]
+    if getattr(clf, "history_", None):
+        parts += ["<h2>Training history</h2>", _img(_figure_png(plot_history(clf)), "history", 900)]
+    parts.append("<h2>Most-confused class pairs</h2>")
+    if not found["confused_pairs"]:
+        parts.append("<p>No image was confused.</p>")
+    for true, pred, count in found["confused_pairs"]:
+        shown = np.flatnonzero((labels == true) & (predictions == pred))[:6]
+        pictures = "".join(_img(_png(thumbs.image(i)), f"image {i}") for i in shown)
+        parts.append(f"<p><b>{html.escape(names[true])}</b> taken for <b>{html.escape(names[pred])}"
+                     f"</b>: {count} images</p><div>{pictures}</div>")
+    parts.append("<h2>Worst errors per class</h2>"
+                 '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
+    for c, indices in found["worst_errors"].items():
+        if not indices:
+            continue
+        cams = thumbs.heatmaps(indices, predictions[indices])
+        cards = []
+        for i, cam in zip(indices, cams):
+            score = "" if novelty is None else f", novelty {novelty[i]:.2f}"
+            cards.append(f'<div class="card">{_img(_png(thumbs.image(i)), f"image {i}")}'
+                         f'{_img(_png(cam), f"Grad-CAM {i}")}<br>#{i}: {html.escape(names[c])} → '
+                         f"{html.escape(names[predictions[i]])} ({proba[i, predictions[i]]:.2f}"
+                         f"{score})</div>")
+        parts.append(f"<h3>{html.escape(names[c])}</h3><div class=\"gallery\">{''.join(cards)}</div>")
+    parts.append("<h2>Suspected label errors</h2>"
+                 f'<p class="note">the given label disagrees with the model and with most of the '
+                 f"{NEIGHBOURS} most similar images</p>")
+    suspects = found["suspected_label_errors"][:24]
+    parts.append("<p>None found.</p>" if not suspects else '<div class="gallery">' + "".join(
+        f'<div class="card">{_img(_png(thumbs.image(i)), f"image {i}")}<br>#{i}: labelled '
+        f"{html.escape(names[labels[i]])}, looks like {html.escape(names[predictions[i]])}</div>"
+        for i in suspects) + "</div>")
+    if X_train is not None:
+        parts.append("<h2>Near-duplicates between training and test images</h2>"
+                     f'<p class="note">feature cosine ≥ {DUPLICATE_COSINE}: a test image this close '
+                     "to a training image measures memory, not generalisation</p>")
+        duplicates = found["near_duplicates"][:24]
+        train_thumbs = _Thumbnails(clf, X_train)
+        parts.append("<p>None found.</p>" if not duplicates else '<div class="gallery">' + "".join(
+            f'<div class="card">{_img(_png(thumbs.image(i)), f"test {i}")}'
+            f'{_img(_png(train_thumbs.image(j)), f"train {j}")}<br>test #{i} ~ train #{j} '
+            f"({cos:.4f})</div>" for i, j, cos in duplicates) + "</div>")
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>easytl report"
+            f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    from .io import atomic_file, check_writable
+    check_writable(path)
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return Path(path)
