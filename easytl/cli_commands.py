@@ -229,6 +229,9 @@ def evaluate(args) -> int:
                         y_train=train_y)
     calibration = result["calibration"]
     args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
+    if calibration["ece_before"] is not None:
+        args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
+                  f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
     args.emit()
     args.emit(result["report"])
     args.emit("confusion matrix (rows: true, columns: predicted):")
@@ -237,9 +240,6 @@ def evaluate(args) -> int:
     args.emit(" " * width + "  " + "  ".join(n.rjust(width) for n in names))
     for name, row in zip(names, result["confusion_matrix"]):
         args.emit(name.rjust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
-    if calibration["ece_before"] is not None:
-        args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
-                  f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
     if args.plot:
         from .plots import plot_report
         plot_report(result, args.plot)
