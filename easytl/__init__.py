@@ -17,7 +17,7 @@ _EXPORTS = {
     "available_backbones": "backbones", "create_backbone": "backbones",
     "list_backbones": "backbones",
     "TransferClassifier": "classifier",
-    "make_textures": "datasets",
+    "make_textures": "datasets", "make_texture_mosaics": "datasets",
     "FeatureExtractor": "features",
     "LinearHead": "heads", "MLPHead": "heads",
     "ModelFileError": "io",

@@ -10,6 +10,7 @@ from .fit_data import class_weights
 from .heads import build_head
 from .model import TransferModel
 from .params import parse_bytes
+from .tasks import task_for
 from .trainer import Trainer
 
 
@@ -70,4 +71,5 @@ def build_trainer(estimator, backbone, head, size, split, phases, monitor, accel
     return Trainer(model, preprocess, accelerator, callbacks=callbacks, batch_size=e.batch_size,
                    monitor=monitor, verbose=e.verbose,
                    class_weights=class_weights(e.class_weight, e.classes_, split.train_y),
-                   generator=torch.Generator().manual_seed(seed), num_workers=e.num_workers)
+                   generator=torch.Generator().manual_seed(seed), num_workers=e.num_workers,
+                   task=task_for(e.multi_label_))

@@ -20,7 +20,10 @@ from .checkpoints import check_fingerprint, load_checkpoint
 from .constants import DEFAULT_BACKBONE, DEFAULT_CACHE_MEMORY
 from .data import as_image_source
 from .device import make_accelerator
-from .fit_data import drop_unreadable, encode, placeholder_size, read_labelled, stratified_split
+from .fit_data import drop_unreadable, placeholder_size, read_labelled, stratified_split
+from .labels import decode, encode_like, read_labels
+from .tasks import task_for
+from .tables import is_table, read_table
 from .inference import run_model
 from .metrics import resolve_monitor
 from .params import validate_params
@@ -140,6 +143,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         The fraction of in-distribution validation images that
         ``predict(X, reject_unknown=True)`` would call unknown: it sets
         ``unknown_threshold_`` on the novelty score.
+    multi_label : "auto", True or False, default="auto"
+        "auto" fits a multi-label model (one sigmoid per class, binary
+        cross-entropy, per-class thresholds tuned on the validation split) when
+        ``y`` is a 0/1 indicator matrix or a list of label collections.
 
     Attributes
     ----------
@@ -173,6 +180,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         Class means and shared precision of the training features (:meth:`novelty_score`).
     unknown_threshold_ : float or None
         Novelty scores above it are "unknown" with ``reject_unknown=True``.
+    multi_label_ : bool
+        Whether the fit was multi-label.
+    thresholds_ : ndarray or None
+        Multi-label: the per-class decision thresholds (tuned to maximise each
+        class's F1 on the validation split; 0.5 without one).
     """
 
     def __init__(self, backbone=DEFAULT_BACKBONE, *, weights="default", head="auto",
@@ -185,13 +197,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  logging_dir=None, cache_features="auto", cache_views=2,
                  cache_memory=DEFAULT_CACHE_MEMORY,
                  cache_dir=None, predict_batch_size=128, on_bad_image="error", calibrate=True,
-                 unknown_rate=0.05):
+                 unknown_rate=0.05, multi_label="auto"):
         for name, value in locals().items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
 
     # ------------------------------------------------------------------------- fit
-    def fit(self, X, y=None, X_val=None, y_val=None, checkpoint_dir=None, resume=False):
+    def fit(self, X, y=None, X_val=None, y_val=None, checkpoint_dir=None, resume=False, *,
+            root=None, label_delim=None, path_column=None):
         """Fit the backbone and head on images ``X`` with labels ``y``.
 
         Ctrl-C during fit stops training but keeps the best weights so far
@@ -199,8 +212,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array, tensor, list of images or paths, directory, or Dataset
-        y : array-like of labels, optional when X is a directory or a Dataset of (image, label)
+        X : array, tensor, list of images or paths, directory, Dataset, or a table
+            A table is a CSV path or a DataFrame with a column of image paths
+            (relative to ``root``) and a label column (:mod:`easytl.tables`).
+        y : labels, optional when X is a directory, a table or a Dataset of (image, label)
+            One label per image, or for multi-label a 0/1 indicator matrix or a
+            list of label collections; with a table, the name of its label column.
         X_val, y_val : optional held-out data (same forms); replaces ``val_size``.
         checkpoint_dir : str or Path, optional
             Write ``checkpoint.pt`` there after every epoch (weights, optimizer,
@@ -209,6 +226,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             Continue from the checkpoint in ``checkpoint_dir`` (same data and
             parameters); on a CPU the result equals an uninterrupted fit. Starts
             afresh when there is no checkpoint yet.
+        root, label_delim, path_column : optional
+            For a table ``X``: the folder its paths are relative to (default: the
+            CSV's folder), the delimiter of several labels in one cell (then the
+            fit is multi-label), and the path column (default: "path", "file", ...).
 
         Returns
         -------
@@ -216,17 +237,25 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         validate_params(self.get_params(deep=False))
         monitor = resolve_monitor(self.monitor)
+        table_skips = []
+        if is_table(X):
+            X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
         source, labels = read_labelled(X, y, self.image_size)
         source, labels, kept, self.skipped_images_ = drop_unreadable(
             source, labels, self.on_bad_image, self.verbose)
+        self.skipped_images_ = [(path, reason) for _, path, reason in table_skips] + self.skipped_images_
         if labels is None:
             raise ValueError("y is required: pass labels, a directory with one sub-folder per "
-                             "class, or a Dataset yielding (image, label).")
-        self.classes_, y_encoded = np.unique(labels, return_inverse=True)
-        y_encoded = y_encoded.astype(np.int64)
-        if len(self.classes_) < 2:
+                             "class, a table, or a Dataset yielding (image, label).")
+        info = read_labels(labels, self.multi_label)
+        self.classes_, y_encoded = info.classes, info.encoded
+        self.multi_label_, self._label_form = info.multi_label, info.form
+        if len(self.classes_) < (1 if self.multi_label_ else 2):
             raise ValueError(f"y holds a single class ('{self.classes_[0]}'); a classifier needs "
                              "at least 2 classes.")
+        if self.multi_label_ and self.monitor == "val_balanced_accuracy":
+            raise ValueError("monitor='val_balanced_accuracy' is for single-label data; for "
+                             "multi-label use 'val_loss', 'val_f1_macro' or a callable.")
         checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
         seed = self._seed(checkpoint)
         accelerator = make_accelerator(self.device, self.mixed_precision,
@@ -235,7 +264,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             # Every process must split, initialise and shuffle alike: use the main process's seed.
             from accelerate.utils import broadcast_object_list
             seed = int(broadcast_object_list([seed])[0])
-        plan = self._plan(np.bincount(y_encoded, minlength=len(self.classes_)))
+        plan = self._plan(info.counts())
         split = self._validation_split(source, y_encoded, kept, X_val, y_val, seed, plan)
         if self.early_stopping is not None and split.val is None:
             raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
@@ -306,10 +335,15 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
         self.validation_indices_ = None
         from .fit_data import Split
-        return Split(source, y_encoded, val_source, encode(val_labels, self.classes_, "y_val"))
+        return Split(source, y_encoded, val_source,
+                     encode_like(val_labels, self.classes_, self._label_form, "y_val"))
 
     def _set_fitted(self, trainer: Trainer, size: int, phases) -> None:
-        self.temperature_ = float(getattr(trainer, "temperature", 1.0))
+        temperature = getattr(trainer, "temperature", 1.0)
+        self.temperature_ = (np.asarray(temperature, dtype=np.float64) if np.ndim(temperature)
+                             else float(temperature))
+        thresholds = getattr(trainer, "thresholds", None)
+        self.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.novelty_ = getattr(trainer, "novelty", None)
         self.unknown_threshold_ = getattr(trainer, "unknown_threshold", None)
         self.model_ = trainer.model.eval()
@@ -354,12 +388,19 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                          device=self.device, mixed_precision=self.mixed_precision,
                          verbose=self.verbose, desc=desc, **kwargs)
 
+    @property
+    def _task(self):
+        return task_for(getattr(self, "multi_label_", False))
+
     def _proba(self, model, x):
-        return torch.softmax(model(x).float() / self.temperature_, dim=1)
+        return self._task.proba(model(x), self.temperature_)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order;
-        calibrated by ``temperature_`` (temperature scaling on the validation split)."""
+        calibrated by ``temperature_`` (temperature scaling on the validation split).
+
+        Single-label rows sum to 1; multi-label columns are independent per-class
+        probabilities (sigmoids)."""
         return self._run(X, self._proba)
 
     def novelty_score(self, X) -> np.ndarray:
@@ -425,78 +466,83 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         ``labels``, and ``calibration``: ``temperature``, expected calibration
         error (15 bins) and log-loss before and after temperature scaling
         (``ece_before``, ``ece_after``, ``log_loss_before``, ``log_loss_after``).
+        A multi-label model reports ``f1_samples`` (also as ``accuracy``),
+        ``f1_micro``, ``f1_macro``, ``mean_average_precision``, the per-class
+        ``report`` and the binary ``log_loss`` before and after calibration.
         """
-        from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
-
-        from .trust import expected_calibration_error, log_loss, softmax
+        from .report import evaluation, write_html_report
         y = self._labels_for(X, y)
-        encoded = encode(y, self.classes_, "y")
-        if n_augment == 1:
-            logits = self._run(X, lambda model, x: model(x).float())
-            raw, proba = softmax(logits), softmax(logits, self.temperature_)
-        else:
-            raw, proba = None, self.predict_tta(X, n_augment, return_proba=True)
-        predictions = self.classes_[proba.argmax(axis=1)]
-        labels = self.classes_
-        result = {"accuracy": float(accuracy_score(y, predictions)),
-                  "report": classification_report(y, predictions, labels=labels, zero_division=0,
-                                                  target_names=[str(c) for c in labels], digits=3),
-                  "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
-                  "labels": labels.tolist(),
-                  "calibration": {
-                      "temperature": self.temperature_,
-                      "ece_before": None if raw is None else expected_calibration_error(raw, encoded),
-                      "ece_after": expected_calibration_error(proba, encoded),
-                      "log_loss_before": None if raw is None else log_loss(raw, encoded),
-                      "log_loss_after": log_loss(proba, encoded)}}
+        result, proba = evaluation(self, X, y, n_augment)
         if html is not None:
-            from .report import write_html_report
+            if self.multi_label_:
+                raise ValueError("the HTML report covers single-label models; for a multi-label "
+                                 "one, report() returns per-class figures and mean average precision.")
             result["html"] = write_html_report(self, X, y, proba, html, X_train=X_train,
                                                y_train=y_train)
         return result
 
-    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown") -> np.ndarray:
-        """Predicted labels, in the label values given to ``fit``.
+    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown"):
+        """Predicted labels, in the form given to ``fit``.
+
+        Single-label: an array of labels from ``classes_``. Multi-label: every
+        class whose probability reaches its ``thresholds_`` entry, as an
+        indicator matrix or a list of label tuples (whichever ``y`` was).
 
         With ``reject_unknown=True`` an image whose :meth:`novelty_score` is above
-        ``unknown_threshold_`` gets ``unknown_label`` instead (the result is then
-        an object array, so labels of any type and the unknown label fit in it).
+        ``unknown_threshold_`` gets ``unknown_label`` instead (an object array;
+        multi-label: a list of tuples, ``(unknown_label,)`` for those images).
         """
         if not reject_unknown:
             proba = self.predict_proba(X)  # checks that the estimator is fitted
-            return self.classes_[proba.argmax(axis=1)]
+            return self._decode(proba)
         check_is_fitted(self, "model_")
         self._require_novelty()
 
         def proba_and_novelty(model, x):
             features = model.features(x)
-            logits = model.head(features).float() / self.temperature_
-            return torch.cat([torch.softmax(logits, dim=1), self._novelty(features)], dim=1)
+            proba = self._task.proba(model.head(features), self.temperature_)
+            return torch.cat([proba, self._novelty(features)], dim=1)
         out = self._run(X, proba_and_novelty)
-        labels = self.classes_[out[:, :-1].argmax(axis=1)].astype(object)
-        labels[out[:, -1] > self.unknown_threshold_] = unknown_label
+        unknown = out[:, -1] > self.unknown_threshold_
+        labels = self._decode(out[:, :-1])
+        if self.multi_label_:
+            rows = labels if isinstance(labels, list) else [
+                tuple(self.classes_[np.flatnonzero(r)].tolist()) for r in labels]
+            return [(unknown_label,) if u else row for row, u in zip(rows, unknown)]
+        labels = labels.astype(object)
+        labels[unknown] = unknown_label
         return labels
+
+    def _decode(self, proba: np.ndarray):
+        decisions = self._task.decide(proba, getattr(self, "thresholds_", None))
+        return decode(decisions, self.classes_, getattr(self, "_label_form", "labels"))
 
     def transform(self, X) -> np.ndarray:
         """Pooled backbone features, shape (n_images, n_features_), float32."""
         return self._run(X, lambda model, x: model.features(x), desc="extracting features")
 
     def score(self, X, y=None, sample_weight=None) -> float:
-        """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset)."""
-        from sklearn.metrics import accuracy_score
+        """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset);
+        for a multi-label model, the sample-averaged F1 (scikit-learn's ``f1_score(...,
+        average="samples")``: per image, the F1 of its predicted against its true labels)."""
+        from sklearn.metrics import accuracy_score, f1_score
         y = self._labels_for(X, y)
+        if self.multi_label_:
+            truth = encode_like(y, self.classes_, self._label_form, "y")
+            decided = self._task.decide(self.predict_proba(X), self.thresholds_)
+            return float(f1_score(truth, decided, average="samples", zero_division=1.0,
+                                  sample_weight=sample_weight))
         return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
 
-    def _labels_for(self, X, y) -> np.ndarray:
+    def _labels_for(self, X, y):
         """``y``, or the labels a class folder / labelled Dataset carries; all seen in fit."""
         check_is_fitted(self, "model_")
         if y is None:
             _, y = as_image_source(X, None, size=self.image_size_)
             if y is None:
                 raise ValueError("labels needed: pass y, or a class folder / labelled Dataset.")
-        y = np.asarray(y)
-        encode(y, self.classes_, "y")
-        return y
+        encode_like(y, self.classes_, getattr(self, "_label_form", "labels"), "y")
+        return y if getattr(self, "_label_form", "labels") == "sets" else np.asarray(y)
 
     # ------------------------------------------------------------------------- persistence
     def save(self, path):

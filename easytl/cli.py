@@ -41,6 +41,17 @@ def _val_size(text: str):
     return int(value) if value >= 1 and value == int(value) else value
 
 
+def _table_arguments(parser) -> None:
+    """Labels from a CSV instead of class sub-folders (paths relative to DATA_DIR)."""
+    parser.add_argument("--labels", metavar="CSV",
+                        help="a table of image paths (relative to DATA_DIR) and labels, instead "
+                             "of one sub-folder per class")
+    parser.add_argument("--path-column", default=None, help="default: path, file, filename, image, ...")
+    parser.add_argument("--label-column", default=None, help="default: label, labels, class, ...")
+    parser.add_argument("--label-delim", default=None,
+                        help="split label cells on this (several labels per image: multi-label)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -65,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = command("fit", commands.fit, "fit a classifier on a folder of class sub-folders",
                   "Fit TransferClassifier on DATA_DIR/<class>/<image files> (png, jpg, jpeg, bmp, "
-                  "webp, gif, tif; any case), print per-epoch progress (stderr) and a report on "
-                  "the held-out validation images (stdout), and write the model file atomically.",
+                  "webp, gif, tif; any case), or on the images a --labels table names, print "
+                  "per-epoch progress (stderr) and a report on the held-out validation images "
+                  "(stdout), and write the model file atomically.",
                   ["easytl fit photos/ --out photos.easytl",
+                   "easytl fit images/ --labels labels.csv --label-delim ';' --out tags.easytl",
                    "easytl fit photos/ --out photos.easytl --backbone resnet18 --schedule fine_tune "
                    "--epochs 8 --tta 5"])
     fit.add_argument("data_dir", metavar="DATA_DIR")
@@ -92,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="test-time augmentation views for the validation report")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    _table_arguments(fit)
     fit.add_argument("--skip-bad-images", action="store_true",
                      help="leave out unreadable image files instead of failing")
     fit.add_argument("--save-interrupted", action="store_true",
@@ -127,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", type=_positive_int, default=1)
     evaluate.add_argument("--plot", help="also write the confusion matrix as a picture (needs matplotlib)")
     evaluate.add_argument("--html", help="also write the HTML error report (one self-contained file)")
+    _table_arguments(evaluate)
     evaluate.add_argument("--train", metavar="TRAIN_DIR",
                           help="the training images: the HTML report looks for near-duplicates")
 

@@ -71,10 +71,18 @@ def fit(args) -> int:
     from .images import UnreadableImagesError, describe_unreadable
     from .io import check_writable
 
-    paths, labels = read_class_folders(args.data_dir)
-    if labels is None:
-        raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
-                           "DATA_DIR/<class name>/<images>.")
+    if args.labels:  # a table of paths (relative to DATA_DIR) and labels
+        from .tables import read_table
+        paths, labels, _ = read_table(args.labels, args.label_column, args.data_dir,
+                                      args.path_column, args.label_delim,
+                                      "skip" if args.skip_bad_images else "error")
+        if labels is None:
+            raise CommandError(f"{args.labels} has no label column: name it with --label-column.")
+    else:
+        paths, labels = read_class_folders(args.data_dir)
+        if labels is None:
+            raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
+                               "DATA_DIR/<class name>/<images>, or give --labels labels.csv.")
     check_writable(args.out)  # before training: a bad --out must not cost a fit
     weights = None if args.no_pretrained else (args.weights or "default")
     clf = _classifier()(backbone=args.backbone, weights=weights,
@@ -82,12 +90,13 @@ def fit(args) -> int:
                         batch_size=args.batch_size, lr=args.lr, val_size=args.val_size,
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
                         on_bad_image="skip" if args.skip_bad_images else "error")
-    _say(f"easytl fit: {len(paths)} images in {len(np.unique(labels))} classes from {args.data_dir}, "
+    n_classes = len({c for row in labels for c in row}) if args.label_delim else len(np.unique(labels))
+    _say(f"easytl fit: {len(paths)} images in {n_classes} classes from {args.data_dir}, "
          f"backbone {args.backbone}, schedule {args.schedule}")
     start = time.perf_counter()
     try:
         with _weights_hint():
-            clf.fit(args.data_dir)
+            clf.fit([str(p) for p in paths], labels)
     except UnreadableImagesError as exc:
         raise CommandError(f"{len(exc.bad)} image files in {args.data_dir} cannot be read:\n"
                            f"{describe_unreadable(exc.bad)}\nRemove or re-save them, or pass "
@@ -99,14 +108,17 @@ def fit(args) -> int:
     args.emit(f"fitted in {seconds:.1f} s; best epoch {clf.best_epoch_} of {len(clf.history_)}; "
               f"model written to {out}")
     if clf.validation_indices_ is None:
-        args.emit("no validation report: --val-size 0 holds out no images")
+        args.emit("no validation report: no images were held out (fewer than 30 per class, "
+                  "or --val-size 0)")
         return 0
-    # Positions in the folder's listing, labelled as the library labelled them (by class folder).
+    # Positions in the listing, labelled as the library labelled them (class folder or table).
     val_paths = [paths[i] for i in clf.validation_indices_]
-    val_labels = labels[clf.validation_indices_]
+    val_labels = [labels[i] for i in clf.validation_indices_] if clf.multi_label_ else \
+        labels[clf.validation_indices_]
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""
-    args.emit(f"validation ({len(val_paths)} held-out images{tta}): accuracy {result['accuracy']:.3f}")
+    score = "sample-averaged F1" if clf.multi_label_ else "accuracy"
+    args.emit(f"validation ({len(val_paths)} held-out images{tta}): {score} {result['accuracy']:.3f}")
     args.emit(result["report"])
     return 0
 
@@ -153,7 +165,8 @@ def predict(args) -> int:
         novelty = clf.novelty_score(names) if args.reject_unknown else None
         _write_predictions(files, proba, clf.classes_, args.format,
                            min(args.top_k, len(clf.classes_)), args.results, novelty,
-                           clf.unknown_threshold_ if args.reject_unknown else None)
+                           clf.unknown_threshold_ if args.reject_unknown else None,
+                           clf.multi_label_, clf.thresholds_)
     if bad:
         rest = "the others were predicted" if files else "nothing was predicted"
         raise CommandError(f"{len(bad)} of {len(files) + len(bad)} inputs could not be read "
@@ -162,16 +175,22 @@ def predict(args) -> int:
 
 
 def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, novelty=None,
-                       threshold=None) -> None:
+                       threshold=None, multi_label=False, thresholds=None) -> None:
     """One row per file; with ``novelty`` a ``novelty`` column too, and images above
-    ``threshold`` labelled ``unknown``."""
+    ``threshold`` labelled ``unknown``. Multi-label rows list every class at or above its
+    threshold (``label``: "a;b", ``probability``: theirs, in the same order)."""
     import numpy as np
 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
     rows = []
     for n, (path, p, best) in enumerate(zip(files, proba, order)):
-        rows.append({"path": str(path), "label": _plain(classes[best[0]]),
-                     "probability": float(p[best[0]]),
+        if multi_label:
+            chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= thresholds[j]]
+            label = ";".join(str(_plain(classes[j])) for j in chosen)
+            probability = ";".join(f"{p[j]:.4f}" for j in chosen)
+        else:
+            label, probability = _plain(classes[best[0]]), float(p[best[0]])
+        rows.append({"path": str(path), "label": label, "probability": probability,
                      "top_k": [{"label": _plain(classes[j]), "probability": float(p[j])} for j in best]})
         if novelty is not None:
             rows[-1]["novelty"] = float(novelty[n])
@@ -181,6 +200,9 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
         for row in rows:
             if top_k == 1:
                 del row["top_k"]
+            if multi_label:
+                row["labels"] = row.pop("label").split(";") if row["label"] != "unknown" else ["unknown"]
+                row["probabilities"] = [float(v) for v in row.pop("probability").split(";") if v]
         json.dump(rows, stream, indent=1)
         stream.write("\n")
         return
@@ -191,7 +213,9 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
         header.append("novelty")
 
     def cells(row):
-        out = [row["path"], str(row["label"]), f"{row['probability']:.4f}"]
+        probability = row["probability"]
+        out = [row["path"], str(row["label"]),
+               probability if isinstance(probability, str) else f"{probability:.4f}"]
         for extra in row["top_k"][1:]:
             out += [str(extra["label"]), f"{extra['probability']:.4f}"]
         if novelty is not None:
@@ -219,7 +243,13 @@ def evaluate(args) -> int:
     if args.html:
         from .io import check_writable
         check_writable(args.html)
-    files, y, bad = _labelled_folder(args.data_dir, clf)
+    if args.labels:
+        from .tables import read_table
+        files, y, _ = read_table(args.labels, args.label_column, args.data_dir, args.path_column,
+                                 args.label_delim)
+        bad = []
+    else:
+        files, y, bad = _labelled_folder(args.data_dir, clf)
     train_files = train_y = None
     if args.train:
         train_files, train_y, train_bad = _labelled_folder(args.train, clf)
@@ -228,6 +258,13 @@ def evaluate(args) -> int:
                         X_train=None if train_files is None else [str(f) for f in train_files],
                         y_train=train_y)
     calibration = result["calibration"]
+    if clf.multi_label_:
+        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {len(files)} images; micro F1 "
+                  f"{result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
+                  f"precision {result['mean_average_precision']:.3f}")
+        args.emit()
+        args.emit(result["report"])
+        return 0
     args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
     if calibration["ece_before"] is not None:
         args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "

@@ -221,6 +221,10 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     yielding ``(image, label)``.
     """
     labels = None
+    from .tables import is_table, read_table
+    if is_table(X):  # a CSV or DataFrame of image paths (labels too, when it has them)
+        paths, labels, _ = read_table(X)
+        X = [str(p) for p in paths]
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if path.is_dir():
@@ -262,9 +266,13 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
             f"{name} of type {type(X).__name__} is not supported: pass an array (N,H,W,3), a list "
             "of PIL images or file paths, a directory of class sub-folders, or a torch Dataset.")
     if y is not None:
-        labels = np.asarray(y)
-        if labels.ndim != 1:
-            raise ValueError(f"y has shape {labels.shape}: expected one label per image (1-D).")
+        from .labels import as_label_array
+        labels = as_label_array(y)
+        if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] < 2):
+            # a single column is a column vector of labels, not a one-class multi-label problem
+            raise ValueError(f"y has shape {labels.shape}: expected one label per image (1-D, "
+                             "e.g. y.ravel()), or a 0/1 indicator matrix (images, classes) with at "
+                             "least two columns for multi-label.")
         if len(labels) != len(source):
             raise ValueError(f"{name} has {len(source)} images but y has {len(labels)} labels; "
                              "pass one label per image.")
@@ -273,12 +281,18 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
 
 # --------------------------------------------------------------------------- batches
 
+def as_targets(targets) -> torch.Tensor:
+    """Class indices (n,) as int64; multi-label indicator rows (n, k) as float32."""
+    array = np.asarray(targets)
+    return torch.as_tensor(array, dtype=torch.float32 if array.ndim == 2 else torch.long)
+
+
 class _Labelled(Dataset):
     """Pairs a source with integer targets so one batched fetch returns (images, targets)."""
 
     def __init__(self, source: ImageSource, targets: np.ndarray | None):
         self.source = source
-        self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+        self.targets = None if targets is None else as_targets(targets)
 
     def __len__(self) -> int:
         return len(self.source)

@@ -61,3 +61,36 @@ def make_textures(n_per_class: int = 100, size: int = 64, noise: float = 0.05,
             images.append(np.clip(image, 0.0, 1.0))
             labels.append(kind)
     return np.stack(images).astype(np.float32), np.array(labels)
+
+
+def make_texture_mosaics(n_images: int = 400, size: int = 64, max_classes: int = 3,
+                         noise: float = 0.05, random_state: int | None = 0):
+    """A multi-label task built from the synthetic textures: 2x2 mosaics.
+
+    Each image is four tiles; the tiles show 1 to ``max_classes`` different
+    textures (how many varies from image to image, each chosen texture in at
+    least one tile), and the image's labels are the textures it contains.
+
+    Returns
+    -------
+    X : ndarray (n_images, size, size, 3), float32 in [0, 1]
+    y : list of tuples of class names (sorted), e.g. ``("dots", "stripes")``
+    """
+    if not 1 <= max_classes <= len(TEXTURE_CLASSES):
+        raise ValueError(f"max_classes must be between 1 and {len(TEXTURE_CLASSES)}.")
+    rng = np.random.default_rng(random_state)
+    half = size // 2
+    images, labels = [], []
+    for _ in range(n_images):
+        k = int(rng.integers(1, max_classes + 1))
+        chosen = [str(c) for c in rng.choice(TEXTURE_CLASSES, size=k, replace=False)]
+        tiles = chosen + [str(c) for c in rng.choice(chosen, size=4 - k)]  # every chosen one shows
+        rng.shuffle(tiles)
+        image = np.zeros((2 * half, 2 * half, 3), dtype=np.float32)
+        for position, kind in enumerate(tiles):
+            row, col = divmod(position, 2)
+            image[row * half:(row + 1) * half, col * half:(col + 1) * half] = _texture(kind, half, rng)
+        image += rng.normal(0.0, noise, size=image.shape).astype(np.float32)
+        images.append(np.clip(image, 0.0, 1.0))
+        labels.append(tuple(sorted(chosen)))
+    return np.stack(images).astype(np.float32), labels

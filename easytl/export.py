@@ -5,9 +5,11 @@ every image decoder returns, of any size; inside it resizes them to the
 model's input size the way easytl does (antialiased bilinear, rounded to whole
 pixel values), applies the backbone's normalisation, runs backbone and head in
 fp32, divides the logits by the fitted temperature and returns softmax
-probabilities (N, n_classes) in ``classes`` order, equal to ``predict_proba``. The
-class labels travel with the file (ONNX metadata / TorchScript extra file
-``classes.json``), so a deployment needs nothing from easytl.
+probabilities (N, n_classes) in ``classes`` order, equal to ``predict_proba``
+(multi-label models: one sigmoid per class). The class labels, whether the
+model is multi-label and its per-class thresholds travel with the file (ONNX
+metadata ``classes``, ``multi_label``, ``thresholds`` / TorchScript extra files
+``classes.json``, ...), so a deployment needs nothing from easytl.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,11 +32,13 @@ ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
 class ImagePredictor(nn.Module):
     """uint8 (N, H, W, 3) images → class probabilities, preprocessing included."""
 
-    def __init__(self, model: nn.Module, image_size: int, mean, std, temperature: float = 1.0):
+    def __init__(self, model: nn.Module, image_size: int, mean, std, temperature=1.0,
+                 multi_label: bool = False):
         super().__init__()
         self.model = model
         self.image_size = int(image_size)
-        self.temperature = float(temperature)
+        self.multi_label = bool(multi_label)
+        self.register_buffer("temperature", torch.as_tensor(temperature, dtype=torch.float32))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -42,7 +47,8 @@ class ImagePredictor(nn.Module):
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                           antialias=True, align_corners=False).round().clamp(0, 255)
         x = (x / 255.0 - self.mean) / self.std
-        return torch.softmax(self.model(x).float() / self.temperature, dim=1)
+        logits = self.model(x).float() / self.temperature
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
 
 def predictor_for(classifier) -> ImagePredictor:
@@ -53,7 +59,8 @@ def predictor_for(classifier) -> ImagePredictor:
     for p in model.parameters():
         p.requires_grad_(False)
     return ImagePredictor(model, classifier.image_size_, config["mean"], config["std"],
-                          getattr(classifier, "temperature_", 1.0)).eval()
+                          getattr(classifier, "temperature_", 1.0),
+                          getattr(classifier, "multi_label_", False)).eval()
 
 
 def export_model(classifier, path, format: str = "onnx") -> Path:
@@ -76,24 +83,28 @@ def export_model(classifier, path, format: str = "onnx") -> Path:
         raise ValueError("the classifier is not fitted: fit it (or load a model file) before export.")
     predictor = predictor_for(classifier)
     classes = json.dumps([c.item() if hasattr(c, "item") else c for c in classifier.classes_])
+    thresholds = getattr(classifier, "thresholds_", None)
+    extra = {"classes": classes, "multi_label": json.dumps(bool(predictor.multi_label))}
+    if thresholds is not None:
+        extra["thresholds"] = json.dumps(np.asarray(thresholds).tolist())
     size = classifier.image_size_
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     with atomic_file(path) as tmp:
         if format == "onnx":
-            _write_onnx(predictor, example, tmp, classes)
+            _write_onnx(predictor, example, tmp, extra)
         else:
-            _write_torchscript(predictor, example, tmp, classes)
+            _write_torchscript(predictor, example, tmp, extra)
     return Path(path)
 
 
 def _write_torchscript(predictor: ImagePredictor, example: torch.Tensor, path: str,
-                       classes: str) -> None:
+                       extra: dict) -> None:
     with torch.no_grad():
         traced = torch.jit.trace(predictor, example, check_trace=False)
-    torch.jit.save(traced, path, _extra_files={"classes.json": classes})
+    torch.jit.save(traced, path, _extra_files={f"{key}.json": value for key, value in extra.items()})
 
 
-def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, classes: str) -> None:
+def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, extra: dict) -> None:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
@@ -108,6 +119,7 @@ def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, cla
                                     dynamo=True, verbose=False)
     program.save(path)
     model = onnx.load(path)
-    model.metadata_props.add(key="classes", value=classes)
+    for key, value in extra.items():
+        model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="producer", value="easytl")
     onnx.save(model, path)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, RandomSampler
 
 from .augment import Preprocessor
-from .data import ImageSource, batches
+from .data import ImageSource, as_targets, batches
 from .constants import DEFAULT_CACHE_MEMORY, eval_batch_size
 from .folding import fold_batchnorm
 from .params import parse_bytes
@@ -107,7 +107,7 @@ class CachedFeed:
     def __init__(self, views: list[torch.Tensor], targets, start: int, batch_size: int, device,
                  generator=None):
         self.views, self.start = views, start
-        self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.targets = as_targets(targets)
         self.batch_size, self.device, self.generator = batch_size, device, generator
 
     @property

@@ -71,6 +71,16 @@ def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> t
     """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight})."""
     if class_weight is None:
         return None
+    if y_encoded.ndim == 2:  # multi-label: weights of each class's positive examples (pos_weight)
+        positives = np.maximum(y_encoded.sum(axis=0), 1)
+        if class_weight == "balanced":
+            weights = (len(y_encoded) - positives) / positives
+        else:
+            unknown = set(class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
+            weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
+        return torch.tensor(weights, dtype=torch.float32)
     if class_weight == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
         weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
@@ -95,11 +105,19 @@ class Split:
 
 def stratified_split(source: ImageSource, y_encoded: np.ndarray, n_classes: int, val_size,
                      seed: int) -> Split:
-    """Hold out ``val_size`` (a fraction, raised to one image per class, or a count), stratified."""
+    """Hold out ``val_size`` (a fraction, raised to one image per class, or a count), stratified
+    (multi-label: a plain random split, as scikit-learn cannot stratify label sets)."""
     from sklearn.model_selection import train_test_split
     n = len(y_encoded)
     if val_size == 0:
         return Split(source, y_encoded)
+    if y_encoded.ndim == 2:
+        n_val = val_size if val_size >= 1 else max(1, int(np.ceil(val_size * n)))
+        if n - n_val < 1:
+            raise ValueError(f"val_size={val_size} leaves no training image of {n}.")
+        train_idx, val_idx = train_test_split(np.arange(n), test_size=int(n_val), random_state=seed)
+        return Split(source.subset(train_idx), y_encoded[train_idx], source.subset(val_idx),
+                     y_encoded[val_idx], val_idx)
     n_val = val_size if val_size >= 1 else int(np.ceil(val_size * n))
     if val_size < 1:
         # A stratified hold-out needs one image per class: small data sets get that minimum.

@@ -183,6 +183,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "predict_batch_size": [POSITIVE_INT],
         "on_bad_image": [Options(("error", "skip"))],
         "calibrate": [Options((True, False))],
+        "multi_label": [Options(("auto", True, False))],
         "unknown_rate": [Number(0, 1, low_open=True, high_open=True)],
     }
 

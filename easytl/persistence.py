@@ -55,8 +55,12 @@ def save_estimator(estimator, path) -> Path:
         "interrupted": bool(getattr(estimator, "interrupted_", False)),
         "history": list(estimator.history_),
         "params": _json_params(estimator),
-        "temperature": float(getattr(estimator, "temperature_", 1.0)),
+        "temperature": np.asarray(getattr(estimator, "temperature_", 1.0)).tolist(),
         "unknown_threshold": getattr(estimator, "unknown_threshold_", None),
+        "multi_label": bool(getattr(estimator, "multi_label_", False)),
+        "label_form": getattr(estimator, "_label_form", "labels"),
+        "thresholds": (None if getattr(estimator, "thresholds_", None) is None
+                       else np.asarray(estimator.thresholds_).tolist()),
     }
     tensors = dict(model.state_dict())
     novelty = getattr(estimator, "novelty_", None)
@@ -121,7 +125,13 @@ def load_estimator(cls, path, backbone=None, head=None):
     estimator.image_size_ = manifest["image_size"]
     estimator._head_used = head_factory
     # Files from before calibration and novelty statistics existed load without them.
-    estimator.temperature_ = float(manifest.get("temperature", 1.0))
+    temperature = manifest.get("temperature", 1.0)
+    estimator.temperature_ = (np.asarray(temperature, dtype=np.float64) if isinstance(temperature, list)
+                              else float(temperature))
+    estimator.multi_label_ = bool(manifest.get("multi_label", False))
+    estimator._label_form = manifest.get("label_form", "labels")
+    thresholds = manifest.get("thresholds")
+    estimator.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     estimator.unknown_threshold_ = manifest.get("unknown_threshold")
     estimator.novelty_ = (NoveltyModel(novelty["novelty.means"].numpy(),
                                        novelty["novelty.precision"].numpy())

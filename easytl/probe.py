@@ -30,6 +30,8 @@ def fit_linear_probe(head: nn.Module, features: np.ndarray, targets: np.ndarray,
     if not isinstance(head, nn.Linear):
         raise ValueError("a probe phase solves a linear head: use head='linear' (or the default "
                          f"head='auto'), not {type(head).__name__}.")
+    if targets.ndim == 2:
+        return _fit_one_vs_rest(head, features, targets, class_weights, C)
     n_classes = head.out_features
     present = np.unique(targets)
     sample_weight = None if class_weights is None else np.asarray(class_weights)[targets]
@@ -45,6 +47,30 @@ def fit_linear_probe(head: nn.Module, features: np.ndarray, targets: np.ndarray,
             coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2,
                                                                                intercept[0] / 2])
         weight[present], bias[present] = coef, intercept
+    _copy_into(head, weight, bias)
+
+
+def _copy_into(head: nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:
     with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
+        head.weight.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)))
+        head.bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
+
+
+def _fit_one_vs_rest(head: nn.Linear, features: np.ndarray, targets: np.ndarray,
+                     pos_weights: np.ndarray | None, C: float) -> None:
+    """Multi-label: one binary logistic regression per class (its positives weighted by
+    ``pos_weights``, as the BCE loss weighs them); a class that is always or never present
+    gets a constant."""
+    from sklearn.linear_model import LogisticRegression
+    weight = np.zeros((targets.shape[1], features.shape[1]), dtype=np.float32)
+    bias = np.zeros(targets.shape[1], dtype=np.float32)
+    for k in range(targets.shape[1]):
+        present = targets[:, k] > 0.5
+        if present.all() or not present.any():
+            bias[k] = 30.0 if present.all() else -30.0
+            continue
+        sample_weight = None if pos_weights is None else np.where(present, pos_weights[k], 1.0)
+        model = LogisticRegression(C=C, max_iter=2000).fit(features, present,
+                                                           sample_weight=sample_weight)
+        weight[k], bias[k] = model.coef_[0], model.intercept_[0]
+    _copy_into(head, weight, bias)

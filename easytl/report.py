@@ -25,6 +25,62 @@ WORST_PER_CLASS = 6
 THUMBNAIL = 96
 
 
+def evaluation(clf, X, y, n_augment: int = 1):
+    """The figures of ``clf.report`` (see there) and the probabilities they came from."""
+    from .labels import encode_like
+    encoded = encode_like(y, clf.classes_, getattr(clf, "_label_form", "labels"), "y")
+    if n_augment == 1:
+        logits = clf._run(X, lambda model, x: model(x).float())
+        task = clf._task
+        import torch
+        raw = task.proba(torch.from_numpy(logits)).numpy()
+        proba = task.proba(torch.from_numpy(logits), clf.temperature_).numpy()
+    else:
+        raw, proba = None, clf.predict_tta(X, n_augment, return_proba=True)
+    if getattr(clf, "multi_label_", False):
+        return _multi_label_figures(clf, encoded, raw, proba), proba
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    from .trust import expected_calibration_error, log_loss
+    predictions = clf.classes_[proba.argmax(axis=1)]
+    labels = clf.classes_
+    return {"accuracy": float(accuracy_score(y, predictions)),
+            "report": classification_report(y, predictions, labels=labels, zero_division=0,
+                                            target_names=[str(c) for c in labels], digits=3),
+            "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
+            "labels": labels.tolist(),
+            "calibration": {
+                "temperature": clf.temperature_,
+                "ece_before": None if raw is None else expected_calibration_error(raw, encoded),
+                "ece_after": expected_calibration_error(proba, encoded),
+                "log_loss_before": None if raw is None else log_loss(raw, encoded),
+                "log_loss_after": log_loss(proba, encoded)}}, proba
+
+
+def _binary_log_loss(proba: np.ndarray, truth: np.ndarray) -> float:
+    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    return float(-np.mean(np.where(truth > 0, np.log(p), np.log(1 - p))))
+
+
+def _multi_label_figures(clf, truth: np.ndarray, raw, proba: np.ndarray) -> dict:
+    from sklearn.metrics import average_precision_score, classification_report, f1_score
+    decided = clf._task.decide(proba, clf.thresholds_)
+    names = [str(c) for c in clf.classes_]
+    scored = truth.sum(axis=0) > 0  # average precision needs a positive example
+    return {"accuracy": float(f1_score(truth, decided, average="samples", zero_division=1.0)),
+            "f1_samples": float(f1_score(truth, decided, average="samples", zero_division=1.0)),
+            "f1_micro": float(f1_score(truth, decided, average="micro", zero_division=0)),
+            "f1_macro": float(f1_score(truth, decided, average="macro", zero_division=0)),
+            "mean_average_precision": float(average_precision_score(
+                truth[:, scored], proba[:, scored], average="macro")) if scored.any() else None,
+            "report": classification_report(truth, decided, target_names=names, zero_division=0,
+                                            digits=3),
+            "labels": clf.classes_.tolist(), "thresholds": clf.thresholds_.tolist(),
+            "calibration": {"temperature": np.asarray(clf.temperature_).tolist(),
+                            "log_loss_before": None if raw is None else _binary_log_loss(raw, truth),
+                            "log_loss_after": _binary_log_loss(proba, truth)}}
+
+
 def _unit(features: np.ndarray) -> np.ndarray:
     return features / np.clip(np.linalg.norm(features, axis=1, keepdims=True), 1e-12, None)
 

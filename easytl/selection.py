@@ -15,13 +15,15 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .backbones import REGISTRY, WeightsUnavailableError, create_backbone, offline_ready
 from .data import as_image_source, read_class_folders
 from .features import FeatureExtractor
+from .labels import read_labels
 from .progress import progress
 
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "fit_seconds", "params_m", "images_per_s",
@@ -110,7 +112,12 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     source, labels = as_image_source(X, y, size=fixed_size or 224)
     if labels is None:
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")
-    folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
+    info = read_labels(labels)
+    if info.multi_label:  # scored by sample-averaged F1; folds cannot be stratified on label sets
+        labels = info.encoded
+        folds = KFold(cv, shuffle=True, random_state=random_state)
+    else:
+        folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
     rows = BackboneComparison()
     bar = progress(total=len(backbones), desc="comparing backbones", unit="backbone",
                    verbose=verbose)
@@ -146,15 +153,18 @@ def _compare_one(backbone, X, labels, folds, strategy, weights, image_size, fixe
     extractor = FeatureExtractor(module, image_size=image_size, verbose=0).fit(X)
     row["image_size"] = extractor.image_size_
     row["images_per_s"] = round(_throughput(extractor, X), 1)
+    multi_label = np.ndim(labels) == 2
     if strategy == "feature_extraction":
+        linear = LogisticRegression(max_iter=2000)
         model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),
-                              StandardScaler(), LogisticRegression(max_iter=2000))
+                              StandardScaler(), OneVsRestClassifier(linear) if multi_label else linear)
     else:
         # Imported here: selection is a workflow on top of the estimator, not below it.
         from .classifier import TransferClassifier
         model = TransferClassifier(module, image_size=image_size, random_state=random_state,
                                    verbose=0, **classifier_params)
-    scores = cross_validate(clone(model), X, labels, cv=folds)
+    scores = cross_validate(clone(model), X, labels, cv=folds,
+                            scoring="f1_samples" if multi_label else None)
     row["accuracy_mean"] = float(np.mean(scores["test_score"]))
     row["accuracy_std"] = float(np.std(scores["test_score"]))
     row["fit_seconds"] = round(float(np.mean(scores["fit_time"])), 2)

@@ -15,7 +15,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .callbacks import CallbackList
 from .augment import Preprocessor
@@ -26,6 +25,7 @@ from .history import History
 from .metrics import MONITORS, Monitor
 from .model import TransferModel
 from .schedules import Phase
+from .tasks import SingleLabel
 
 
 def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
@@ -64,8 +64,10 @@ class Trainer:
     def __init__(self, model: TransferModel, preprocess: Preprocessor, accelerator, *,
                  callbacks: Sequence = (), batch_size: int = 32,
                  class_weights: torch.Tensor | None = None, monitor: Monitor = MONITORS["val_loss"],
-                 verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0):
+                 verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
+                 task=None):
         self.model, self.preprocess, self.accelerator = model, preprocess, accelerator
+        self.task = task if task is not None else SingleLabel()
         self.batch_size, self.class_weights, self.monitor = batch_size, class_weights, monitor
         self.verbose, self.generator, self.num_workers = verbose, generator, num_workers
         self.callbacks = CallbackList(list(callbacks), self)
@@ -90,8 +92,8 @@ class Trainer:
         device = self.accelerator.device
         self.model.to(device).to(memory_format=torch.channels_last)
         weight = None if self.class_weights is None else self.class_weights.to(device)
-        self.criterion = nn.CrossEntropyLoss(weight=weight)
-        self.val_criterion = nn.CrossEntropyLoss()
+        self.criterion = self.task.loss(weight)
+        self.val_criterion = self.task.loss()
         self.phases, self.interrupted, self._last_good_state = list(phases), False, None
         self.callbacks.fire("on_train_begin", {})
         train, train_targets, val, val_targets = self._shard(train, train_targets, val, val_targets)
@@ -209,7 +211,7 @@ class Trainer:
             self.optimizer.step()
             n, value = len(labels), loss.item()
             total_loss += value * n
-            correct += (logits.argmax(1) == labels).sum().item()
+            correct += self.task.correct(logits, labels)
             seen += n
             batch_row.update(loss=value, size=n)
             self.callbacks.fire("on_batch_end", batch, batch_row)
@@ -232,7 +234,7 @@ class Trainer:
         total_loss, correct, seen = 0.0, 0, 0
         for logits, labels in self._outputs(feed):
             total_loss += criterion(logits, labels).item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
+            correct += self.task.correct(logits, labels)
             seen += len(labels)
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
@@ -245,13 +247,16 @@ class Trainer:
         losses, probas, labels = [], [], []
         for logits, y in self._outputs(feed):
             losses.append(self.val_criterion(logits, y).item() * len(y))
-            probas.append(torch.softmax(logits, dim=1))
+            probas.append(self.task.proba(logits))
             labels.append(y)
         proba = self._gather(torch.cat(probas)).cpu().numpy()
         y_true = self._gather(torch.cat(labels)).cpu().numpy()
+        if self.task.multi_label:
+            y_true = (y_true > 0.5).astype(np.int64)
         loss = self._sum_over_processes(sum(losses))[0]
-        y_pred = proba.argmax(axis=1)
-        return {"val_loss": loss / max(len(y_true), 1), "val_accuracy": float((y_pred == y_true).mean()),
+        y_pred = self.task.decide(proba)
+        return {"val_loss": loss / max(len(y_true), 1),
+                "val_accuracy": self.task.score(y_true, y_pred),
                 self.monitor.name: float(self.monitor.score(y_true, y_pred, proba))}
 
     def _gather(self, tensor: torch.Tensor) -> torch.Tensor:

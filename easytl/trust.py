@@ -49,6 +49,26 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def fit_binary_temperatures(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Multi-label: one temperature per class, each minimising that class's binary log-loss
+    of ``sigmoid(logit / T)`` (in [0.25, 20]; 1 for a class held out all present or absent)."""
+    from scipy.optimize import minimize_scalar
+    logits, targets = np.asarray(logits, np.float64), np.asarray(targets) > 0.5
+    temperatures = np.ones(logits.shape[1])
+    for k in range(logits.shape[1]):
+        if targets[:, k].all() or not targets[:, k].any():
+            continue
+        z, t = logits[:, k], targets[:, k]
+
+        def bce(log_t, z=z, t=t):
+            p = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), 1e-12, 1 - 1e-12)
+            return -np.mean(np.where(t, np.log(p), np.log(1 - p)))
+        result = minimize_scalar(bce, bounds=(np.log(0.25), np.log(20.0)), method="bounded",
+                                 options={"xatol": 1e-4})
+        temperatures[k] = float(np.exp(result.x))
+    return temperatures
+
+
 def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
     weighted by how many images fall in each."""
@@ -91,13 +111,17 @@ class NoveltyModel:
     def fit(cls, features: np.ndarray, labels: np.ndarray, n_classes: int) -> "NoveltyModel":
         from sklearn.covariance import LedoitWolf
         features = np.asarray(features, dtype=np.float64)
+        labels = np.asarray(labels)
+        # Multi-label rows (n, k): a class's mean is over the images that have it, and an
+        # image is centred on the average of its classes' means.
+        member = labels > 0.5 if labels.ndim == 2 else np.eye(n_classes, dtype=bool)[labels]
         means = np.zeros((n_classes, features.shape[1]))
-        centred = np.empty_like(features)
         for k in range(n_classes):
-            mask = labels == k
-            if mask.any():
-                means[k] = features[mask].mean(axis=0)
-                centred[mask] = features[mask] - means[k]
+            if member[:, k].any():
+                means[k] = features[member[:, k]].mean(axis=0)
+        counts = member.sum(axis=1, keepdims=True)
+        centre = np.where(counts > 0, (member @ means) / np.maximum(counts, 1), features.mean(axis=0))
+        centred = features - centre
         precision = LedoitWolf(assume_centered=True).fit(centred).precision_
         return cls(means, precision)
 

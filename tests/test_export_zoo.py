@@ -42,3 +42,26 @@ def test_auto_size_is_bounded_by_each_backbones_pretrained_size(textures):
     for name, pretrained in (("efficientnet_lite1", 240), ("efficientnet_lite2", 260)):
         assert FeatureExtractor(name).fit(X).image_size_ == 192
         assert FeatureExtractor(name).fit(photos).image_size_ == pretrained
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_multi_label_export_has_sigmoids_and_thresholds(tmp_path, fmt):
+    from easytl import make_texture_mosaics
+    X, y = make_texture_mosaics(80, size=32, random_state=0)
+    clf = TransferClassifier("efficientnet_lite0", image_size=32, schedule="feature_extraction",
+                             epochs=1, mixed_precision="no", random_state=0, verbose=0).fit(X, y)
+    images = (X[:6] * 255).round().astype(np.uint8)
+    expected = clf.predict_proba(images)
+    path = export_model(clf, tmp_path / f"ml.{fmt}", fmt)
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the onnx extra")
+        session = ort.InferenceSession(str(path))
+        got = session.run(None, {"images": images})[0]
+        meta = session.get_modelmeta().custom_metadata_map
+    else:
+        meta = {"multi_label.json": "", "thresholds.json": ""}
+        got = torch.jit.load(str(path), _extra_files=meta)(torch.from_numpy(images)).numpy()
+        meta = {k.removesuffix(".json"): v for k, v in meta.items()}
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert json.loads(meta["multi_label"]) is True
+    assert json.loads(meta["thresholds"]) == pytest.approx(clf.thresholds_.tolist())

@@ -7,7 +7,8 @@ import torch
 
 from ..feeds import ImageFeed
 from ..folding import fold_batchnorm
-from ..trust import NoveltyModel, fit_temperature, threshold_for
+from ..tasks import tune_thresholds
+from ..trust import NoveltyModel, fit_binary_temperatures, fit_temperature, threshold_for
 from .base import Callback
 
 MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance are fitted on
@@ -16,7 +17,8 @@ MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance a
 class TrustStatistics(Callback):
     """Runs once the best weights are back (it follows :class:`BestWeights`).
 
-    * ``calibrate``: fits the temperature on the validation split (1.0 without one);
+    * ``calibrate``: fits the temperature on the validation split (1.0 without one; one per
+      class for a multi-label fit, whose per-class decision thresholds are tuned there too);
     * fits the novelty model (class means, shared covariance) on the pooled features of
       (up to 5,000) training images, and sets the unknown threshold so that
       ``unknown_rate`` of the validation images (the training images without a
@@ -30,7 +32,7 @@ class TrustStatistics(Callback):
 
     def on_train_begin(self, logs=None) -> None:
         t = self.trainer
-        t.temperature, t.novelty, t.unknown_threshold = 1.0, None, None
+        t.temperature, t.novelty, t.unknown_threshold, t.thresholds = 1.0, None, None, None
 
     def on_train_end(self, logs=None) -> None:
         t = self.trainer
@@ -45,10 +47,17 @@ class TrustStatistics(Callback):
                                    None, train_feed.num_workers)
         features, logits, labels = self._outputs(train_feed)
         t.novelty = NoveltyModel.fit(features, labels, logits.shape[1])
+        multi_label = t.task.multi_label
+        if multi_label:
+            t.thresholds = np.full(logits.shape[1], 0.5)
         if val_feed is not None and len(val_feed):
             val_features, val_logits, val_labels = self._outputs(val_feed)
             if self.calibrate:
-                t.temperature = fit_temperature(val_logits, val_labels)
+                t.temperature = (fit_binary_temperatures(val_logits, val_labels) if multi_label
+                                 else fit_temperature(val_logits, val_labels))
+            if multi_label:
+                calibrated = t.task.proba(torch.from_numpy(val_logits), t.temperature).numpy()
+                t.thresholds = tune_thresholds(calibrated, val_labels)
             t.unknown_threshold = threshold_for(t.novelty.score(val_features), self.unknown_rate)
         else:
             t.unknown_threshold = threshold_for(t.novelty.score(features), self.unknown_rate)

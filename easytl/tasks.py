@@ -1,0 +1,102 @@
+"""Single-label or multi-label: the loss, the probabilities and the decisions of each.
+
+A single-label image has exactly one class: softmax over the logits,
+cross-entropy, the most probable class. A multi-label image has any subset
+of the classes ("cat" and "outdoor" and "night"): one sigmoid per class,
+binary cross-entropy, every class whose probability reaches its threshold.
+The trainer, the callbacks and the estimator ask the task instead of assuming
+one kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class SingleLabel:
+    """One class per image; targets are class indices."""
+
+    multi_label = False
+
+    def loss(self, weight: torch.Tensor | None = None) -> nn.Module:
+        return nn.CrossEntropyLoss(weight=weight)
+
+    def targets(self, targets) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(targets), dtype=torch.long)
+
+    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        """Summed accuracy of a batch: images whose top class is right."""
+        return float((logits.argmax(1) == targets).sum().item())
+
+    def proba(self, logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
+        return torch.softmax(logits.float() / torch.as_tensor(temperature, device=logits.device,
+                                                              dtype=torch.float32), dim=1)
+
+    def decide(self, proba: np.ndarray, thresholds=None) -> np.ndarray:
+        return proba.argmax(axis=1)
+
+    def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(np.mean(y_true == y_pred))
+
+
+def sample_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-image F1 of two indicator matrices (1 when both are empty)."""
+    y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
+    both = (y_true & y_pred).sum(1)
+    total = y_true.sum(1) + y_pred.sum(1)
+    return np.where(total == 0, 1.0, 2.0 * both / np.maximum(total, 1))
+
+
+class MultiLabel:
+    """Any subset of the classes per image; targets are 0/1 indicator rows.
+
+    The "accuracy" columns of ``history_`` hold the sample-averaged F1 at
+    threshold 0.5 for a multi-label fit.
+    """
+
+    multi_label = True
+
+    def loss(self, weight: torch.Tensor | None = None) -> nn.Module:
+        return nn.BCEWithLogitsLoss(pos_weight=weight)
+
+    def targets(self, targets) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+
+    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        predicted = (logits > 0).cpu().numpy()  # sigmoid(z) >= 0.5
+        return float(sample_f1(targets.cpu().numpy() > 0.5, predicted).sum())
+
+    def proba(self, logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
+        return torch.sigmoid(logits.float() / torch.as_tensor(temperature, device=logits.device,
+                                                              dtype=torch.float32))
+
+    def decide(self, proba: np.ndarray, thresholds=None) -> np.ndarray:
+        thresholds = 0.5 if thresholds is None else np.asarray(thresholds)
+        return (proba >= thresholds).astype(np.int64)
+
+    def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(sample_f1(y_true, y_pred).mean())
+
+
+def task_for(multi_label: bool):
+    return MultiLabel() if multi_label else SingleLabel()
+
+
+def tune_thresholds(proba: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per class, the threshold that maximises that class's F1 on held-out probabilities
+    (candidates: the probabilities themselves; 0.5 for a class with no positive example)."""
+    from sklearn.metrics import f1_score
+    thresholds = np.full(proba.shape[1], 0.5)
+    for k in range(proba.shape[1]):
+        truth = targets[:, k] > 0.5
+        if not truth.any() or truth.all():
+            continue
+        candidates = np.unique(np.r_[proba[:, k], 0.5])
+        scores = [f1_score(truth, proba[:, k] >= t, zero_division=0) for t in candidates]
+        best = max(scores)
+        # Among equally good thresholds take the middle one: less tied to these exact images.
+        tied = candidates[np.isclose(scores, best)]
+        thresholds[k] = float(tied[len(tied) // 2])
+    return thresholds
