@@ -80,6 +80,7 @@ def test_report_tta_save_load(fitted, mosaics, tmp_path):
     assert result["accuracy"] == result["f1_samples"] and 0 < result["mean_average_precision"] <= 1
     np.testing.assert_allclose(fitted.predict_tta(X[160:], n_augment=1, return_proba=True),
                                fitted.predict_proba(X[160:]))
+    assert fitted.predict_tta(X[160:170], n_augment=1) == fitted.predict(X[160:170])  # label sets
     loaded = TransferClassifier.load(fitted.save(tmp_path / "ml.easytl"), backbone=fitted.backbone)
     assert loaded.multi_label_ and loaded.predict(X[160:170]) == fitted.predict(X[160:170])
     np.testing.assert_allclose(loaded.thresholds_, fitted.thresholds_)
