@@ -68,27 +68,22 @@ def encode(labels: np.ndarray, classes: np.ndarray, where: str) -> np.ndarray:
 
 
 def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> torch.Tensor | None:
-    """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight})."""
+    """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight}); for
+    multi-label ``y`` (an indicator matrix) the weights of each class's positive examples
+    (BCE's ``pos_weight``), "balanced" being negatives / positives."""
     if class_weight is None:
         return None
-    if y_encoded.ndim == 2:  # multi-label: weights of each class's positive examples (pos_weight)
-        positives = np.maximum(y_encoded.sum(axis=0), 1)
-        if class_weight == "balanced":
-            weights = (len(y_encoded) - positives) / positives
-        else:
-            unknown = set(class_weight) - set(classes.tolist())
-            if unknown:
-                raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
-            weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
-        return torch.tensor(weights, dtype=torch.float32)
-    if class_weight == "balanced":
-        from sklearn.utils.class_weight import compute_class_weight
-        weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
-    else:
+    if class_weight != "balanced":
         unknown = set(class_weight) - set(classes.tolist())
         if unknown:
             raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
         weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
+    elif y_encoded.ndim == 2:
+        positives = np.maximum(y_encoded.sum(axis=0), 1)
+        weights = (len(y_encoded) - positives) / positives
+    else:
+        from sklearn.utils.class_weight import compute_class_weight
+        weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
     return torch.tensor(weights, dtype=torch.float32)
 
 

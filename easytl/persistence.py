@@ -59,6 +59,8 @@ def save_estimator(estimator, path) -> Path:
         "unknown_threshold": getattr(estimator, "unknown_threshold_", None),
         "multi_label": bool(getattr(estimator, "multi_label_", False)),
         "label_form": getattr(estimator, "_label_form", "labels"),
+        "table_options": {key: value for key, value in getattr(estimator, "_table_options", {}).items()
+                          if key != "root"},  # a folder of this machine means nothing elsewhere
         "thresholds": (None if getattr(estimator, "thresholds_", None) is None
                        else np.asarray(estimator.thresholds_).tolist()),
     }
@@ -130,6 +132,7 @@ def load_estimator(cls, path, backbone=None, head=None):
                               else float(temperature))
     estimator.multi_label_ = bool(manifest.get("multi_label", False))
     estimator._label_form = manifest.get("label_form", "labels")
+    estimator._table_options = manifest.get("table_options", {})
     thresholds = manifest.get("thresholds")
     estimator.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     estimator.unknown_threshold_ = manifest.get("unknown_threshold")

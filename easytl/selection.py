@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .backbones import REGISTRY, WeightsUnavailableError, create_backbone, offline_ready
 from .data import as_image_source, read_class_folders
+from .tables import is_table, read_table
 from .features import FeatureExtractor
 from .labels import read_labels
 from .progress import progress
@@ -62,6 +63,7 @@ def available_here() -> tuple[list[str], list[str]]:
 def compare_backbones(X, y=None, backbones: Sequence | None = None,
                       strategy: str = "feature_extraction", cv: int = 3, weights="default",
                       image_size="auto", random_state: int = 0, verbose: int = 1, refit: bool = False,
+                      *, root=None, label_delim=None, path_column=None,
                       **classifier_params) -> BackboneComparison:
     """Cross-validate each backbone on your data; one row per backbone.
 
@@ -86,6 +88,8 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
         Train the winner (best mean accuracy) on all of ``X``: a
         :class:`TransferClassifier` with that backbone and ``classifier_params``,
         returned as ``best_estimator_``.
+    root, label_delim, path_column : optional
+        For a table ``X`` (a CSV path or DataFrame), as in :meth:`TransferClassifier.fit`.
 
     Returns
     -------
@@ -105,7 +109,10 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
             backbones, left_out = available_here()
         else:
             backbones = list(REGISTRY)
-    if isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
+    if is_table(X):
+        paths, y, _ = read_table(X, y, root, path_column, label_delim)
+        X = [str(p) for p in paths]
+    elif isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
         paths, y = read_class_folders(X)
         X = [str(p) for p in paths]
     fixed_size = image_size if isinstance(image_size, int) else None

@@ -115,8 +115,8 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
                 label = tuple(part.strip() for part in text.split(label_delim) if part.strip())
             else:
                 label = raw if not isinstance(raw, str) else raw.strip()
-            if not text and reason is None:
-                reason = "empty label"
+            if not text and reason is None and label_delim is None:
+                reason = "empty label"  # with a delimiter, an empty cell is an image of no class
         if reason is not None:
             bad.append((number, cell, reason))
             continue

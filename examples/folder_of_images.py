@@ -1,6 +1,9 @@
 """A directory of image files, one sub-folder per class (written here from scikit-learn digits).
 
 Run: python examples/folder_of_images.py [--root DIR] [--image-size N] [--epochs N]
+
+With no options the classifier uses its adaptive defaults (input size and
+training length chosen from the images).
 """
 
 import argparse
@@ -28,12 +31,16 @@ def write_digit_folders(root: Path, per_class: int) -> tuple[Path, Path]:
     return root / "train", root / "test"
 
 
+def size_argument(text: str):
+    return text if text == "auto" else int(text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default=None, help="where to write the images (default: a temp dir)")
     parser.add_argument("--per-class", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=None, help="default: chosen from the data")
+    parser.add_argument("--image-size", type=size_argument, default="auto")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

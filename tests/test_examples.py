@@ -67,3 +67,11 @@ def test_distributed_example_in_one_process(tmp_path):
     accuracy = load_example("distributed").main(["--out", str(out), "--n-per-class", "12",
                                                  "--epochs", "3", "--image-size", "64", "--verbose", "0"])
     assert out.is_file() and accuracy >= 0.9
+
+
+def test_multi_label_example_reads_its_csv_and_reports_sample_f1(tmp_path, capsys):
+    f1 = load_example("multi_label").main(["--n-images", "48", "--root", str(tmp_path), "--epochs", "2",
+                                           "--image-size", "32", "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert (tmp_path / "train.csv").is_file() and len(list((tmp_path / "images").iterdir())) == 48
+    assert f"sample F1 {f1:.3f}" in out and "predicted (" in out and 0 <= f1 <= 1

@@ -20,19 +20,25 @@ def fitted(request, textures):
     return clf, (X[:6] * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_equals_predict_proba(fitted, tmp_path, fmt):
-    clf, images = fitted
-    expected = clf.predict_proba(images)
-    path = export_model(clf, tmp_path / f"model.{fmt}", fmt)
+def run_export(clf, images, path, fmt, keys=("classes",)):
+    """Export ``clf``, run the file on ``images``; return its output and its metadata ``keys``."""
+    export_model(clf, path, fmt)
     if fmt == "onnx":
         ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the onnx extra")
         session = ort.InferenceSession(str(path))
-        got = session.run(None, {"images": images})[0]
-        assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == clf.classes_.tolist()
-    else:
-        got = torch.jit.load(str(path))(torch.from_numpy(images)).numpy()
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+        meta = session.get_modelmeta().custom_metadata_map
+        return session.run(None, {"images": images})[0], {k: meta[k] for k in keys}
+    files = {f"{k}.json": "" for k in keys}
+    got = torch.jit.load(str(path), _extra_files=files)(torch.from_numpy(images)).numpy()
+    return got, {k.removesuffix(".json"): v for k, v in files.items()}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_equals_predict_proba(fitted, tmp_path, fmt):
+    clf, images = fitted
+    got, meta = run_export(clf, images, tmp_path / f"model.{fmt}", fmt)
+    np.testing.assert_allclose(got, clf.predict_proba(images), rtol=0, atol=1e-4)
+    assert json.loads(meta["classes"]) == clf.classes_.tolist()
 
 
 def test_auto_size_is_bounded_by_each_backbones_pretrained_size(textures):
@@ -51,17 +57,7 @@ def test_multi_label_export_has_sigmoids_and_thresholds(tmp_path, fmt):
     clf = TransferClassifier("efficientnet_lite0", image_size=32, schedule="feature_extraction",
                              epochs=1, mixed_precision="no", random_state=0, verbose=0).fit(X, y)
     images = (X[:6] * 255).round().astype(np.uint8)
-    expected = clf.predict_proba(images)
-    path = export_model(clf, tmp_path / f"ml.{fmt}", fmt)
-    if fmt == "onnx":
-        ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the onnx extra")
-        session = ort.InferenceSession(str(path))
-        got = session.run(None, {"images": images})[0]
-        meta = session.get_modelmeta().custom_metadata_map
-    else:
-        meta = {"multi_label.json": "", "thresholds.json": ""}
-        got = torch.jit.load(str(path), _extra_files=meta)(torch.from_numpy(images)).numpy()
-        meta = {k.removesuffix(".json"): v for k, v in meta.items()}
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    got, meta = run_export(clf, images, tmp_path / f"ml.{fmt}", fmt, ("multi_label", "thresholds"))
+    np.testing.assert_allclose(got, clf.predict_proba(images), rtol=0, atol=1e-4)
     assert json.loads(meta["multi_label"]) is True
     assert json.loads(meta["thresholds"]) == pytest.approx(clf.thresholds_.tolist())

@@ -124,12 +124,20 @@ def test_fit_and_predict_from_a_csv_single_and_multi_label(table_folder):
     images = root / "images"
     single = TransferClassifier(**tiny_kwargs(epochs=1)).fit(str(root / "labels.csv"), root=images)
     assert not single.multi_label_ and set(single.classes_) <= {"dots", "grid", "noise", "stripes"}
-    # A table as X for predict: its paths are relative to its own folder.
-    (images / "labels.csv").write_text((root / "labels.csv").read_text())
-    assert single.predict(str(images / "labels.csv")).shape == (60,)
+    # A table as X for predict is read like fit's: paths relative to fit's root.
+    assert single.predict(str(root / "labels.csv")).shape == (60,)
+    with open(root / "tags.csv", "a", newline="") as f:
+        csv.writer(f).writerow([rows[0][0], ""])  # with a delimiter, an image of no class
     tags = TransferClassifier(**tiny_kwargs(epochs=1)).fit(str(root / "tags.csv"), root=images,
                                                            label_delim=";")
     assert tags.multi_label_ and len(tags.predict([str(images / rows[0][0])])) == 1
+    predicted = tags.predict(str(root / "tags.csv"))  # the delimiter is remembered
+    assert len(predicted) == 61 and all(isinstance(p, tuple) for p in predicted)
+    result = tags.report(str(root / "tags.csv"))
+    truth = [tuple(sorted(r[2].split(";"))) for r in rows] + [()]
+    assert result["f1_samples"] == pytest.approx(tags.score(str(root / "tags.csv")))
+    assert result["f1_samples"] == pytest.approx(tags.score(
+        [str(images / r[0]) for r in rows] + [str(images / rows[0][0])], truth))
 
 
 def test_a_dataframe_with_a_named_label_column(table_folder):
@@ -189,3 +197,16 @@ def test_compare_backbones_scores_multi_label_by_sample_f1(mosaics):
         rows = compare_backbones(X[:60], y[:60], backbones=["efficientnet_lite0"], cv=2,
                                  image_size=32, verbose=0)
     assert 0 <= rows[0]["accuracy_mean"] <= 1 and rows[0]["skipped"] is None
+
+
+def test_compare_backbones_reads_a_multi_label_table_like_its_paths_and_label_sets(table_folder):
+    from easytl import compare_backbones
+    root, rows = table_folder
+    options = dict(backbones=["efficientnet_lite0"], cv=2, image_size=32, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from_table = compare_backbones(str(root / "tags.csv"), root=root / "images", label_delim=";",
+                                       **options)
+        from_lists = compare_backbones([str(root / "images" / r[0]) for r in rows],
+                                       [tuple(r[2].split(";")) for r in rows], **options)
+    assert from_table[0]["accuracy_mean"] == pytest.approx(from_lists[0]["accuracy_mean"])

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from conftest import tiny_kwargs  # noqa: E402
-from easytl import Callback, Phase, TransferClassifier, make_textures  # noqa: E402
+from easytl import Phase, TransferClassifier, make_textures  # noqa: E402
+from test_faults import InterruptAt  # noqa: E402
 
 HISTORY_KEYS = ("epoch", "phase", "phase_epoch", "lr", "train_loss", "train_accuracy", "val_loss",
                 "val_accuracy", "best")
@@ -38,15 +39,6 @@ CASES = {
                            Phase(12, 3, lr=0.003, backbone_lr_mult=1.0, warmup_epochs=0.5,
                                  name="top3")], epochs=None, head="linear", val_size=0),
 }
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def data():

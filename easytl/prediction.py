@@ -1,0 +1,201 @@
+"""What a fitted classifier answers: labels, probabilities, novelty, features, scores, reports.
+
+A mixin for :class:`~easytl.classifier.TransferClassifier`, which provides the
+fitted attributes (``model_``, ``classes_``, ``temperature_``, ...) it reads.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from .data import as_image_source
+from .inference import run_model
+from .labels import decode, encode_like
+from .tables import is_table, read_table
+from .tasks import task_for
+
+
+class PredictionMixin:
+    """Inference methods of a fitted :class:`~easytl.classifier.TransferClassifier`."""
+
+    def _from_table(self, X, y=None):
+        """A table ``X`` → its image paths, and its labels unless ``y`` is given (or names the
+        label column); read with the options ``fit`` was given (root, path column, delimiter)."""
+        if X is None or not is_table(X):
+            return X, y
+        options = getattr(self, "_table_options", {})
+        paths, labels, _ = read_table(X, y if isinstance(y, str) else None, options.get("root"),
+                                      options.get("path_column"), options.get("label_delim"))
+        return [str(p) for p in paths], (labels if y is None or isinstance(y, str) else y)
+
+    def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X, _ = self._from_table(X)
+        return run_model(self.model_, X, output, image_size=self.image_size_,
+                         data_config=self.model_.backbone.data_config,
+                         batch_size=self.predict_batch_size, num_workers=self.num_workers,
+                         device=self.device, mixed_precision=self.mixed_precision,
+                         verbose=self.verbose, desc=desc, **kwargs)
+
+    @property
+    def _task(self):
+        return task_for(getattr(self, "multi_label_", False))
+
+    def _proba(self, model, x):
+        return self._task.proba(model(x), self.temperature_)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order;
+        calibrated by ``temperature_`` (temperature scaling on the validation split).
+
+        Single-label rows sum to 1; multi-label columns are independent per-class
+        probabilities (sigmoids)."""
+        return self._run(X, self._proba)
+
+    def novelty_score(self, X) -> np.ndarray:
+        """How unlike the training images each image is (higher: less alike), shape (n_images,).
+
+        The Mahalanobis distance of its pooled backbone features to the nearest
+        class mean of the training features (shared covariance); above
+        ``unknown_threshold_`` an image counts as unknown.
+        """
+        check_is_fitted(self, "model_")
+        self._require_novelty()
+        return self._run(X, lambda model, x: self._novelty(model.features(x)),
+                         desc="scoring novelty")[:, 0]
+
+    def _require_novelty(self) -> None:
+        if getattr(self, "novelty_", None) is None:
+            raise ValueError("this model has no novelty statistics (it was saved by an easytl "
+                             "before 0.2, or fit was interrupted): fit it again to use "
+                             "novelty_score or reject_unknown.")
+
+    def _novelty(self, features: torch.Tensor) -> torch.Tensor:
+        """Novelty scores of pooled features, on the device: min over classes of (f-m)' P (f-m)."""
+        features = features.double()
+        means = torch.as_tensor(self.novelty_.means, dtype=torch.float64, device=features.device)
+        precision = torch.as_tensor(self.novelty_.precision, dtype=torch.float64,
+                                    device=features.device)
+        projected = features @ precision
+        distance = ((projected * features).sum(1, keepdim=True) - 2 * projected @ means.T
+                    + ((means @ precision) * means).sum(1))
+        return distance.min(dim=1, keepdim=True).values.clamp_min(0).sqrt().float()
+
+    def predict_tta(self, X, n_augment: int = 5, return_proba: bool = False) -> np.ndarray:
+        """Predict with test-time augmentation: average probabilities over views.
+
+        The views are the plain image, its mirror image, then ``n_augment - 2``
+        mild random views (large crops, flips, ±5% brightness/contrast), drawn
+        from ``random_state`` so repeated calls agree. ``n_augment=1`` is
+        :meth:`predict`.
+
+        Returns
+        -------
+        labels (n_images,), or probabilities (n_images, n_classes) with ``return_proba``.
+        """
+        if not isinstance(n_augment, numbers.Integral) or n_augment < 1:
+            raise ValueError(f"n_augment must be a positive integer, got {n_augment!r}.")
+        generator = torch.Generator().manual_seed(self.random_state or 0)
+        proba = self._run(X, self._proba, n_views=int(n_augment), generator=generator,
+                          desc=f"predicting ({n_augment} TTA views)")
+        return proba if return_proba else self._decode(proba)
+
+    def report(self, X, y=None, n_augment: int = 1, html=None, X_train=None, y_train=None) -> dict:
+        """Held-out evaluation: accuracy, per-class report, confusion matrix, calibration.
+
+        ``n_augment > 1`` evaluates :meth:`predict_tta` instead of :meth:`predict`.
+        ``html="report.html"`` also writes the self-contained error report
+        (:mod:`easytl.report`); give the training images as ``X_train`` (and
+        ``y_train``) to look for near-duplicates between the two sets there.
+
+        Returns
+        -------
+        dict with ``accuracy`` (float), ``report`` (text), ``confusion_matrix``
+        (rows: true labels, columns: predictions, both in ``labels`` order),
+        ``labels``, and ``calibration``: ``temperature``, expected calibration
+        error (15 bins) and log-loss before and after temperature scaling
+        (``ece_before``, ``ece_after``, ``log_loss_before``, ``log_loss_after``).
+        A multi-label model reports ``f1_samples`` (also as ``accuracy``),
+        ``f1_micro``, ``f1_macro``, ``mean_average_precision``, the per-class
+        ``report`` and the binary ``log_loss`` before and after calibration.
+        """
+        from .report import evaluation, write_html_report
+        X, y = self._from_table(X, y)
+        X_train, y_train = self._from_table(X_train, y_train)
+        y = self._labels_for(X, y)
+        result, proba = evaluation(self, X, y, n_augment)
+        if html is not None:
+            if self.multi_label_:
+                raise ValueError("the HTML report covers single-label models; for a multi-label "
+                                 "one, report() returns per-class figures and mean average precision.")
+            result["html"] = write_html_report(self, X, y, proba, html, X_train=X_train,
+                                               y_train=y_train)
+        return result
+
+    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown"):
+        """Predicted labels, in the form given to ``fit``.
+
+        Single-label: an array of labels from ``classes_``. Multi-label: every
+        class whose probability reaches its ``thresholds_`` entry, as an
+        indicator matrix or a list of label tuples (whichever ``y`` was).
+
+        With ``reject_unknown=True`` an image whose :meth:`novelty_score` is above
+        ``unknown_threshold_`` gets ``unknown_label`` instead (an object array;
+        multi-label: a list of tuples, ``(unknown_label,)`` for those images).
+        """
+        if not reject_unknown:
+            proba = self.predict_proba(X)  # checks that the estimator is fitted
+            return self._decode(proba)
+        check_is_fitted(self, "model_")
+        self._require_novelty()
+
+        def proba_and_novelty(model, x):
+            features = model.features(x)
+            proba = self._task.proba(model.head(features), self.temperature_)
+            return torch.cat([proba, self._novelty(features)], dim=1)
+        out = self._run(X, proba_and_novelty)
+        unknown = out[:, -1] > self.unknown_threshold_
+        labels = self._decode(out[:, :-1])
+        if self.multi_label_:
+            rows = labels if isinstance(labels, list) else [
+                tuple(self.classes_[np.flatnonzero(r)].tolist()) for r in labels]
+            return [(unknown_label,) if u else row for row, u in zip(rows, unknown)]
+        labels = labels.astype(object)
+        labels[unknown] = unknown_label
+        return labels
+
+    def _decode(self, proba: np.ndarray):
+        decisions = self._task.decide(proba, getattr(self, "thresholds_", None))
+        return decode(decisions, self.classes_, getattr(self, "_label_form", "labels"))
+
+    def transform(self, X) -> np.ndarray:
+        """Pooled backbone features, shape (n_images, n_features_), float32."""
+        return self._run(X, lambda model, x: model.features(x), desc="extracting features")
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset);
+        for a multi-label model, the sample-averaged F1 (scikit-learn's ``f1_score(...,
+        average="samples")``: per image, the F1 of its predicted against its true labels)."""
+        from sklearn.metrics import accuracy_score, f1_score
+        X, y = self._from_table(X, y)
+        y = self._labels_for(X, y)
+        if self.multi_label_:
+            truth = encode_like(y, self.classes_, self._label_form, "y")
+            decided = self._task.decide(self.predict_proba(X), self.thresholds_)
+            return float(f1_score(truth, decided, average="samples", zero_division=1.0,
+                                  sample_weight=sample_weight))
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    def _labels_for(self, X, y):
+        """``y``, or the labels a class folder / labelled Dataset carries; all seen in fit."""
+        check_is_fitted(self, "model_")
+        if y is None:
+            _, y = as_image_source(X, None, size=self.image_size_)
+            if y is None:
+                raise ValueError("labels needed: pass y, or a class folder / labelled Dataset.")
+        encode_like(y, self.classes_, getattr(self, "_label_form", "labels"), "y")
+        return y if getattr(self, "_label_form", "labels") == "sets" else np.asarray(y)
