@@ -23,6 +23,7 @@ _EXPORTS = {
     "ModelFileError": "io",
     "plot_backbones": "plots", "plot_confusion": "plots", "plot_history": "plots",
     "plot_tsne": "plots", "plot_calibration": "plots", "plot_errors": "plots",
+    "plot_lr_find": "plots", "LRFindResult": "lr_finder",
     "FeatureExtraction": "schedules", "FineTune": "schedules", "Phase": "schedules",
     "ProgressiveUnfreezing": "schedules", "Schedule": "schedules",
     "compare_backbones": "selection",

@@ -6,8 +6,10 @@ import torch
 
 from .augment import Preprocessor
 from .callbacks import LRSchedule, PhaseSetup, TrustStatistics, as_callbacks, default_callbacks
+from .callbacks.ema import WeightEMA
 from .fit_data import class_weights
 from .heads import build_head
+from .mixing import BatchMixer
 from .model import TransferModel
 from .params import parse_bytes
 from .tasks import task_for
@@ -67,9 +69,11 @@ def build_trainer(estimator, backbone, head, size, split, phases, monitor, accel
         checkpoint=(None if checkpoint_dir is None
                     else Checkpoint(checkpoint_dir, checkpoint_fingerprint)),
         tracking=tracking, trust=TrustStatistics(e.calibrate, e.unknown_rate, seed),
-        verbose=e.verbose)
+        ema=None if e.ema is None else WeightEMA(e.ema), verbose=e.verbose)
+    mixer = (BatchMixer(len(e.classes_), e.mixup, e.cutmix) if e.mixup or e.cutmix else None)
     return Trainer(model, preprocess, accelerator, callbacks=callbacks, batch_size=e.batch_size,
                    monitor=monitor, verbose=e.verbose,
                    class_weights=class_weights(e.class_weight, e.classes_, split.train_y),
                    generator=torch.Generator().manual_seed(seed), num_workers=e.num_workers,
-                   task=task_for(e.multi_label_))
+                   task=task_for(e.multi_label_), label_smoothing=e.label_smoothing, mixer=mixer,
+                   accumulate=e.accumulate)

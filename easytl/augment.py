@@ -6,6 +6,7 @@ training device, each image with its own random crop, flip and jitter.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -14,7 +15,7 @@ from torchvision.ops import roi_align
 from .data import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
-AUGMENT_PRESETS = ("default", "light")
+AUGMENT_PRESETS = ("default", "light", "strong")
 
 
 # --------------------------------------------------------------------------- on-device preprocessing
@@ -29,9 +30,8 @@ class Preprocessor:
         Square model input size.
     mean, std : sequence of 3 floats
         Normalisation of the backbone's pretrained weights.
-    augment : "default", None or callable
-        Training-time augmentation. A callable receives a float batch in [0, 1]
-        of shape (n, 3, size, size) on the device and returns one like it.
+    augment : "default", "light", "strong", None, a torchvision v2 transform, or callable
+        Training-time augmentation (:func:`augmentation` says what each does).
     """
 
     def __init__(self, size: int, mean, std, augment="default"):
@@ -42,14 +42,9 @@ class Preprocessor:
 
     def __call__(self, images: torch.Tensor, train: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        if train and self.augment == "default":
-            x = default_augment(x, self.size, generator)
-        else:
-            x = resize(x, self.size)
-            if train and callable(self.augment):
-                x = self.augment(x)
-        return self.normalise(x)
+        if train and self.augment is not None:
+            return self.normalise(augmentation(self.augment)(images, self.size, generator))
+        return self.normalise(resize(images.float().div_(255.0), self.size))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
@@ -110,3 +105,85 @@ def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0)
     brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def augmentation(augment):
+    """The function ``(uint8 batch (n, 3, H, W), size, generator) -> float batch in [0, 1] of
+    (n, 3, size, size)`` that ``augment`` names.
+
+    - ``"default"`` / ``"light"``: :func:`default_augment` (crop, flip, ±15% jitter).
+    - ``"strong"``: :func:`strong_augment` (TrivialAugmentWide, then the light
+      recipe, then random erasing).
+    - a torchvision v2 transform (or any ``nn.Module``): applied to each uint8
+      image on its own, then resized.
+    - a callable ``f(images, generator)``: gets the uint8 batch and the fit's
+      seeded generator, returns a uint8 or [0, 1] float batch (resized after).
+    - a callable ``f(x)`` of one argument (easytl 0.1): gets the resized float batch.
+    """
+    if augment in ("default", "light"):
+        return lambda images, size, generator: default_augment(images.float().div_(255.0), size,
+                                                               generator)
+    if augment == "strong":
+        return strong_augment
+    if isinstance(augment, torch.nn.Module):
+        return lambda images, size, generator: _to_float(
+            per_image(augment, images, generator), size)
+    if _takes_generator(augment):
+        return lambda images, size, generator: _to_float(augment(images, generator), size)
+    return lambda images, size, generator: augment(resize(images.float().div_(255.0), size))
+
+
+def _takes_generator(function) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def _to_float(batch: torch.Tensor, size: int) -> torch.Tensor:
+    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+    return resize(x, size)
+
+
+def per_image(transform, images: torch.Tensor, generator) -> torch.Tensor:
+    """Apply a torchvision transform to each image of a batch with its own random draw.
+
+    torchvision's transforms draw from torch's global random generator and, given
+    a batch, draw once for all of it. Each image is transformed on its own, with
+    the global generator seeded from ``generator`` for the call and put back
+    afterwards, so a seeded fit repeats exactly and nothing else's randomness moves.
+    """
+    if generator is None:
+        return torch.stack([transform(image) for image in images])
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return torch.stack([transform(image) for image in images])
+
+
+_STRONG = None
+
+
+def _strong_transforms():
+    global _STRONG
+    if _STRONG is None:
+        from torchvision.transforms import v2
+        _STRONG = (v2.TrivialAugmentWide(), v2.RandomErasing(p=0.25, value=0))
+    return _STRONG
+
+
+def strong_augment(images: torch.Tensor, size: int, generator=None) -> torch.Tensor:
+    """TrivialAugmentWide (Müller & Hutter 2021: one random op of 14 at a random strength
+    per image), the light recipe (crop, flip, jitter), then random erasing (p = 0.25).
+
+    The timm / torchvision ImageNet recipes pair a RandAugment-style policy with
+    random erasing; TrivialAugmentWide needs no magnitude to tune.
+    """
+    trivial, erasing = _strong_transforms()
+    x = default_augment(per_image(trivial, images, generator).float().div_(255.0), size, generator)
+    return per_image(erasing, x, generator)

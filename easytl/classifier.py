@@ -53,8 +53,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     epochs : int, optional
         Total epochs over all phases; None lets the schedule decide.
     batch_size : int, default=32
-    lr : float, default=1e-3
-        Head learning rate (the adaptive plan fine-tunes at 0.3 × lr).
+    lr : float or "auto", default=1e-3
+        Head learning rate (the adaptive plan fine-tunes at 0.3 × lr); "auto"
+        runs :meth:`lr_find` first and uses its suggestion (``lr_`` tells it).
     backbone_lr_mult : float, default=0.1
         Backbone learning rate relative to the head's.
     warmup_epochs : float, default=0
@@ -71,9 +72,13 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     image_size : "auto", int or None, default="auto"
         Model input size: chosen from the images' size ("auto"), given, or the
         backbone's pretrained size (None).
-    augment : "default", "light", None or callable, default="default"
-        Training augmentation ("default" is "light": random crops, flips,
-        brightness/contrast); never applied to validation or prediction.
+    augment : "default", "light", "strong", None, transform or callable, default="default"
+        Training augmentation, never applied to validation or prediction:
+        "default" is "light" (random crops, flips, brightness/contrast);
+        "strong" adds TrivialAugmentWide and random erasing; a torchvision v2
+        transform is applied to each uint8 image; a callable ``f(images,
+        generator)`` gets the uint8 batch (n, 3, H, W) and the fit's seeded
+        generator and returns a batch (uint8 or floats in [0, 1]).
     val_size : "auto", float or int, default="auto"
         Stratified hold-out for validation, best-epoch restore and early
         stopping (a fraction, raised to one image per class on small data, or
@@ -145,6 +150,20 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         "auto" fits a multi-label model (one sigmoid per class, binary
         cross-entropy, per-class thresholds tuned on the validation split) when
         ``y`` is a 0/1 indicator matrix or a list of label collections.
+    label_smoothing : float in [0, 1), default=0.0
+        Cross-entropy against targets moved ε towards uniform (multi-label: each
+        0/1 target moved ε/2 towards 1/2). Training loss only.
+    mixup, cutmix : float, optional
+        MixUp / CutMix with λ ~ Beta(α, α) per batch (both: either, with equal
+        odds), soft targets; applied to what enters the first trainable stage
+        (:mod:`easytl.mixing`). Typical α: 0.2 (mixup), 1.0 (cutmix).
+    ema : float in (0, 1), optional
+        Keep an exponential moving average of the weights with this decay (e.g.
+        0.999, warmed up as ``min(decay, (1 + n) / (10 + n))``); validation,
+        the best epoch and the fitted model use the averaged weights.
+    accumulate : int, default=1
+        Gradient accumulation: one optimizer step per ``accumulate`` batches, on
+        the mean of their losses (an effective batch of ``batch_size × accumulate``).
 
     Attributes
     ----------
@@ -195,7 +214,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                  logging_dir=None, cache_features="auto", cache_views=2,
                  cache_memory=DEFAULT_CACHE_MEMORY,
                  cache_dir=None, predict_batch_size=128, on_bad_image="error", calibrate=True,
-                 unknown_rate=0.05, multi_label="auto"):
+                 unknown_rate=0.05, multi_label="auto", label_smoothing=0.0, mixup=None,
+                 cutmix=None, ema=None, accumulate=1):
         for name, value in locals().items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
@@ -235,9 +255,17 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         """
         validate_params(self.get_params(deep=False))
         monitor = resolve_monitor(self.monitor)
+        self.lr_ = self.lr
+        if self.lr == "auto":  # the LR range test on a copy first, then the fit at its suggestion
+            self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
+                                         path_column=path_column)
+            self.lr_ = self.lr_find_.suggestion
         table_skips = []
+        # later tables (X_val, predict, report, score) are read the way this one is
+        self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
         if is_table(X):
             X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
+        X_val, y_val = self._from_table(X_val, y_val)
         source, labels = read_labelled(X, y, self.image_size)
         source, labels, kept, self.skipped_images_ = drop_unreadable(
             source, labels, self.on_bad_image, self.verbose)
@@ -276,7 +304,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             size = self._input_size(backbone, native_side)
             pretrained = int(backbone.data_config["input_size"])
             phases = resolve_phases(plan.phases(size, pretrained) if plan else self.schedule,
-                                    self.lr, self.backbone_lr_mult, self.warmup_epochs, self.epochs)
+                                    self.lr_, self.backbone_lr_mult, self.warmup_epochs, self.epochs)
             identity = fingerprint(self, seed, split, phases)
             if checkpoint is not None:
                 check_fingerprint(checkpoint_dir, checkpoint, identity)
@@ -367,7 +395,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     def _plan(self, counts) -> Plan | None:
         """The adaptive plan when schedule and length are both left to easytl, else None."""
         if self.schedule == "auto" and self.epochs is None:
-            return adaptive_plan(counts, self.batch_size, self.lr)
+            return adaptive_plan(counts, self.batch_size, self.lr_)
         return None
 
     def _head(self, plan: Plan | None):
@@ -376,6 +404,21 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if self.head != "auto":
             return self.head
         return "linear" if plan is not None else "mlp"
+
+    def lr_find(self, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
+                num_steps: int = 100, divergence: float = 4.0, **fit_params):
+        """The learning-rate range test (Smith 2017; fastai's ``lr_find``) on a copy of this
+        estimator: see :func:`easytl.lr_finder.lr_find`. This estimator is left as it is.
+
+        Returns
+        -------
+        LRFindResult with ``lrs``, ``losses`` (smoothed), ``raw_losses``,
+        ``suggestion`` (a value for ``lr``), ``min_loss_lr``, ``diverged_at``,
+        ``phase``; :func:`easytl.plot_lr_find` draws it.
+        """
+        from .lr_finder import lr_find
+        return lr_find(self, X, y, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                       divergence=divergence, **fit_params)
 
     # ------------------------------------------------------------------------- persistence
     def save(self, path):

@@ -1,4 +1,4 @@
-"""The ``easytl`` command line: fit, predict, evaluate, compare, export, backbones, demo.
+"""The ``easytl`` command line: fit, lr-find, predict, evaluate, compare, export, backbones, demo.
 
 Results go to stdout and nothing else does: progress bars, logs and per-file
 problems go to stderr, so ``easytl predict ... --format csv > out.csv`` gives
@@ -39,6 +39,32 @@ def _val_size(text: str):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 'auto', a fraction or a count >= 0, got {text}")
     return int(value) if value >= 1 and value == int(value) else value
+
+
+def _lr(text: str):
+    return "auto" if text == "auto" else _positive_float(text)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _recipe_arguments(parser) -> None:
+    """The small-data training recipes (TransferClassifier's parameters of the same names)."""
+    parser.add_argument("--augment", default="default", choices=["default", "light", "strong", "none"],
+                        help="training augmentation (strong: TrivialAugmentWide + random erasing)")
+    parser.add_argument("--mixup", type=_positive_float, default=None, metavar="ALPHA",
+                        help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
+    parser.add_argument("--cutmix", type=_positive_float, default=None, metavar="ALPHA",
+                        help="CutMix with lambda ~ Beta(ALPHA, ALPHA), e.g. 1.0")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="keep an exponential moving average of the weights, e.g. 0.999")
+    parser.add_argument("--accumulate", type=_positive_int, default=1, metavar="K",
+                        help="gradient accumulation: one optimizer step per K batches")
 
 
 def _table_arguments(parser) -> None:
@@ -97,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--image-size", type=_size, default="auto",
                      help="model input size (default: auto, chosen from the images' size)")
     fit.add_argument("--batch-size", type=_positive_int, default=32)
-    fit.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
+    fit.add_argument("--lr", type=_lr, default=1e-3,
+                     help="head learning rate, or auto (the LR range test picks it)")
     fit.add_argument("--val-size", type=_val_size, default="auto",
                      help="held-out fraction (or count) for validation; 0 for none (default: "
                           "auto, 10%% unless there are under 30 images per class)")
@@ -105,12 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="test-time augmentation views for the validation report")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    _recipe_arguments(fit)
     _table_arguments(fit)
     fit.add_argument("--skip-bad-images", action="store_true",
                      help="leave out unreadable image files instead of failing")
     fit.add_argument("--save-interrupted", action="store_true",
                      help="on Ctrl-C, write the best weights so far (if an epoch finished)")
     fit.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: no progress")
+
+    lr_find = command("lr-find", commands.lr_find, "the learning-rate range test on a folder",
+                      "Train briefly on DATA_DIR (class sub-folders, or --labels) while the LR "
+                      "grows exponentially, as the first trained phase of 'easytl fit' with the "
+                      "same options would; print the suggested --lr and, with --plot, draw the "
+                      "loss against the LR.",
+                      ["easytl lr-find photos/ --plot lr.png",
+                       "easytl lr-find photos/ --schedule fine_tune --mixup 0.2"])
+    lr_find.add_argument("data_dir", metavar="DATA_DIR")
+    lr_find.add_argument("--plot", help="write the loss-vs-LR curve as a picture (needs matplotlib)")
+    lr_find.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    lr_find.add_argument("--schedule", default="auto", choices=SCHEDULE_NAMES)
+    lr_find.add_argument("--image-size", type=_size, default="auto")
+    lr_find.add_argument("--batch-size", type=_positive_int, default=32)
+    lr_find.add_argument("--start-lr", type=_positive_float, default=1e-7)
+    lr_find.add_argument("--end-lr", type=_positive_float, default=10.0)
+    lr_find.add_argument("--steps", type=_positive_int, default=100)
+    lr_find.add_argument("--seed", type=int, default=0)
+    lr_find.add_argument("--verbose", type=int, default=1, choices=[0, 1])
+    _recipe_arguments(lr_find)
+    _table_arguments(lr_find)
 
     predict = command("predict", commands.predict, "predict the class of image files",
                       "One row per image: path, label, probability (and the next top-k). PATHs are "

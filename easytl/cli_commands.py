@@ -64,18 +64,14 @@ def _report_bad(bad) -> None:
 
 # --------------------------------------------------------------------------- commands
 
-def fit(args) -> int:
-    import numpy as np
-
+def _training_data(args):
+    """Image paths and labels of DATA_DIR: its class sub-folders, or the --labels table."""
     from .data import read_class_folders
-    from .images import UnreadableImagesError, describe_unreadable
-    from .io import check_writable
-
     if args.labels:  # a table of paths (relative to DATA_DIR) and labels
         from .tables import read_table
         paths, labels, _ = read_table(args.labels, args.label_column, args.data_dir,
                                       args.path_column, args.label_delim,
-                                      "skip" if args.skip_bad_images else "error")
+                                      "skip" if getattr(args, "skip_bad_images", False) else "error")
         if labels is None:
             raise CommandError(f"{args.labels} has no label column: name it with --label-column.")
     else:
@@ -83,13 +79,30 @@ def fit(args) -> int:
         if labels is None:
             raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
                                "DATA_DIR/<class name>/<images>, or give --labels labels.csv.")
+    return paths, labels
+
+
+def _recipes(args) -> dict:
+    """The training-recipe options as TransferClassifier parameters."""
+    return dict(augment=None if args.augment == "none" else args.augment, mixup=args.mixup,
+                cutmix=args.cutmix, label_smoothing=args.label_smoothing, ema=args.ema,
+                accumulate=args.accumulate)
+
+
+def fit(args) -> int:
+    import numpy as np
+
+    from .images import UnreadableImagesError, describe_unreadable
+    from .io import check_writable
+
+    paths, labels = _training_data(args)
     check_writable(args.out)  # before training: a bad --out must not cost a fit
     weights = None if args.no_pretrained else (args.weights or "default")
     clf = _classifier()(backbone=args.backbone, weights=weights,
                         schedule=args.schedule, epochs=args.epochs, image_size=args.image_size,
                         batch_size=args.batch_size, lr=args.lr, val_size=args.val_size,
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
-                        on_bad_image="skip" if args.skip_bad_images else "error")
+                        on_bad_image="skip" if args.skip_bad_images else "error", **_recipes(args))
     n_classes = len({c for row in labels for c in row}) if args.label_delim else len(np.unique(labels))
     _say(f"easytl fit: {len(paths)} images in {n_classes} classes from {args.data_dir}, "
          f"backbone {args.backbone}, schedule {args.schedule}")
@@ -120,6 +133,26 @@ def fit(args) -> int:
     score = "sample-averaged F1" if clf.multi_label_ else "accuracy"
     args.emit(f"validation ({len(val_paths)} held-out images{tta}): {score} {result['accuracy']:.3f}")
     args.emit(result["report"])
+    return 0
+
+
+def lr_find(args) -> int:
+    paths, labels = _training_data(args)
+    clf = _classifier()(backbone=args.backbone, schedule=args.schedule, image_size=args.image_size,
+                        batch_size=args.batch_size, random_state=args.seed, verbose=args.verbose,
+                        **_recipes(args))
+    with _weights_hint():
+        result = clf.lr_find([str(p) for p in paths], labels, start_lr=args.start_lr,
+                             end_lr=args.end_lr, num_steps=args.steps)
+    diverged = (f"; the loss diverged at {result.diverged_at:.2g}" if result.diverged_at
+                else "; the loss did not diverge (try a larger --end-lr)")
+    args.emit(f"suggested lr {result.suggestion:.2g} (steepest descent of the {result.phase} "
+              f"phase's loss; lowest loss at {result.min_loss_lr:.2g}{diverged}); "
+              f"use: easytl fit {args.data_dir} --lr {result.suggestion:.2g}")
+    if args.plot:
+        from .plots import plot_lr_find
+        plot_lr_find(result, path=args.plot)
+        args.emit(f"curve written to {args.plot}")
     return 0
 
 

@@ -152,7 +152,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "schedule": [Options(SCHEDULE_NAMES), *_schedule_kinds()],
         "epochs": [POSITIVE_INT, NONE],
         "batch_size": [POSITIVE_INT],
-        "lr": [POSITIVE],
+        "lr": [POSITIVE, Options(("auto",))],
         "backbone_lr_mult": [NON_NEGATIVE],
         "warmup_epochs": [NON_NEGATIVE],
         "lr_decay": [Options(LR_DECAYS)],
@@ -185,6 +185,11 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "calibrate": [Options((True, False))],
         "multi_label": [Options(("auto", True, False))],
         "unknown_rate": [Number(0, 1, low_open=True, high_open=True)],
+        "label_smoothing": [Number(0, 1, high_open=True)],
+        "mixup": [NONE, POSITIVE],
+        "cutmix": [NONE, POSITIVE],
+        "ema": [NONE, Number(0, 1, low_open=True, high_open=True)],
+        "accumulate": [POSITIVE_INT],
     }
 
 

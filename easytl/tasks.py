@@ -20,14 +20,22 @@ class SingleLabel:
 
     multi_label = False
 
-    def loss(self, weight: torch.Tensor | None = None) -> nn.Module:
-        return nn.CrossEntropyLoss(weight=weight)
+    def loss(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+        """Cross-entropy; takes class indices or (mixed) class probabilities as targets."""
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
     def targets(self, targets) -> torch.Tensor:
         return torch.as_tensor(np.asarray(targets), dtype=torch.long)
 
+    def soft(self, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """Targets as probability rows (what MixUp / CutMix mix)."""
+        return nn.functional.one_hot(targets, n_classes).float()
+
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
-        """Summed accuracy of a batch: images whose top class is right."""
+        """Summed accuracy of a batch: images whose top class is right (for mixed targets,
+        the class with the larger share)."""
+        if targets.dim() == 2:
+            targets = targets.argmax(1)
         return float((logits.argmax(1) == targets).sum().item())
 
     def proba(self, logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
@@ -58,11 +66,15 @@ class MultiLabel:
 
     multi_label = True
 
-    def loss(self, weight: torch.Tensor | None = None) -> nn.Module:
-        return nn.BCEWithLogitsLoss(pos_weight=weight)
+    def loss(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+        """Binary cross-entropy per class; smoothing moves each 0/1 target ε/2 towards 1/2."""
+        return SmoothedBCE(weight, label_smoothing)
 
     def targets(self, targets) -> torch.Tensor:
         return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+
+    def soft(self, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+        return targets.float()
 
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         predicted = (logits > 0).cpu().numpy()  # sigmoid(z) >= 0.5
@@ -78,6 +90,20 @@ class MultiLabel:
 
     def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(sample_f1(y_true, y_pred).mean())
+
+
+class SmoothedBCE(nn.Module):
+    """``BCEWithLogitsLoss(pos_weight)`` on targets ``y (1 - ε) + ε / 2`` (label smoothing
+    for independent yes/no decisions: the two-class case of cross-entropy's rule)."""
+
+    def __init__(self, pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        eps = self.label_smoothing
+        return self.bce(logits, targets * (1 - eps) + eps / 2 if eps else targets)
 
 
 def task_for(multi_label: bool):

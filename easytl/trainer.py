@@ -9,6 +9,7 @@ validates and records the numbers in :class:`~easytl.history.History`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Sequence
@@ -23,6 +24,7 @@ from .depthwise import fp32_depthwise_training
 from .feeds import ImageFeed
 from .history import History
 from .metrics import MONITORS, Monitor
+from .mixing import BatchMixer
 from .model import TransferModel
 from .schedules import Phase
 from .tasks import SingleLabel
@@ -65,9 +67,12 @@ class Trainer:
                  callbacks: Sequence = (), batch_size: int = 32,
                  class_weights: torch.Tensor | None = None, monitor: Monitor = MONITORS["val_loss"],
                  verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
-                 task=None):
+                 task=None, label_smoothing: float = 0.0, mixer: BatchMixer | None = None,
+                 accumulate: int = 1):
         self.model, self.preprocess, self.accelerator = model, preprocess, accelerator
         self.task = task if task is not None else SingleLabel()
+        self.label_smoothing, self.mixer, self.accumulate = label_smoothing, mixer, accumulate
+        self.stepped = False  # whether the optimizer stepped on the last batch (accumulation)
         self.batch_size, self.class_weights, self.monitor = batch_size, class_weights, monitor
         self.verbose, self.generator, self.num_workers = verbose, generator, num_workers
         self.callbacks = CallbackList(list(callbacks), self)
@@ -92,7 +97,7 @@ class Trainer:
         device = self.accelerator.device
         self.model.to(device).to(memory_format=torch.channels_last)
         weight = None if self.class_weights is None else self.class_weights.to(device)
-        self.criterion = self.task.loss(weight)
+        self.criterion = self.task.loss(weight, self.label_smoothing)
         self.val_criterion = self.task.loss()
         self.phases, self.interrupted, self._last_good_state = list(phases), False, None
         self.callbacks.fire("on_train_begin", {})
@@ -186,6 +191,7 @@ class Trainer:
         row.update(lr=None if self.optimizer is None else self.optimizer.optimizer.param_groups[0]["lr"],
                    train_loss=train_loss, train_accuracy=train_acc, val_loss=None,
                    val_accuracy=None, cache=getattr(self.train_feed, "storage", None))
+        self.callbacks.fire("on_validation_begin", self.epoch, row)
         if self.val_feed is not None:
             row.update(self.validate(self.val_feed))
         row["seconds"] = round(time.perf_counter() - start
@@ -195,26 +201,43 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float]:
         acc, feed, model = self.accelerator, self.train_feed, self.prepared_model
         total_loss, correct, seen = 0.0, 0, 0
+        n_batches = math.ceil(len(feed) / self.batch_size)
         for batch, (x, labels) in enumerate(feed.batches(train=True, epoch_in_phase=self.phase_epoch)):
             batch_row = self.history.new_batch(epoch=self.epoch, batch=batch)
             self.callbacks.fire("on_batch_begin", batch, batch_row)
+            targets = labels
+            if self.mixer is not None:
+                x, targets, lam = self.mixer(x, self.task.soft(labels, self.mixer.n_classes),
+                                             self.generator)
+                batch_row["mix_lambda"] = lam
+            # Gradient accumulation: a group of `accumulate` batches (fewer at the end of the
+            # epoch) makes one optimizer step on the mean of their losses.
+            group_start = batch - batch % self.accumulate
+            group = min(self.accumulate, n_batches - group_start)
+            self.stepped = batch == group_start + group - 1
             with acc.autocast():
                 logits = model(x, start=feed.start)
-                loss = self.criterion(logits.float(), labels)
+                loss = self.criterion(logits.float(), targets)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} in epoch {self.epoch} ({self.phase.name}). "
                     "Try a lower lr, grad_clip=1.0, or mixed_precision='no'.")
-            self.optimizer.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            self.callbacks.fire("on_after_backward", batch, batch_row)
-            self.optimizer.step()
+            if batch == group_start:
+                self.optimizer.zero_grad(set_to_none=True)
+            # DDP all-reduces gradients only on the group's last backward pass.
+            with contextlib.nullcontext() if self.stepped else acc.no_sync(model):
+                acc.backward(loss / group)
+            if self.stepped:
+                self.callbacks.fire("on_after_backward", batch, batch_row)
+                self.optimizer.step()
             n, value = len(labels), loss.item()
             total_loss += value * n
             correct += self.task.correct(logits, labels)
             seen += n
             batch_row.update(loss=value, size=n)
             self.callbacks.fire("on_batch_end", batch, batch_row)
+            if self.stop_training:  # a callback may stop within an epoch (the LR finder does)
+                break
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
 

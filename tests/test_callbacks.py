@@ -34,7 +34,7 @@ def test_every_hook_fires_in_order(textures):
     TransferClassifier(**tiny_kwargs(schedule=SCHEDULE, epochs=None, val_size=0.2,
                                      callbacks=[recorder])).fit(X, y)
     batch = ["on_batch_begin", "on_after_backward", "on_batch_end"]
-    epoch = ["on_epoch_begin"] + batch * 4 + ["on_epoch_end"]
+    epoch = ["on_epoch_begin"] + batch * 4 + ["on_validation_begin", "on_epoch_end"]
     assert recorder.calls == (["on_train_begin", "on_phase_begin"] + epoch * 2 + ["on_phase_end",
                               "on_phase_begin"] + epoch + ["on_phase_end", "on_train_end"])
 
@@ -159,7 +159,7 @@ def test_parameters_are_keyword_only_and_all_validated_from_one_table():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(lr=-1), "lr must be a number > 0; got -1"),
+    (dict(lr=-1), "lr must be a number > 0 or 'auto'; got -1"),
     (dict(batch_size=2.5), "batch_size must be an integer >= 1; got 2.5"),
     (dict(val_size=1.5), "val_size must be 'auto', a number >= 0 and < 1 or an integer >= 1"),
     (dict(log_with="wandb"), "log_with must be None, 'tensorboard', 'mlflow', 'csv'"),

@@ -15,8 +15,10 @@ class Callback:
     Hooks, in the order they fire: ``on_train_begin``, then per phase
     ``on_phase_begin``, per epoch ``on_epoch_begin``, per batch
     ``on_batch_begin``, ``on_after_backward`` (gradients are there, the
-    optimizer has not stepped: clipping goes here), ``on_batch_end``, then
-    ``on_epoch_end``, ``on_phase_end`` and ``on_train_end``.
+    optimizer is about to step: clipping goes here; with gradient accumulation
+    only before a real step), ``on_batch_end``, then ``on_validation_begin``
+    (the epoch's training is done, validation comes: weight averaging swaps
+    here), ``on_epoch_end``, ``on_phase_end`` and ``on_train_end``.
 
     ``logs`` is the current row: the epoch's row of :class:`~easytl.history.History`
     (``trainer.history[-1]``) at epoch end, the batch's row at batch end. Add
@@ -49,6 +51,9 @@ class Callback:
         pass
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_validation_begin(self, epoch: int, logs: dict | None = None) -> None:
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
