@@ -58,7 +58,7 @@ def evaluation(clf, X, y, n_augment: int = 1):
 
 
 def _binary_log_loss(proba: np.ndarray, truth: np.ndarray) -> float:
-    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1 - 1e-12)  # 1 - 1e-12 is 1 in float32
     return float(-np.mean(np.where(truth > 0, np.log(p), np.log(1 - p))))
 
 

@@ -122,7 +122,23 @@ def tune_thresholds(proba: np.ndarray, targets: np.ndarray) -> np.ndarray:
         candidates = np.unique(np.r_[proba[:, k], 0.5])
         scores = [f1_score(truth, proba[:, k] >= t, zero_division=0) for t in candidates]
         best = max(scores)
-        # Among equally good thresholds take the middle one: less tied to these exact images.
-        tied = candidates[np.isclose(scores, best)]
-        thresholds[k] = float(tied[len(tied) // 2])
+        thresholds[k] = widest_margin(proba[:, k], candidates[np.isclose(scores, best)])
     return thresholds
+
+
+def widest_margin(values: np.ndarray, tied: np.ndarray) -> float:
+    """Among equally good thresholds, the middle of the widest gap they decide alike.
+
+    ``values >= t`` gives the same decisions for every t in (the largest value
+    below t, t]; the midpoint of the widest such interval is the threshold
+    least tied to these exact images (a max-margin choice). Taking a tied
+    candidate itself would put the threshold on a validation image, e.g. at
+    exactly 1.0 when every positive's probability saturates there.
+    """
+    best_width, best_mid = -1.0, 0.5
+    for t in tied:
+        below = values[values < t]
+        low = float(below.max()) if below.size else 0.0
+        if t - low > best_width:
+            best_width, best_mid = t - low, (low + t) / 2.0
+    return float(best_mid)

@@ -210,3 +210,16 @@ def test_compare_backbones_reads_a_multi_label_table_like_its_paths_and_label_se
         from_lists = compare_backbones([str(root / "images" / r[0]) for r in rows],
                                        [tuple(r[2].split(";")) for r in rows], **options)
     assert from_table[0]["accuracy_mean"] == pytest.approx(from_lists[0]["accuracy_mean"])
+
+
+def test_tuned_threshold_sits_in_the_middle_of_the_widest_gap():
+    from easytl.tasks import tune_thresholds
+    # positives saturated at 1.0, negatives at most 0.3: every t in (0.3, 1.0] is perfect
+    proba = np.array([[1.0], [1.0], [0.3], [0.1], [0.2]])
+    truth = np.array([[1], [1], [0], [0], [0]])
+    assert tune_thresholds(proba, truth)[0] == pytest.approx(0.65)
+    # one positive at 0.55 below a negative at 0.6: the best F1 splits at 0.55
+    proba = np.array([[0.9], [0.55], [0.6], [0.2]])
+    truth = np.array([[1], [1], [0], [0]])
+    threshold = tune_thresholds(proba, truth)[0]
+    assert 0.2 < threshold <= 0.55 and threshold == pytest.approx((0.2 + 0.55) / 2)
