@@ -20,7 +20,7 @@ import easytl.persistence  # noqa: E402
 SCHEDULE = [Phase(2, 0), Phase(2, 1), Phase(2, "all")]
 
 
-def main(out: Path) -> None:
+def main(out: Path, extra: dict) -> None:
     rank = int(os.environ.get("RANK", 0))
     X, y = make_textures(n_per_class=20, size=32, random_state=0)
     X_test, y_test = make_textures(n_per_class=10, size=32, random_state=1)
@@ -34,7 +34,8 @@ def main(out: Path) -> None:
         return write(*args, **kwargs)
 
     easytl.persistence.save_model_file = counted_write
-    clf = TransferClassifier(**tiny_kwargs(schedule=SCHEDULE, epochs=None, early_stopping=None))
+    clf = TransferClassifier(**tiny_kwargs(schedule=SCHEDULE, epochs=None, early_stopping=None,
+                                           **extra))
     clf.fit(X[order], y[order])
     clf.save(out / "model.easytl")
     np.savez(out / f"weights_{rank}.npz",
@@ -45,4 +46,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})

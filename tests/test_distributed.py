@@ -15,10 +15,11 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 
 
-def launch(out: Path, processes: int) -> subprocess.CompletedProcess:
+def launch(out: Path, processes: int, extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={processes}", str(HERE / "distributed_worker.py"), str(out)]
+               f"--nproc_per_node={processes}", str(HERE / "distributed_worker.py"), str(out),
+               json.dumps(extra or {})]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -49,3 +50,16 @@ def test_two_processes_train_one_model(tmp_path):
     # Same data and epochs but half the optimizer steps at twice the batch: the accuracy on
     # 40 unseen textures stays within 10 points of the one-process run.
     assert abs(results[0]["accuracy"] - baseline["accuracy"]) <= 0.10
+
+
+def test_recipes_under_two_processes_keep_the_ranks_identical(tmp_path):
+    """Accumulation (no all-reduce until a group's last batch), EMA and MixUp under DDP: the
+    ranks see different batches yet must end with the same weights and history."""
+    result = launch(tmp_path, 2, {"accumulate": 2, "ema": 0.9, "mixup": 0.2, "label_smoothing": 0.1})
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = (np.load(tmp_path / f"weights_{r}.npz") for r in (0, 1))
+    for key in rank0.files:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+    histories = [json.loads((tmp_path / f"result_{r}.json").read_text())["history"] for r in (0, 1)]
+    strip = [[{k: v for k, v in row.items() if k != "seconds"} for row in h] for h in histories]
+    assert strip[0] == strip[1] and len(strip[0]) == 6
