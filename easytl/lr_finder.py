@@ -108,10 +108,10 @@ class LRSweep(Callback):
 
 def suggest(lrs: np.ndarray, losses: np.ndarray) -> float:
     """The LR where the smoothed loss falls fastest per unit of log-LR, before its minimum
-    (a tenth of the minimum's LR when there is no descent to speak of)."""
+    (when the loss only rises, the start of the sweep: nothing larger was shown to help)."""
     lowest = int(np.argmin(losses))
     if lowest < 2:
-        return float(lrs[lowest] / 10)
+        return float(lrs[0])
     slope = np.gradient(losses[:lowest + 1], np.log(lrs[:lowest + 1]))
     return float(lrs[int(np.argmin(slope))])
 

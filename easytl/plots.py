@@ -179,17 +179,26 @@ def plot_reliability(proba, labels, path=None, ax=None, label=None):
 
 
 def plot_calibration(clf, X, y=None, path=None):
-    """Reliability diagram of a fitted classifier before and after temperature scaling."""
-    from .fit_data import encode
-    from .trust import softmax
+    """Reliability diagram of a fitted classifier before and after temperature scaling.
+
+    A multi-label model's diagram pools every (image, class) yes/no decision."""
+    import torch
+
+    from .labels import encode_like
+    X, y = clf._from_table(X, y)
     y = clf._labels_for(X, y)
-    labels = encode(np.asarray(y), clf.classes_, "y")
-    logits = clf._run(X, lambda model, x: model(x).float())
+    labels = encode_like(y, clf.classes_, getattr(clf, "_label_form", "labels"), "y")
+    logits = torch.from_numpy(clf._run(X, lambda model, x: model(x).float()))
+    before, after = (clf._task.proba(logits, t).numpy() for t in (1.0, clf.temperature_))
+    if getattr(clf, "multi_label_", False):  # each decision as a two-class prediction (no, yes)
+        labels = labels.reshape(-1)
+        before, after = (np.stack([1 - p.reshape(-1), p.reshape(-1)], 1) for p in (before, after))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    plot_reliability(softmax(logits), labels, ax=ax, label="before")
-    plot_reliability(softmax(logits, clf.temperature_), labels, ax=ax,
-                     label=f"after (T = {clf.temperature_:.2f})")
+    plot_reliability(before, labels, ax=ax, label="before")
+    temperature = np.atleast_1d(clf.temperature_)  # one per class for a multi-label model
+    shown = f"{temperature[0]:.2f}" if temperature.size == 1 else "per class"
+    plot_reliability(after, labels, ax=ax, label=f"after (T = {shown})")
     return _finish(fig, path)
 
 

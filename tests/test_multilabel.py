@@ -84,6 +84,12 @@ def test_report_tta_save_load(fitted, mosaics, tmp_path):
     loaded = TransferClassifier.load(fitted.save(tmp_path / "ml.easytl"), backbone=fitted.backbone)
     assert loaded.multi_label_ and loaded.predict(X[160:170]) == fitted.predict(X[160:170])
     np.testing.assert_allclose(loaded.thresholds_, fitted.thresholds_)
+    pytest.importorskip("matplotlib")
+    from easytl import plot_calibration, plot_history
+    plot_calibration(fitted, X[160:], y[160:], path=tmp_path / "calibration.png")
+    plot_history(fitted, path=tmp_path / "history.png")
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
+    assert (tmp_path / "history.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="HTML report covers single-label"):
         fitted.report(X[160:], y[160:], html=tmp_path / "r.html")
 
