@@ -6,6 +6,7 @@ training device, each image with its own random crop, flip and jitter.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -166,15 +167,10 @@ def per_image(transform, images: torch.Tensor, generator) -> torch.Tensor:
         return torch.stack([transform(image) for image in images])
 
 
-_STRONG = None
-
-
+@functools.cache
 def _strong_transforms():
-    global _STRONG
-    if _STRONG is None:
-        from torchvision.transforms import v2
-        _STRONG = (v2.TrivialAugmentWide(), v2.RandomErasing(p=0.25, value=0))
-    return _STRONG
+    from torchvision.transforms import v2
+    return v2.TrivialAugmentWide(), v2.RandomErasing(p=0.25, value=0)
 
 
 def strong_augment(images: torch.Tensor, size: int, generator=None) -> torch.Tensor:

@@ -67,7 +67,7 @@ class LRSweep(Callback):
         if not self.active:
             return
         self.phase = phase.name
-        available = phase.epochs * math.ceil(len(t.train_feed) / t.batch_size)
+        available = phase.epochs * t.batches_per_epoch
         self.steps = max(2, min(self.num_steps, available))
         self._set(0)
 

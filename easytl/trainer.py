@@ -84,6 +84,11 @@ class Trainer:
         self.train_feed = self.val_feed = self.image_feeds = None
         self.setup_seconds = 0.0
 
+    @property
+    def batches_per_epoch(self) -> int:
+        """Training batches in an epoch of the current phase (the last one may be smaller)."""
+        return math.ceil(len(self.train_feed) / self.batch_size)
+
     # -- fit --------------------------------------------------------------------------------
     def fit(self, phases: Sequence[Phase], train: ImageSource, train_targets: np.ndarray,
             val: ImageSource | None = None, val_targets: np.ndarray | None = None, *,
@@ -201,7 +206,7 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float]:
         acc, feed, model = self.accelerator, self.train_feed, self.prepared_model
         total_loss, correct, seen = 0.0, 0, 0
-        n_batches = math.ceil(len(feed) / self.batch_size)
+        n_batches = self.batches_per_epoch
         for batch, (x, labels) in enumerate(feed.batches(train=True, epoch_in_phase=self.phase_epoch)):
             batch_row = self.history.new_batch(epoch=self.epoch, batch=batch)
             self.callbacks.fire("on_batch_begin", batch, batch_row)

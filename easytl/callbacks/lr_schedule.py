@@ -86,7 +86,7 @@ class LRSchedule(Callback):
         t = self.trainer
         if t.optimizer is None:  # a probe phase has no optimizer steps
             return
-        self.steps_per_epoch = math.ceil(len(t.train_feed) / t.batch_size)
+        self.steps_per_epoch = t.batches_per_epoch
         self.total = phase.epochs * self.steps_per_epoch
         self.warmup = min(int(round(phase.warmup_epochs * self.steps_per_epoch)), self.total)
         self.base = [group["initial_lr"] if "initial_lr" in group else group["lr"]

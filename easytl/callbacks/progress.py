@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 
 from tqdm.auto import tqdm
@@ -29,7 +28,7 @@ class ProgressLog(Callback):
         self.loss_sum, self.seen = 0.0, 0
         if t.phase.probe:
             return
-        self.bar = tqdm(total=math.ceil(len(t.train_feed) / t.batch_size),
+        self.bar = tqdm(total=t.batches_per_epoch,
                         desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
                         disable=not self._enabled(), leave=self.verbose >= 2, file=sys.stderr,
                         dynamic_ncols=True)
