@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from easytl import TransferClassifier, make_textures
-from easytl.trust import auroc
+from easytl.trust.statistics import auroc
 
 
 def data(name):

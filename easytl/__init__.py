@@ -13,21 +13,23 @@ __version__ = "0.2.0.dev0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "Backbone": "backbones", "WeightsUnavailableError": "backbones",
-    "available_backbones": "backbones", "create_backbone": "backbones",
-    "list_backbones": "backbones",
+    "Backbone": "models.backbones", "WeightsUnavailableError": "models.backbones",
+    "available_backbones": "models.backbones", "create_backbone": "models.adapters",
+    "list_backbones": "models.backbones",
     "TransferClassifier": "classifier",
-    "make_textures": "datasets", "make_texture_mosaics": "datasets",
+    "make_textures": "data.synthetic", "make_texture_mosaics": "data.synthetic",
     "FeatureExtractor": "features",
-    "LinearHead": "heads", "MLPHead": "heads",
+    "LinearHead": "models.heads", "MLPHead": "models.heads",
     "ModelFileError": "io",
     "plot_backbones": "plots", "plot_confusion": "plots", "plot_history": "plots",
     "plot_tsne": "plots", "plot_calibration": "plots", "plot_errors": "plots",
-    "plot_lr_find": "plots", "LRFindResult": "lr_finder",
-    "FeatureExtraction": "schedules", "FineTune": "schedules", "Phase": "schedules",
-    "ProgressiveUnfreezing": "schedules", "Schedule": "schedules",
+    "plot_lr_find": "plots", "LRFindResult": "training.lr_finder",
+    "FeatureExtraction": "training.schedules", "FineTune": "training.schedules",
+    "Phase": "training.schedules", "ProgressiveUnfreezing": "training.schedules",
+    "Schedule": "training.schedules",
     "compare_backbones": "selection",
-    "Callback": "callbacks", "TransferModel": "model", "Monitor": "metrics", "History": "history",
+    "Callback": "training.callbacks", "TransferModel": "models.network",
+    "Monitor": "training.metrics", "History": "training.history",
 }
 
 __all__ = sorted(_EXPORTS)

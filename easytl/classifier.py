@@ -11,23 +11,24 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .adaptive import VAL_FRACTION, Plan, PlanNote, auto_image_size, median_short_side
-from .adaptive import plan as adaptive_plan
-from .backbones import Backbone, create_backbone
-from .assembly import build_trainer, fingerprint, trackers
-from .checkpoints import check_fingerprint, load_checkpoint
+from .training.adaptive import VAL_FRACTION, Plan, PlanNote, auto_image_size, median_short_side
+from .training.adaptive import plan as adaptive_plan
+from .models.adapters import create_backbone
+from .models.backbones import Backbone
+from .training.assembly import build_trainer, fingerprint, trackers
+from .training.checkpoints import check_fingerprint, load_checkpoint
 from .constants import DEFAULT_BACKBONE, DEFAULT_CACHE_MEMORY
-from .data import as_image_source
-from .device import make_accelerator
-from .fit_data import drop_unreadable, placeholder_size, read_labelled, stratified_split
-from .labels import encode_like, read_labels
-from .tables import is_table, read_table
-from .metrics import resolve_monitor
+from .data.sources import as_image_source
+from .models.device import make_accelerator
+from .data.split import drop_unreadable, placeholder_size, read_labelled, stratified_split
+from .data.labels import encode_like, read_labels
+from .data.tables import is_table, read_table
+from .training.metrics import resolve_monitor
 from .params import validate_params
 from .persistence import load_estimator, save_estimator
 from .prediction import PredictionMixin
-from .schedules import resolve_phases
-from .trainer import Trainer
+from .training.schedules import resolve_phases
+from .training.trainer import Trainer
 
 
 class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
@@ -35,7 +36,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
 
     Every parameter after ``backbone`` is keyword-only. The defaults adapt to
     the data: input size, schedule, its length and the validation split are
-    chosen from the training images (see :mod:`easytl.adaptive`).
+    chosen from the training images (see :mod:`easytl.training.adaptive`).
 
     Parameters
     ----------
@@ -156,7 +157,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     mixup, cutmix : float, optional
         MixUp / CutMix with λ ~ Beta(α, α) per batch (both: either, with equal
         odds), soft targets; applied to what enters the first trainable stage
-        (:mod:`easytl.mixing`). Typical α: 0.2 (mixup), 1.0 (cutmix).
+        (:mod:`easytl.training.mixing`). Typical α: 0.2 (mixup), 1.0 (cutmix).
     ema : float in (0, 1), optional
         Keep an exponential moving average of the weights with this decay (e.g.
         0.999, warmed up as ``min(decay, (1 + n) / (10 + n))``); validation,
@@ -232,7 +233,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array, tensor, list of images or paths, directory, Dataset, or a table
             A table is a CSV path or a DataFrame with a column of image paths
-            (relative to ``root``) and a label column (:mod:`easytl.tables`).
+            (relative to ``root``) and a label column (:mod:`easytl.data.tables`).
         y : labels, optional when X is a directory, a table or a Dataset of (image, label)
             One label per image, or for multi-label a 0/1 indicator matrix or a
             list of label collections; with a table, the name of its label column.
@@ -360,7 +361,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if val_labels is None:
             raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
         self.validation_indices_ = None
-        from .fit_data import Split
+        from .data.split import Split
         return Split(source, y_encoded, val_source,
                      encode_like(val_labels, self.classes_, self._label_form, "y_val"))
 
@@ -408,7 +409,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     def lr_find(self, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
                 num_steps: int = 100, divergence: float = 4.0, **fit_params):
         """The learning-rate range test (Smith 2017; fastai's ``lr_find``) on a copy of this
-        estimator: see :func:`easytl.lr_finder.lr_find`. This estimator is left as it is.
+        estimator: see :func:`easytl.training.lr_finder.lr_find`. This estimator is left as it is.
 
         Returns
         -------
@@ -416,7 +417,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         ``suggestion`` (a value for ``lr``), ``min_loss_lr``, ``diverged_at``,
         ``phase``; :func:`easytl.plot_lr_find` draws it.
         """
-        from .lr_finder import lr_find
+        from .training.lr_finder import lr_find
         return lr_find(self, X, y, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
                        divergence=divergence, **fit_params)
 

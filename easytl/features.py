@@ -9,10 +9,10 @@ from torch import nn
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from .adaptive import auto_image_size, median_short_side
-from .backbones import create_backbone
-from .data import as_image_source
-from .inference import run_model
+from .training.adaptive import auto_image_size, median_short_side
+from .models.adapters import create_backbone
+from .data.sources import as_image_source
+from .models.inference import run_model
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -30,7 +30,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         "auto" chooses the size from the images given to :meth:`fit` with the
         same rule as :class:`TransferClassifier` (small images are upsampled by
         a bounded factor, photos keep the pretrained size; see
-        :func:`easytl.adaptive.auto_image_size`); ``fit()`` without images, or
+        :func:`easytl.training.adaptive.auto_image_size`); ``fit()`` without images, or
         None, uses the backbone's pretrained input size.
     batch_size : int, default=128
     mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"

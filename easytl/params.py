@@ -13,19 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-
-
-def parse_bytes(value, name: str = "value") -> int:
-    """A byte count from an int or a string such as "500MB" or "2GB" (binary units)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
-        return int(value)
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?I?B)\s*", value.upper())
-        if match:
-            return int(float(match.group(1)) * _UNITS[match.group(2).replace("IB", "B")])
-    raise ValueError(f"{name} must be a number of bytes or a size such as '500MB' or '2GB', "
-                     f"got {value!r}.")
+from .constants import parse_bytes
 
 
 class Accepts:
@@ -118,7 +106,7 @@ def _module_kind():
 
 
 def _schedule_kinds():
-    from .schedules import Phase, Schedule
+    from .training.schedules import Phase, Schedule
 
     class PhaseList(Accepts):
         description = "a list of Phase"
@@ -138,12 +126,12 @@ POSITIVE = Number(0, low_open=True)
 
 def parameter_table() -> dict[str, list[Accepts]]:
     """Every estimator parameter and its alternatives (built lazily: it names torch types)."""
-    from .augment import AUGMENT_PRESETS
-    from .callbacks.lr_schedule import LR_DECAYS
-    from .callbacks.tracking import TRACKERS
-    from .device import DEVICES, PRECISIONS
-    from .metrics import MONITORS, Monitor
-    from .optimizers import OPTIMIZERS
+    from .data.augment import AUGMENT_PRESETS
+    from .training.callbacks.lr_schedule import LR_DECAYS
+    from .training.callbacks.tracking import TRACKERS
+    from .models.device import DEVICES, PRECISIONS
+    from .training.metrics import MONITORS, Monitor
+    from .training.optimizers import OPTIMIZERS
     from .constants import SCHEDULE_NAMES
     return {
         "backbone": [Kind((str,), "a backbone name"), _module_kind()],

@@ -34,7 +34,7 @@ def _json_params(estimator) -> dict:
 
 def save_estimator(estimator, path) -> Path:
     """Write a fitted estimator's model file atomically (once, in a distributed run)."""
-    from .heads import head_spec
+    from .models.heads import head_spec
     if getattr(estimator, "interrupted_", False) and not estimator.history_:
         raise ValueError("this model was interrupted before its first epoch ended: it is not "
                          "trained, so it is not saved. Fit it again.")
@@ -86,11 +86,11 @@ def _save_on_main_process(path, manifest: dict, tensors: dict) -> Path:
 
 def load_estimator(cls, path, backbone=None, head=None):
     """Rebuild a fitted ``cls`` from its model file; no download, no unpickling."""
-    from .backbones import create_backbone
-    from .heads import build_head, head_from_spec
-    from .history import History
-    from .model import TransferModel
-    from .trust import NoveltyModel
+    from .models.adapters import create_backbone
+    from .models.heads import build_head, head_from_spec
+    from .training.history import History
+    from .models.network import TransferModel
+    from .trust.statistics import NoveltyModel
     manifest, tensors = load_model_file(path)
     novelty = {key: tensors.pop(key) for key in NOVELTY_KEYS if key in tensors}
     try:

@@ -159,7 +159,7 @@ def plot_report(result: dict, path=None):
 
 def plot_reliability(proba, labels, path=None, ax=None, label=None):
     """Reliability diagram: accuracy against confidence in 15 bins (the diagonal is perfect)."""
-    from .trust import expected_calibration_error, reliability
+    from .trust.statistics import expected_calibration_error, reliability
     plt = _pyplot()
     fig = None
     if ax is None:
@@ -184,7 +184,7 @@ def plot_calibration(clf, X, y=None, path=None):
     A multi-label model's diagram pools every (image, class) yes/no decision."""
     import torch
 
-    from .labels import encode_like
+    from .data.labels import encode_like
     X, y = clf._from_table(X, y)
     y = clf._labels_for(X, y)
     labels = encode_like(y, clf.classes_, getattr(clf, "_label_form", "labels"), "y")
@@ -205,8 +205,8 @@ def plot_calibration(clf, X, y=None, path=None):
 def plot_errors(clf, X, y=None, path=None, n: int = 12):
     """The ``n`` most confident errors: each image beside its Grad-CAM heatmap for the
     predicted class, titled true → predicted (probability)."""
-    from .fit_data import encode
-    from .report import _Thumbnails
+    from .data.labels import encode
+    from .trust.thumbnails import Thumbnails
     plt = _pyplot()
     y = clf._labels_for(X, y)
     labels = encode(np.asarray(y), clf.classes_, "y")
@@ -217,7 +217,7 @@ def plot_errors(clf, X, y=None, path=None, n: int = 12):
     columns = 4
     rows = max(1, -(-len(wrong) // (columns // 2)))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
-    thumbs = _Thumbnails(clf, X)
+    thumbs = Thumbnails(clf, X)
     cams = thumbs.heatmaps(wrong, predictions[wrong])
     for ax in axes.flat:
         ax.axis("off")

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .data import as_image_source
-from .inference import run_model
-from .labels import decode, encode_like
-from .tables import is_table, read_table
-from .tasks import task_for
+from .data.sources import as_image_source
+from .models.inference import run_model
+from .data.labels import decode, encode_like
+from .data.tables import is_table, read_table
+from .training.tasks import task_for
 
 
 class PredictionMixin:
@@ -109,7 +109,7 @@ class PredictionMixin:
 
         ``n_augment > 1`` evaluates :meth:`predict_tta` instead of :meth:`predict`.
         ``html="report.html"`` also writes the self-contained error report
-        (:mod:`easytl.report`); give the training images as ``X_train`` (and
+        (:mod:`easytl.trust.report`); give the training images as ``X_train`` (and
         ``y_train``) to look for near-duplicates between the two sets there.
 
         Returns
@@ -123,7 +123,7 @@ class PredictionMixin:
         ``f1_micro``, ``f1_macro``, ``mean_average_precision``, the per-class
         ``report`` and the binary ``log_loss`` before and after calibration.
         """
-        from .report import evaluation, write_html_report
+        from .trust.report import evaluation, write_html_report
         X, y = self._from_table(X, y)
         X_train, y_train = self._from_table(X_train, y_train)
         y = self._labels_for(X, y)

@@ -20,11 +20,12 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .backbones import REGISTRY, WeightsUnavailableError, create_backbone, offline_ready
-from .data import as_image_source, read_class_folders
-from .tables import is_table, read_table
+from .models.adapters import create_backbone
+from .models.backbones import REGISTRY, WeightsUnavailableError, offline_ready
+from .data.sources import as_image_source, read_class_folders
+from .data.tables import is_table, read_table
 from .features import FeatureExtractor
-from .labels import read_labels
+from .data.labels import read_labels
 from .progress import progress
 
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "fit_seconds", "params_m", "images_per_s",

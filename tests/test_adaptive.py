@@ -6,10 +6,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from easytl import FeatureExtractor, Phase, TransferClassifier
-from easytl.adaptive import (ALL_LAYERS_PER_CLASS, FEW_SHOT_PER_CLASS, MAX_FINE_TUNE_STEPS,
-                             MIN_FINE_TUNE_STEPS, auto_image_size, fine_tune_epochs,
-                             median_short_side, plan)
-from easytl.data import as_image_source
+from easytl.training.adaptive import (ALL_LAYERS_PER_CLASS, FEW_SHOT_PER_CLASS,
+                                      MAX_FINE_TUNE_STEPS, MIN_FINE_TUNE_STEPS, auto_image_size,
+                                      fine_tune_epochs, median_short_side, plan)
+from easytl.data.sources import as_image_source
 
 from conftest import tiny_kwargs
 

@@ -8,9 +8,9 @@ from sklearn.datasets import load_sample_images
 from torch import nn
 
 from easytl import WeightsUnavailableError, available_backbones, create_backbone, list_backbones
-from easytl.backbones import IMAGENET_MEAN, packaged_weights_path
-from easytl.augment import Preprocessor
-from easytl.images import to_uint8_chw
+from easytl.models.backbones import IMAGENET_MEAN, packaged_weights_path
+from easytl.data.augment import Preprocessor
+from easytl.data.images import to_uint8_chw
 
 NOTEBOOK_ZOO = ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_b4",
                 "mobilenet_v3_small", "vit_b_16", "convnext_tiny", "efficientnet_lite0",

@@ -39,8 +39,8 @@ def test_frozen_lower_stages_cache_matches_recomputing(textures):
 
 def stem_images(monkeypatch, textures, **settings):
     """Fit, counting the images that pass through the backbone's first stage."""
-    from easytl import backbones
-    build = backbones.create_backbone
+    from easytl.models import adapters
+    build = adapters.create_backbone
     seen = []
 
     def create_and_hook(*args, **kwargs):
@@ -85,7 +85,7 @@ def test_cache_over_its_ram_budget_goes_to_disk_with_the_same_results(textures, 
 
 
 def test_disk_rows_round_trip_in_any_order():
-    from easytl.feeds import DiskRows
+    from easytl.training.feeds import DiskRows
     rows = DiskRows((3, 2, 2), torch.bfloat16)
     data = torch.randn(10, 3, 2, 2).to(torch.bfloat16)
     rows.append(data[:4])
@@ -98,7 +98,7 @@ def test_cache_that_cannot_be_written_falls_back_to_recomputing(textures, monkey
     def disk_full(self, chunk):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("easytl.feeds.DiskRows.append", disk_full)
+    monkeypatch.setattr("easytl.training.feeds.DiskRows.append", disk_full)
     settings = dict(schedule=FeatureExtraction(epochs=2), epochs=None, augment=None)
     with pytest.warns(UserWarning, match="No space left"):
         spilled = fit(textures, cache_memory=1, **settings)

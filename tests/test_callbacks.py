@@ -216,7 +216,7 @@ def test_csv_log_equals_the_history(textures, tmp_path):
 
 
 def test_device_auto_picks_apple_mps_when_present(monkeypatch):
-    import easytl.device as device
+    import easytl.models.device as device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(device, "mps_available", lambda: True)
     assert device.resolve_device("auto") == "mps" and device.resolve_device("mps") == "mps"
@@ -231,7 +231,9 @@ def test_device_auto_picks_apple_mps_when_present(monkeypatch):
 
 
 def test_names_are_defined_once():
-    from easytl import backbones, cli, constants, export, schedules
+    from easytl import cli, constants, export
+    from easytl.models import backbones
+    from easytl.training import schedules
     assert set(schedules.SCHEDULES) | {"auto"} == set(constants.SCHEDULE_NAMES)
     assert cli.DEFAULT_BACKBONE is backbones.DEFAULT_BACKBONE is constants.DEFAULT_BACKBONE
     assert export.EXPORT_FORMATS is constants.EXPORT_FORMATS

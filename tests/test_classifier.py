@@ -117,8 +117,8 @@ def test_load_needs_no_weights_download(tmp_path, textures, monkeypatch):
 
     def no_weights(*args, **kwargs):
         raise AssertionError("load must not read pretrained weights")
-    monkeypatch.setattr("easytl.backbones.packaged_weights_path", no_weights)
-    monkeypatch.setattr("easytl.backbones._torchvision_weights_enum", no_weights)
+    monkeypatch.setattr("easytl.models.backbones.packaged_weights_path", no_weights)
+    monkeypatch.setattr("easytl.models.backbones._torchvision_weights_enum", no_weights)
     loaded = TransferClassifier.load(tmp_path / "lite0.easytl")
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
@@ -193,10 +193,10 @@ def test_small_data_holds_out_one_image_per_class(textures):
     keep = np.r_[0:6, 20:26, 40:46, 60:66]  # 24 images: 10% would be 3 images for 4 classes
     clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0.1))
     clf.classes_ = np.unique(y[keep])
-    from easytl.data import as_image_source
+    from easytl.data.sources import as_image_source
     source, _ = as_image_source(X[keep])
     encoded = np.unique(y[keep], return_inverse=True)[1]
-    from easytl.fit_data import stratified_split
+    from easytl.data.split import stratified_split
     split = stratified_split(source, encoded, 4, 0.1, seed=0)
     assert (len(split.train), len(split.val), sorted(split.val_y)) == (20, 4, [0, 1, 2, 3])
     clf.fit(X[keep], y[keep])  # and fit accepts it, holding out the same images

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from easytl.augment import Preprocessor, default_augment
-from easytl.data import as_image_source, read_class_folders
+from easytl.data.augment import Preprocessor, default_augment
+from easytl.data.sources import as_image_source, read_class_folders
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import torch
 from sklearn.base import clone
 
 from easytl import Callback, Phase, TransferClassifier
-from easytl.callbacks import LambdaCallback
-from easytl.inference import in_chunks, run_model
+from easytl.training.callbacks import LambdaCallback
+from easytl.models.inference import in_chunks, run_model
 
 from conftest import tiny_cnn, tiny_kwargs
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import easytl.trainer
+import easytl.training.trainer
 from easytl import TransferClassifier
 from easytl.cli import main
 
@@ -28,7 +28,7 @@ def cli(*args):
 @pytest.fixture
 def interrupt_at(monkeypatch):
     """Make Ctrl-C arrive during the n-th training epoch."""
-    original = easytl.trainer.Trainer._train_epoch
+    original = easytl.training.trainer.Trainer._train_epoch
 
     def arm(n):
         calls = []
@@ -38,7 +38,7 @@ def interrupt_at(monkeypatch):
             if len(calls) == n:
                 raise KeyboardInterrupt
             return original(self, *args, **kwargs)
-        monkeypatch.setattr(easytl.trainer.Trainer, "_train_epoch", epoch)
+        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
     return arm
 
 
@@ -186,10 +186,10 @@ def test_debug_goes_before_or_after_the_command(capsys):
 
 
 def test_default_backbone_has_one_definition():
-    import easytl.backbones
+    import easytl.models.backbones
     import easytl.cli
-    assert easytl.cli.DEFAULT_BACKBONE == easytl.backbones.DEFAULT_BACKBONE
-    assert TransferClassifier().backbone == easytl.backbones.DEFAULT_BACKBONE
+    assert easytl.cli.DEFAULT_BACKBONE == easytl.models.backbones.DEFAULT_BACKBONE
+    assert TransferClassifier().backbone == easytl.models.backbones.DEFAULT_BACKBONE
 
 
 def test_long_stages_show_named_progress_bars(digit_folder, capsys, monkeypatch):

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from easytl import TransferClassifier, create_backbone
-from easytl.augment import Preprocessor
-from easytl.data import as_image_source
-from easytl.folding import fold_batchnorm
+from easytl.data.augment import Preprocessor
+from easytl.data.sources import as_image_source
+from easytl.models.folding import fold_batchnorm
 
 from conftest import tiny_cnn, tiny_kwargs
 

@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from easytl import FeatureExtraction, FineTune, MLPHead, Phase, ProgressiveUnfreezing, Schedule
-from easytl.heads import build_head
-from easytl.schedules import resolve_phases, split_epochs
-from easytl.callbacks.lr_schedule import Plateau, lr_factor
+from easytl.models.heads import build_head
+from easytl.training.schedules import resolve_phases, split_epochs
+from easytl.training.callbacks.lr_schedule import Plateau, lr_factor
 
 
 def test_mlp_head_is_the_notebooks():

@@ -121,7 +121,7 @@ def test_bad_files_can_be_skipped_and_are_reported(folder_with_bad_files):
             str(folder_with_bad_files))
     assert sorted(p.name for p, _ in clf.skipped_images_) == ["empty.jpg", "truncated.png"]
     assert len(clf.validation_indices_) == 5  # 20% of the 24 good images, rounded up
-    from easytl.data import read_class_folders
+    from easytl.data.sources import read_class_folders
     paths, labels = read_class_folders(folder_with_bad_files)  # what fit listed, bad files too
     held_out = [paths[i] for i in clf.validation_indices_]
     assert all(p.name.endswith((".png", ".PNG")) and p.name != "truncated.png" for p in held_out)

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 
 from easytl import TransferClassifier, make_texture_mosaics
 from easytl.cli import main
-from easytl.labels import encode_sets
+from easytl.data.labels import encode_sets
 
 from conftest import tiny_kwargs
 
@@ -219,7 +219,7 @@ def test_compare_backbones_reads_a_multi_label_table_like_its_paths_and_label_se
 
 
 def test_tuned_threshold_sits_in_the_middle_of_the_widest_gap():
-    from easytl.tasks import tune_thresholds
+    from easytl.training.tasks import tune_thresholds
     # positives saturated at 1.0, negatives at most 0.3: every t in (0.3, 1.0] is perfect
     proba = np.array([[1.0], [1.0], [0.3], [0.1], [0.2]])
     truth = np.array([[1], [1], [0], [0], [0]])

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from easytl import FeatureExtractor, TransferClassifier
-from easytl.data import as_image_source
-from easytl.images import find_unreadable, read_image_file
+from easytl.data.sources import as_image_source
+from easytl.data.images import find_unreadable, read_image_file
 
 from conftest import tiny_kwargs
 

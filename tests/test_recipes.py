@@ -13,10 +13,10 @@ from torch import nn
 from torchvision.transforms import v2
 
 from easytl import Callback, Phase, TransferClassifier
-from easytl.augment import per_image, strong_augment
-from easytl.callbacks.ema import WeightEMA, ema_decay
-from easytl.mixing import BatchMixer
-from easytl.tasks import MultiLabel, SingleLabel
+from easytl.data.augment import per_image, strong_augment
+from easytl.training.callbacks.ema import WeightEMA, ema_decay
+from easytl.training.mixing import BatchMixer
+from easytl.training.tasks import MultiLabel, SingleLabel
 
 from conftest import tiny_kwargs
 from test_faults import SCHEDULE, InterruptAt, assert_same_weights

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from easytl import Callback, FeatureExtraction, FineTune, Phase, TransferClassifier
-from easytl.device import make_accelerator, resolve_mixed_precision
+from easytl.models.device import make_accelerator, resolve_mixed_precision
 
 from conftest import tiny_kwargs
 
@@ -135,9 +135,9 @@ def test_nan_loss_stops_with_advice(textures):
 
 
 def test_auto_mixed_precision(monkeypatch):
-    monkeypatch.setattr("easytl.device.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("easytl.models.device.cpu_has_fast_bf16", lambda: True)
     assert resolve_mixed_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr("easytl.device.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("easytl.models.device.cpu_has_fast_bf16", lambda: False)
     assert resolve_mixed_precision("auto", "cpu") == "no"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert resolve_mixed_precision("auto", "cuda") == "fp16"
@@ -187,7 +187,7 @@ def test_plateau_waits_for_each_phases_own_warmup(textures):
 
 
 def test_depthwise_convs_train_in_fp32_under_cpu_bf16_autocast_and_are_restored():
-    from easytl.depthwise import fp32_depthwise_training
+    from easytl.models.depthwise import fp32_depthwise_training
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8))
     depthwise = model[1]

@@ -9,7 +9,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from easytl import Phase, TransferClassifier, make_textures
-from easytl.trust import auroc, expected_calibration_error, fit_temperature, softmax
+from easytl.trust.statistics import auroc, expected_calibration_error, fit_temperature, softmax
 
 from conftest import tiny_kwargs
 
@@ -126,7 +126,7 @@ def planted():
 
 
 def test_report_finds_the_planted_faults(planted, tmp_path):
-    from easytl.report import analyse
+    from easytl.trust.report import analyse
     clf, X_train, y_train, X_test, y_test, mislabelled, duplicates = planted
     proba = clf.predict_proba(X_test)
     found = analyse(clf, X_test, y_test, proba, X_train, y_train)

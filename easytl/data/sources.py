@@ -1,7 +1,7 @@
 """Turn any supported ``X`` into an indexable source of uint8 images, and sources into batches.
 
 Images stay uint8 (the smallest exact form) until a batch reaches the
-training device; there :mod:`easytl.augment` resizes, augments and
+training device; there :mod:`easytl.data.augment` resizes, augments and
 normalises it as one tensor.
 """
 

@@ -24,7 +24,7 @@ def _say(message: str) -> None:
 
 
 def _classifier():
-    from .classifier import TransferClassifier
+    from ..classifier import TransferClassifier
     return TransferClassifier
 
 
@@ -34,8 +34,8 @@ def _load(path):
 
 def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest)."""
-    from .data import list_image_files
-    from .images import find_unreadable
+    from ..data.sources import list_image_files
+    from ..data.images import find_unreadable
 
     files, bad = [], []
     for raw in paths:
@@ -66,9 +66,9 @@ def _report_bad(bad) -> None:
 
 def _training_data(args):
     """Image paths and labels of DATA_DIR: its class sub-folders, or the --labels table."""
-    from .data import read_class_folders
+    from ..data.sources import read_class_folders
     if args.labels:  # a table of paths (relative to DATA_DIR) and labels
-        from .tables import read_table
+        from ..data.tables import read_table
         paths, labels, _ = read_table(args.labels, args.label_column, args.data_dir,
                                       args.path_column, args.label_delim,
                                       "skip" if getattr(args, "skip_bad_images", False) else "error")
@@ -92,8 +92,8 @@ def _recipes(args) -> dict:
 def fit(args) -> int:
     import numpy as np
 
-    from .images import UnreadableImagesError, describe_unreadable
-    from .io import check_writable
+    from ..data.images import UnreadableImagesError, describe_unreadable
+    from ..io import check_writable
 
     paths, labels = _training_data(args)
     check_writable(args.out)  # before training: a bad --out must not cost a fit
@@ -150,7 +150,7 @@ def lr_find(args) -> int:
               f"phase's loss; lowest loss at {result.min_loss_lr:.2g}{diverged}); "
               f"use: easytl fit {args.data_dir} --lr {result.suggestion:.2g}")
     if args.plot:
-        from .plots import plot_lr_find
+        from ..plots import plot_lr_find
         plot_lr_find(result, path=args.plot)
         args.emit(f"curve written to {args.plot}")
     return 0
@@ -175,7 +175,7 @@ def _interrupted_fit(clf, args) -> int:
 @contextlib.contextmanager
 def _weights_hint():
     """Pretrained weights that cannot be downloaded: say how to pass a local file from the shell."""
-    from .backbones import WeightsUnavailableError
+    from ..models.backbones import WeightsUnavailableError
     try:
         yield
     except WeightsUnavailableError as exc:
@@ -274,10 +274,10 @@ def _plain(value):
 def evaluate(args) -> int:
     clf = _load(args.model)
     if args.html:
-        from .io import check_writable
+        from ..io import check_writable
         check_writable(args.html)
     if args.labels:
-        from .tables import read_table
+        from ..data.tables import read_table
         files, y, _ = read_table(args.labels, args.label_column, args.data_dir, args.path_column,
                                  args.label_delim)
         bad = []
@@ -311,7 +311,7 @@ def evaluate(args) -> int:
     for name, row in zip(names, result["confusion_matrix"]):
         args.emit(name.rjust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
     if args.plot:
-        from .plots import plot_report
+        from ..plots import plot_report
         plot_report(result, args.plot)
         _say(f"easytl: confusion matrix plot written to {args.plot}")
     if args.html:
@@ -326,7 +326,7 @@ def _labelled_folder(folder, clf):
     classes), and the unreadable ones."""
     import numpy as np
 
-    from .data import read_class_folders
+    from ..data.sources import read_class_folders
     paths, labels = read_class_folders(folder)
     if labels is None:
         raise CommandError(f"{folder} has no class sub-folders: evaluation needs "
@@ -343,8 +343,8 @@ def _labelled_folder(folder, clf):
 
 
 def compare(args) -> int:
-    from .io import check_writable
-    from .selection import compare_backbones, format_rows
+    from ..io import check_writable
+    from ..selection import compare_backbones, format_rows
 
     backbones = None
     if args.backbones is not None:
@@ -365,7 +365,7 @@ def compare(args) -> int:
 
 
 def export(args) -> int:
-    from .export import export_model
+    from ..export import export_model
 
     clf = _load(args.model)
     out = export_model(clf, args.out, args.format)
@@ -378,7 +378,7 @@ def demo(args) -> int:
     from sklearn.metrics import classification_report
     from sklearn.model_selection import train_test_split
 
-    from .datasets import make_textures
+    from ..data.synthetic import make_textures
 
     X, y = make_textures(n_per_class=args.n_per_class, random_state=args.seed)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -399,7 +399,7 @@ def demo(args) -> int:
 
 
 def backbones(args) -> int:
-    from .backbones import BACKBONE_TABLE_HEADER, backbone_table, list_backbones
+    from ..models.backbones import BACKBONE_TABLE_HEADER, backbone_table, list_backbones
 
     table = [BACKBONE_TABLE_HEADER] + backbone_table(list_backbones())
     if args.format == "markdown":

@@ -118,7 +118,7 @@ def find_unreadable(paths: Sequence, workers: int | None = None,
     for each one that cannot be used, in the order given."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .progress import progress
+    from ..progress import progress
     paths = [Path(p) for p in paths]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         reasons = list(progress(pool.map(unreadable_reason, paths, chunksize=16), total=len(paths),

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from ..feeds import ImageFeed
-from ..folding import fold_batchnorm
+from ...models.folding import fold_batchnorm
 from ..tasks import tune_thresholds
-from ..trust import NoveltyModel, fit_binary_temperatures, fit_temperature, threshold_for
+from ...trust.statistics import NoveltyModel, fit_binary_temperatures, fit_temperature, threshold_for
 from .base import Callback
 
 MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance are fitted on

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import ImageSource, ListImages, as_image_source
+from .sources import ImageSource, ListImages, as_image_source
 from .images import UnreadableImagesError, describe_unreadable, find_unreadable
 
 
@@ -55,16 +55,6 @@ def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int
     warnings.warn(f"left out {len(bad)} unreadable image files:\n{describe_unreadable(bad)}",
                   stacklevel=4)
     return source.subset(kept), (None if labels is None else labels[kept]), kept, bad
-
-
-def encode(labels: np.ndarray, classes: np.ndarray, where: str) -> np.ndarray:
-    """Labels as integer class indices; labels not among ``classes`` are an error."""
-    index = {c: i for i, c in enumerate(classes.tolist())}
-    unseen = sorted({str(v) for v in labels.tolist() if v not in index})
-    if unseen:
-        raise ValueError(f"{where} has labels never seen in fit: {unseen[:10]}; "
-                         f"known classes: {classes.tolist()[:20]}.")
-    return np.array([index[v] for v in labels.tolist()], dtype=np.int64)
 
 
 def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> torch.Tensor | None:

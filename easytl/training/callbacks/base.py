@@ -20,7 +20,7 @@ class Callback:
     (the epoch's training is done, validation comes: weight averaging swaps
     here), ``on_epoch_end``, ``on_phase_end`` and ``on_train_end``.
 
-    ``logs`` is the current row: the epoch's row of :class:`~easytl.history.History`
+    ``logs`` is the current row: the epoch's row of :class:`~easytl.training.history.History`
     (``trainer.history[-1]``) at epoch end, the batch's row at batch end. Add
     your own columns with ``self.trainer.history.record(key, value)``. Set
     ``self.trainer.stop_training = True`` (or return True from

@@ -96,7 +96,6 @@ def encode_like(y, classes: np.ndarray, form: str, where: str) -> np.ndarray:
         return y.astype(np.int64)
     if form == "sets":
         return encode_sets([tuple(v) if _is_collection(v) else (v,) for v in y], classes, where)
-    from .fit_data import encode
     return encode(y, classes, where)
 
 
@@ -107,3 +106,13 @@ def decode(decisions: np.ndarray, classes: np.ndarray, form: str):
     if form == "indicator":
         return decisions.astype(np.int64)
     return [tuple(classes[np.flatnonzero(row)].tolist()) for row in decisions]
+
+
+def encode(labels: np.ndarray, classes: np.ndarray, where: str) -> np.ndarray:
+    """Labels as integer class indices; labels not among ``classes`` are an error."""
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    unseen = sorted({str(v) for v in labels.tolist() if v not in index})
+    if unseen:
+        raise ValueError(f"{where} has labels never seen in fit: {unseen[:10]}; "
+                         f"known classes: {classes.tolist()[:20]}.")
+    return np.array([index[v] for v in labels.tolist()], dtype=np.int64)

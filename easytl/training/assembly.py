@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .augment import Preprocessor
+from ..data.augment import Preprocessor
 from .callbacks import LRSchedule, PhaseSetup, TrustStatistics, as_callbacks, default_callbacks
 from .callbacks.ema import WeightEMA
-from .fit_data import class_weights
-from .heads import build_head
+from ..data.split import class_weights
+from ..models.heads import build_head
 from .mixing import BatchMixer
-from .model import TransferModel
-from .params import parse_bytes
+from ..models.network import TransferModel
+from ..constants import parse_bytes
 from .tasks import task_for
 from .trainer import Trainer
 
@@ -44,7 +44,7 @@ def trackers(estimator):
 def build_trainer(estimator, backbone, head, size, split, phases, monitor, accelerator, seed: int,
                   *, extra_callbacks=(), checkpoint_dir=None, checkpoint_fingerprint=None) -> Trainer:
     """The model (backbone + head), its preprocessing and the trainer with every callback, in
-    the documented order (:func:`easytl.callbacks.default_callbacks`)."""
+    the documented order (:func:`easytl.training.callbacks.default_callbacks`)."""
     from .callbacks.checkpoint import Checkpoint
     e = estimator
     for part in (split.train, split.val):

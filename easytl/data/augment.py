@@ -13,7 +13,7 @@ import math
 import torch
 from torchvision.ops import roi_align
 
-from .data import resize
+from .sources import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
 AUGMENT_PRESETS = ("default", "light", "strong")

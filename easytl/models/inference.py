@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import Preprocessor
-from .data import as_image_source, batches
+from ..data.augment import Preprocessor
+from ..data.sources import as_image_source, batches
 from .folding import fold_batchnorm
-from .progress import progress
+from ..progress import progress
 from .device import make_accelerator
 
 

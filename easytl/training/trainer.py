@@ -2,9 +2,9 @@
 
 Everything that is a policy rather than the loop itself — freezing and the
 feature cache, the LR schedule, clipping, best-epoch tracking, early stopping,
-checkpoints, tracking, progress — is a callback (:mod:`easytl.callbacks`), run
+checkpoints, tracking, progress — is a callback (:mod:`easytl.training.callbacks`), run
 in a fixed order. The loop forwards, computes the loss, steps the optimizer,
-validates and records the numbers in :class:`~easytl.history.History`.
+validates and records the numbers in :class:`~easytl.training.history.History`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from .callbacks import CallbackList
-from .augment import Preprocessor
-from .data import ImageSource
-from .depthwise import fp32_depthwise_training
+from ..data.augment import Preprocessor
+from ..data.sources import ImageSource
+from ..models.depthwise import fp32_depthwise_training
 from .feeds import ImageFeed
 from .history import History
 from .metrics import MONITORS, Monitor
 from .mixing import BatchMixer
-from .model import TransferModel
+from ..models.network import TransferModel
 from .schedules import Phase
 from .tasks import SingleLabel
 
@@ -41,14 +41,14 @@ def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
 
 
 class Trainer:
-    """Runs phases of training for a :class:`~easytl.model.TransferModel`.
+    """Runs phases of training for a :class:`~easytl.models.network.TransferModel`.
 
     Parameters
     ----------
     model, preprocess, accelerator
         The network, the on-device preprocessing, and the accelerate ``Accelerator``.
     callbacks : list of Callback
-        In order (see :func:`easytl.callbacks.default_callbacks`).
+        In order (see :func:`easytl.training.callbacks.default_callbacks`).
     batch_size : int
     class_weights : tensor, optional
         Weights of the training loss per class.

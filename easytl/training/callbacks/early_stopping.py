@@ -7,7 +7,7 @@ from .base import Callback
 
 class EarlyStopping(Callback):
     """After ``patience`` epochs of a phase without a new best epoch (see
-    :class:`~easytl.callbacks.BestWeights`), end the phase and load the best weights so far;
+    :class:`~easytl.training.callbacks.BestWeights`), end the phase and load the best weights so far;
     the next phase starts from them."""
 
     def __init__(self, patience: int):

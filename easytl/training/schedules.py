@@ -164,7 +164,7 @@ def resolve_phases(schedule, lr: float, backbone_lr_mult: float, warmup_epochs: 
     """Turn the estimator's ``schedule`` and defaults into concrete phases (no None left).
 
     ``"auto"`` is planned from the data by the estimator when ``epochs`` is None
-    (:mod:`easytl.adaptive`); with a number of epochs it is ``"progressive"``.
+    (:mod:`easytl.training.adaptive`); with a number of epochs it is ``"progressive"``.
     """
     if schedule == "auto":
         schedule = "progressive"

@@ -1,0 +1,1 @@
+"""Any X -> a checked, labelled, split source of uint8 images; decoding; preprocessing."""

@@ -1,0 +1,1 @@
+"""Backbones (registry, packaged weights, adapters), heads, the network, and how it runs."""

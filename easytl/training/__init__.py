@@ -1,0 +1,1 @@
+"""The plan, the trainer and its callbacks, schedules, the feature cache."""

@@ -1,0 +1,1 @@
+"""Calibration, novelty, Grad-CAM and the HTML error report."""
