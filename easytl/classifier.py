@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -11,24 +12,24 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .training.adaptive import VAL_FRACTION, Plan, PlanNote, auto_image_size, median_short_side
-from .training.adaptive import plan as adaptive_plan
-from .models.adapters import create_backbone
-from .models.backbones import Backbone
-from .training.assembly import build_trainer, fingerprint, trackers
-from .training.checkpoints import check_fingerprint, load_checkpoint
 from .constants import DEFAULT_BACKBONE, DEFAULT_CACHE_MEMORY
-from .data.sources import as_image_source
-from .models.device import make_accelerator
-from .data.split import drop_unreadable, placeholder_size, read_labelled, stratified_split
 from .data.labels import encode_like, read_labels
+from .data.sources import as_image_source
+from .data.split import Split, drop_unreadable, placeholder_size, read_labelled, stratified_split
 from .data.tables import is_table, read_table
-from .training.metrics import resolve_monitor
+from .models.adapters import create_backbone
+from .models.device import make_accelerator
 from .params import validate_params
 from .persistence import load_estimator, save_estimator
+from .plan import DataFacts, FitPlan, check_options, decide_val_size, make_plan
 from .prediction import PredictionMixin
-from .training.schedules import resolve_phases
-from .training.trainer import Trainer
+from .training.adaptive import median_short_side
+from .training.assembly import build_trainer, trackers
+from .training.callbacks.base import as_callbacks, check_names
+from .training.checkpoints import check_fingerprint, load_checkpoint
+from .training.trainer import FitResult
+
+AUTO_LR_FALLBACK = 1e-3  # lr="auto" when the range test finds no LR at which the loss falls
 
 
 class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
@@ -57,10 +58,15 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     lr : float or "auto", default=1e-3
         Head learning rate (the adaptive plan fine-tunes at 0.3 × lr); "auto"
         runs :meth:`lr_find` first and uses its suggestion (``lr_`` tells it).
-    backbone_lr_mult : float, default=0.1
-        Backbone learning rate relative to the head's.
-    warmup_epochs : float, default=0
-        Linear LR warmup at the start of each phase (stepped per batch).
+    backbone_lr_mult : float or "auto", default="auto"
+        Backbone learning rate relative to the head's. "auto": 0.1 for the named
+        schedules and Phase lists, 1.0 for the adaptive plan's fine-tuning (LP-FT
+        trains the probe-initialised head and the backbone at one LR). A number
+        is used by every schedule, the adaptive plan included.
+    warmup_epochs : float or "auto", default="auto"
+        Linear LR warmup at the start of each phase (stepped per optimizer update).
+        "auto": none for the named schedules, half an epoch for the adaptive
+        plan's fine-tuning; a number is used by every schedule.
     lr_decay : "cosine", "plateau" or None, default="cosine"
         After warmup: cosine decay over the phase (per batch); a cut by
         ``plateau_factor`` after more than ``plateau_patience`` epochs without a
@@ -206,8 +212,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, backbone=DEFAULT_BACKBONE, *, weights="default", head="auto",
-                 schedule="auto", epochs=None, batch_size=32, lr=1e-3, backbone_lr_mult=0.1,
-                 warmup_epochs=0, lr_decay="cosine", grad_clip=None, train_bn=False,
+                 schedule="auto", epochs=None, batch_size=32, lr=1e-3, backbone_lr_mult="auto",
+                 warmup_epochs="auto", lr_decay="cosine", grad_clip=None, train_bn=False,
                  image_size="auto", augment="default", val_size="auto", early_stopping=None,
                  monitor="val_loss", optimizer="adamw", weight_decay=1e-4, plateau_factor=0.1,
                  plateau_patience=1, class_weight=None, mixed_precision="auto", device="auto",
@@ -254,16 +260,18 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        validate_params(self.get_params(deep=False))
-        monitor = resolve_monitor(self.monitor)
-        self.lr_ = self.lr
-        if self.lr == "auto":  # the LR range test on a copy first, then the fit at its suggestion
-            self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
-                                         path_column=path_column)
-            self.lr_ = self.lr_find_.suggestion
+        params = self.get_params(deep=False)
+        validate_params(params)
+        check_options(params)  # rules between options fail before any data is read
+        user_callbacks = as_callbacks(self.callbacks)
+        callback_names = check_names(user_callbacks)
+        checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
+
+        # 1. read the data
         table_skips = []
         # later tables (X_val, predict, report, score) are read the way this one is
         self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
+        X_raw, y_raw = X, y
         if is_table(X):
             X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
         X_val, y_val = self._from_table(X_val, y_val)
@@ -280,48 +288,48 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if len(self.classes_) < (1 if self.multi_label_ else 2):
             raise ValueError(f"y holds a single class ('{self.classes_[0]}'); a classifier needs "
                              "at least 2 classes.")
-        if self.multi_label_ and self.monitor == "val_balanced_accuracy":
-            raise ValueError("monitor='val_balanced_accuracy' is for single-label data; for "
-                             "multi-label use 'val_loss', 'val_f1_macro' or a callable.")
-        checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
+
+        # 2. plan
         seed = self._seed(checkpoint)
         accelerator = make_accelerator(self.device, self.mixed_precision,
-                                       trackers(self), self.logging_dir)
+                                       trackers(self.log_with, self.logging_dir), self.logging_dir)
         if accelerator.num_processes > 1 and self.random_state is None:
             # Every process must split, initialise and shuffle alike: use the main process's seed.
             from accelerate.utils import broadcast_object_list
             seed = int(broadcast_object_list([seed])[0])
-        plan = self._plan(info.counts())
-        split = self._validation_split(source, y_encoded, kept, X_val, y_val, seed, plan)
-        if self.early_stopping is not None and split.val is None:
-            raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
-        native_side = median_short_side(split.train) if self.image_size == "auto" else None
+        self.lr_ = self._learning_rate(checkpoint, X_raw, y_raw, root, label_delim, path_column)
+        facts = DataFacts(tuple(self.classes_.tolist()), tuple(int(c) for c in info.counts()),
+                          len(y_encoded), self.multi_label_)
+        val_size = decide_val_size(params, facts, X_val is not None)
+        split = self._validation_split(source, y_encoded, kept, X_val, y_val, seed, val_size)
+        if self.image_size == "auto":
+            facts = replace(facts, native_side=median_short_side(split.train))
         devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             # A user's module is copied: fit must not change the estimator's parameters.
             spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
             backbone = create_backbone(spec, self.weights, placeholder_size(self.image_size))
-            size = self._input_size(backbone, native_side)
-            pretrained = int(backbone.data_config["input_size"])
-            phases = resolve_phases(plan.phases(size, pretrained) if plan else self.schedule,
-                                    self.lr_, self.backbone_lr_mult, self.warmup_epochs, self.epochs)
-            identity = fingerprint(self, seed, split, phases)
+            plan = make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
+                             n_train=len(split.train_y),
+                             n_val=0 if split.val_y is None else len(split.val_y),
+                             val_size=val_size, callback_names=callback_names,
+                             bytes_per_value=4 if accelerator.mixed_precision == "no" else 2)
             if checkpoint is not None:
-                check_fingerprint(checkpoint_dir, checkpoint, identity)
-            self._head_used = self._head(plan)
-            notes = [] if plan is None else [PlanNote(plan.note(size, pretrained),
-                                                      stop_if_perfect=len(phases) > 1)]
-            trainer = build_trainer(self, backbone, self._head_used, size, split, phases, monitor,
-                                    accelerator, seed, extra_callbacks=notes,
-                                    checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=identity)
+                check_fingerprint(checkpoint_dir, checkpoint, plan.fingerprint())
+
+            # 3. train
+            trainer = build_trainer(plan, self, backbone, split, accelerator, user_callbacks,
+                                    checkpoint_dir)
             try:
-                trainer.fit(phases, split.train, split.train_y, split.val, split.val_y,
-                            resume_from=checkpoint)
+                result = trainer.fit(split.train, split.train_y, split.val, split.val_y,
+                                     resume_from=checkpoint)
             except FloatingPointError:  # the trainer restored the last good weights: keep them
-                self._set_fitted(trainer, size, phases)
+                self._keep(trainer.result(), plan)
                 raise
-        self._set_fitted(trainer, size, phases)
+
+        # 4. keep the results
+        self._keep(result, plan)
         if self.interrupted_ and not self.history_:
             warnings.warn("fit was interrupted before its first epoch ended: the model is NOT "
                           "trained (its head is random) and its predictions mean nothing; save() "
@@ -330,6 +338,18 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             warnings.warn(f"fit was interrupted after {len(self.history_)} epochs; the best weights "
                           "so far are kept (interrupted_ is True).", stacklevel=2)
         return self
+
+    def _learning_rate(self, checkpoint, X, y, root, label_delim, path_column) -> float:
+        """``lr``, or for ``lr="auto"`` the LR range test's suggestion (the one a resumed fit
+        already chose; the default 1e-3 when the sweep's loss never fell)."""
+        if self.lr != "auto":
+            return float(self.lr)
+        if checkpoint is not None and "lr" in (checkpoint.get("fingerprint") or {}):
+            return float(checkpoint["fingerprint"]["lr"])
+        self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
+                                     path_column=path_column)
+        suggestion = self.lr_find_.suggestion
+        return AUTO_LR_FALLBACK if suggestion is None else float(suggestion)
 
     def _checkpoint_to_resume(self, checkpoint_dir, resume):
         if not resume:
@@ -345,10 +365,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             return int(checkpoint["fingerprint"]["seed"])
         return int(np.random.randint(0, 2**31 - 1))
 
-    def _validation_split(self, source, y_encoded, kept, X_val, y_val, seed, plan):
+    def _validation_split(self, source, y_encoded, kept, X_val, y_val, seed, val_size):
         if X_val is None:
-            val_size = self.val_size if self.val_size != "auto" else (
-                plan.val_size if plan is not None else VAL_FRACTION)
             split = stratified_split(source, y_encoded, len(self.classes_), val_size, seed)
             self.validation_indices_ = (None if split.val_positions is None
                                         else kept[split.val_positions])
@@ -361,50 +379,28 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if val_labels is None:
             raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
         self.validation_indices_ = None
-        from .data.split import Split
         return Split(source, y_encoded, val_source,
                      encode_like(val_labels, self.classes_, self._label_form, "y_val"))
 
-    def _set_fitted(self, trainer: Trainer, size: int, phases) -> None:
-        temperature = getattr(trainer, "temperature", 1.0)
+    def _keep(self, result: FitResult, plan: FitPlan) -> None:
+        """The fit's results as fitted attributes."""
+        trust = result.trust
+        temperature = trust.temperature
         self.temperature_ = (np.asarray(temperature, dtype=np.float64) if np.ndim(temperature)
                              else float(temperature))
-        thresholds = getattr(trainer, "thresholds", None)
-        self.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-        self.novelty_ = getattr(trainer, "novelty", None)
-        self.unknown_threshold_ = getattr(trainer, "unknown_threshold", None)
-        self.model_ = trainer.model.eval()
-        self.history_ = trainer.history
-        self.best_epoch_ = trainer.best_epoch
-        self.interrupted_ = trainer.interrupted
-        self.n_features_ = trainer.model.backbone.num_features
-        self.image_size_ = size
-        self.phases_ = phases
-
-    def _input_size(self, backbone: Backbone, native_side: float | None) -> int:
-        """The model's input size: given, the backbone's own, or chosen from the images."""
-        pretrained = int(backbone.data_config["input_size"])
-        fixed = backbone.data_config.get("fixed_input_size")
-        if self.image_size == "auto":
-            return pretrained if fixed else auto_image_size(native_side, pretrained)
-        size = int(self.image_size or pretrained)
-        if fixed and size != pretrained:
-            raise ValueError(f"backbone {backbone.name!r} takes only {pretrained}x{pretrained} input; "
-                             f"use image_size='auto', None or {pretrained}.")
-        return size
-
-    def _plan(self, counts) -> Plan | None:
-        """The adaptive plan when schedule and length are both left to easytl, else None."""
-        if self.schedule == "auto" and self.epochs is None:
-            return adaptive_plan(counts, self.batch_size, self.lr_)
-        return None
-
-    def _head(self, plan: Plan | None):
-        """``head="auto"``: the linear head a probe solves under the adaptive plan, else the
-        notebook's MLP head."""
-        if self.head != "auto":
-            return self.head
-        return "linear" if plan is not None else "mlp"
+        self.thresholds_ = (None if trust.thresholds is None
+                            else np.asarray(trust.thresholds, dtype=np.float64))
+        self.novelty_ = trust.novelty
+        self.unknown_threshold_ = trust.unknown_threshold
+        self.model_ = result.model.eval()
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.interrupted_ = result.interrupted
+        self.n_features_ = result.model.backbone.num_features
+        self.image_size_ = plan.image_size
+        self.phases_ = list(plan.phases)
+        self.plan_ = plan.describe()
+        self._head_used = plan.head
 
     def lr_find(self, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
                 num_steps: int = 100, divergence: float = 4.0, **fit_params):

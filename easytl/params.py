@@ -127,7 +127,7 @@ POSITIVE = Number(0, low_open=True)
 def parameter_table() -> dict[str, list[Accepts]]:
     """Every estimator parameter and its alternatives (built lazily: it names torch types)."""
     from .data.augment import AUGMENT_PRESETS
-    from .training.callbacks.lr_schedule import LR_DECAYS
+    from .training.lr_schedule import LR_DECAYS
     from .training.callbacks.tracking import TRACKERS
     from .models.device import DEVICES, PRECISIONS
     from .training.metrics import MONITORS, Monitor
@@ -141,8 +141,8 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "epochs": [POSITIVE_INT, NONE],
         "batch_size": [POSITIVE_INT],
         "lr": [POSITIVE, Options(("auto",))],
-        "backbone_lr_mult": [NON_NEGATIVE],
-        "warmup_epochs": [NON_NEGATIVE],
+        "backbone_lr_mult": [NON_NEGATIVE, Options(("auto",))],
+        "warmup_epochs": [NON_NEGATIVE, Options(("auto",))],
         "lr_decay": [Options(LR_DECAYS)],
         "grad_clip": [POSITIVE, NONE],
         "train_bn": [Options((False, True))],

@@ -1,14 +1,17 @@
 """Defaults that adapt to the data: input size, plan, training length, the probe."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from easytl import FeatureExtractor, Phase, TransferClassifier
+from easytl.plan import DataFacts, decide_val_size, make_plan
 from easytl.training.adaptive import (ALL_LAYERS_PER_CLASS, FEW_SHOT_PER_CLASS,
                                       MAX_FINE_TUNE_STEPS, MIN_FINE_TUNE_STEPS, auto_image_size,
-                                      fine_tune_epochs, median_short_side, plan)
+                                      fine_tune_epochs, median_short_side)
 from easytl.data.sources import as_image_source
 
 from conftest import tiny_kwargs
@@ -79,19 +82,47 @@ def test_fine_tuning_compute_is_capped_by_the_input_size(size, budget):
     assert fine_tune_epochs(50, 32, size=size, pretrained=224) == budget
 
 
+def auto_plan(counts, batch_size, lr=1e-3, size=96, pretrained=224, **params):
+    """The FitPlan of the default estimator for these class sizes (no data needed)."""
+    params = TransferClassifier(batch_size=batch_size, lr=lr, image_size=size, **params).get_params()
+    facts = DataFacts(tuple(range(len(counts))), tuple(counts), sum(counts), False)
+    val_size = decide_val_size(params, facts, False)
+    n_val = round(sum(counts) * val_size)
+    backbone = SimpleNamespace(data_config={"input_size": pretrained}, name="test", stages=[],
+                               layer_groups=[])
+    return make_plan(params, facts, seed=0, lr=lr, backbone=backbone, n_train=sum(counts) - n_val,
+                     n_val=n_val, val_size=val_size)
+
+
 def test_plan_by_data_size():
-    few = plan([10] * 10, 32)
-    phases = few.phases(96, 224)
+    few = auto_plan([10] * 10, 32)
+    phases = few.phases
     assert few.val_size == 0 and [p.name for p in phases] == ["probe", "top3"]
     assert phases[0].probe and phases[1].epochs == 10  # 100 images: 15 epochs, budget 10 at 96 px
-    assert "96 px" in few.note(96, 224) and "none held out" in few.note(96, 224)
-    mid = plan([FEW_SHOT_PER_CLASS] * 10, 32)
-    assert mid.val_size == 0.1 and "held out" in mid.note(96, 224)
-    assert mid.phases(96, 224)[1].lr == pytest.approx(3e-4)
-    assert mid.phases(96, 224)[1].backbone_lr_mult == 1.0
-    big = plan([ALL_LAYERS_PER_CLASS] * 3, 32)
-    assert big.phases(224, 224)[1].trainable_groups == "all" and big.phases(224, 224)[1].epochs == 1
-    assert plan([100] * 4, 32, lr=1e-2).phases(96, 224)[1].lr == pytest.approx(3e-3)
+    assert "96 px" in few.note and "none held out" in few.note
+    mid = auto_plan([FEW_SHOT_PER_CLASS] * 10, 32)
+    assert mid.val_size == 0.1 and "held out" in mid.note
+    assert mid.phases[1].lr == pytest.approx(3e-4)
+    assert mid.phases[1].backbone_lr_mult == 1.0 and mid.phases[1].warmup_epochs == 0.5
+    big = auto_plan([ALL_LAYERS_PER_CLASS] * 3, 32, size=224)
+    assert big.phases[1].trainable_groups == "all" and big.phases[1].epochs == 1
+    assert auto_plan([100] * 4, 32, lr=1e-2).phases[1].lr == pytest.approx(3e-3)
+
+
+def test_explicit_backbone_lr_mult_and_warmup_reach_the_default_plan():
+    # Before the FitPlan the adaptive plan silently replaced both with its own values.
+    plan = auto_plan([100] * 4, 32, backbone_lr_mult=0.25, warmup_epochs=2)
+    assert plan.phases[1].backbone_lr_mult == 0.25 and plan.phases[1].warmup_epochs == 2
+    assert auto_plan([100] * 4, 32).phases[1].backbone_lr_mult == 1.0
+
+
+def test_the_plan_length_counts_optimizer_updates():
+    # accumulate=4 at batch 8 makes the updates of batch 32: the plan and the LR schedule count
+    # updates, so the fine-tuning length equals batch 32's.
+    plain = auto_plan([100] * 4, 32)
+    accumulated = auto_plan([100] * 4, 8, accumulate=4)
+    assert accumulated.phases[1].epochs == plain.phases[1].epochs
+    assert accumulated.updates_per_epoch == plain.updates_per_epoch == 12
 
 
 def test_the_probe_phase_is_scikit_learns_logistic_regression(textures):

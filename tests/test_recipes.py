@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 
 from easytl import Callback, Phase, TransferClassifier
 from easytl.data.augment import per_image, strong_augment
-from easytl.training.callbacks.ema import WeightEMA, ema_decay
+from easytl.training.ema import WeightEMA, ema_decay
 from easytl.training.mixing import BatchMixer
 from easytl.training.tasks import MultiLabel, SingleLabel
 
@@ -81,24 +81,18 @@ def test_label_smoothing_changes_the_loss_by_the_known_amount():
 
 # --------------------------------------------------------------------------- EMA
 
-class FakeTrainer:
-    def __init__(self, model):
-        self.model, self.resuming, self.stepped = model, None, True
-
-
 def test_ema_weights_equal_the_hand_computed_average_after_three_steps():
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
     ema = WeightEMA(0.9)
-    ema.set_trainer(FakeTrainer(model))
-    ema.on_phase_begin(None)
+    ema.begin_phase(model, resuming=False)
     weights = []
     for step in range(3):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p))  # an "optimizer step"
         weights.append(copy.deepcopy(model.state_dict()))
-        ema.on_batch_end(step)
+        ema.after_update(model)
     expected = {}
     for key in weights[0]:
         average = weights[0][key]                    # the first update copies
@@ -107,10 +101,10 @@ def test_ema_weights_equal_the_hand_computed_average_after_three_steps():
             average = d * average + (1 - d) * weights[n][key]
         expected[key] = average
     assert ema_decay(0.9, 1) == pytest.approx(2 / 11) and ema_decay(0.9, 1000) == 0.9
-    ema.on_validation_begin(1)                       # validation sees the average
+    ema.before_validation(model)                     # validation sees the average
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key])
-    ema.on_epoch_begin(2)                            # training goes on from the raw weights
+    ema.begin_epoch(model)                           # training goes on from the raw weights
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, weights[-1][key])
 

@@ -26,14 +26,7 @@
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import dataclass
-
 import numpy as np
-from tqdm.auto import tqdm
-
-from .schedules import Phase
-from .callbacks.base import Callback
 
 UPSAMPLE = 6            # target input size = this x the median shorter side ...
 MIN_SIZE = 96           # ... but never below this: fine-tuning measured better at 96 than 64 px
@@ -89,78 +82,20 @@ def fine_tune_epochs(n_train: int, batch_size: int, size: int = 224, pretrained:
     return max(1, min(round(steps / steps_per_epoch), budget))
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What ``schedule="auto"`` decided from the class sizes; the phases follow once the
-    input size is known (:meth:`phases`)."""
-
-    counts: tuple
-    batch_size: int
-    lr: float
-
-    @property
-    def per_class(self) -> int:
-        return int(np.median(self.counts))
-
-    @property
-    def few_shot(self) -> bool:
-        return is_few_shot(self.counts)
-
-    @property
-    def val_size(self) -> float:
-        return 0.0 if self.few_shot else VAL_FRACTION
-
-    @property
-    def groups(self):
-        return "all" if self.per_class >= ALL_LAYERS_PER_CLASS else TOP_GROUPS
-
-    def epochs(self, size: int, pretrained: int) -> int:
-        n_train = int(round(sum(self.counts) * (1 - self.val_size)))
-        return fine_tune_epochs(n_train, self.batch_size, size, pretrained)
-
-    def phases(self, size: int, pretrained: int) -> list[Phase]:
-        groups = self.groups
-        return [Phase(1, 0, name="probe", probe=True),
-                Phase(self.epochs(size, pretrained), groups, lr=FINE_TUNE_LR_SCALE * self.lr,
-                      backbone_lr_mult=1.0, warmup_epochs=WARMUP_EPOCHS,
-                      name="all" if groups == "all" else f"top{groups}")]
-
-    def note(self, size: int, pretrained: int) -> str:
-        """What the plan does, in words (progress output and the probe's ``history_`` row)."""
-        what = "every layer" if self.groups == "all" else f"the top {self.groups} layer groups"
-        text = (f"{size} px input, a linear probe, then {self.epochs(size, pretrained)} epochs "
-                f"fine-tuning {what} at lr {FINE_TUNE_LR_SCALE * self.lr:g}")
-        if self.few_shot:
-            return text + (f"; {self.per_class} images per class (under {FEW_SHOT_PER_CLASS}): all "
-                           "of them train, none held out, the last epoch is kept")
-        return text + (f"; the best epoch on {VAL_FRACTION:.0%} held out is kept, and fine-tuning "
-                       "is skipped if the probe gets every held-out image right")
+def fine_tune_groups(per_class: int):
+    """Layer groups the plan fine-tunes: the top :data:`TOP_GROUPS`, or every layer from
+    :data:`ALL_LAYERS_PER_CLASS` images per class (the notebook's rules of thumb)."""
+    return "all" if per_class >= ALL_LAYERS_PER_CLASS else TOP_GROUPS
 
 
-def plan(counts, batch_size: int, lr: float = 1e-3) -> Plan:
-    """The auto schedule for training-class sizes ``counts`` (images per class), the batch
-    size, and the estimator's ``lr`` (fine-tuning runs at :data:`FINE_TUNE_LR_SCALE` x it)."""
-    return Plan(tuple(int(c) for c in counts), int(batch_size), float(lr))
-
-
-class PlanNote(Callback):
-    """Says what the plan decided (progress output and the probe's ``history_`` row), and ends
-    the fit after the probe when the probe already gets every held-out image right."""
-
-    def __init__(self, note: str, stop_if_perfect: bool):
-        self.note, self.stop_if_perfect = note, stop_if_perfect
-
-    def on_train_begin(self, logs=None) -> None:
-        if self.trainer.verbose >= 1 and self.trainer.accelerator.is_main_process:
-            tqdm.write(f"easytl plan: {self.note}", file=sys.stderr)
-
-    def on_epoch_end(self, epoch: int, logs: dict):
-        if logs.get("phase") != "probe":
-            return None
-        row = self.trainer.history[-1]
-        row["note"] = self.note
-        if self.stop_if_perfect and logs.get("val_accuracy") == 1.0:
-            row["note"] = ("the probe classifies every held-out image correctly: fine-tuning "
-                           "skipped (nothing left to gain on the held-out data)")
-            return True
-        return None
+def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size) -> str:
+    """What the plan does, in words (progress output and the probe's ``history_`` row)."""
+    what = "every layer" if groups == "all" else f"the top {groups} layer groups"
+    text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
+    if n_val == 0 and val_size == 0:
+        return text + (f"; {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS}): all "
+                       "of them train, none held out, the last epoch is kept")
+    held = f"{val_size:.0%} held out" if isinstance(val_size, float) and val_size > 0 else \
+        f"{n_val} validation images"
+    return text + (f"; the best epoch on {held} is kept, and fine-tuning is skipped if the probe "
+                   "gets every held-out image right")

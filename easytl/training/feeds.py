@@ -35,6 +35,51 @@ def frozen_prefix_length(backbone) -> int:
     return count
 
 
+def first_trainable_stage(backbone, trainable_groups) -> int:
+    """The index of the first backbone stage a phase training ``trainable_groups`` trains
+    (the length of its frozen prefix; every stage when only the head trains)."""
+    groups = backbone.layer_groups
+    chosen = groups if trainable_groups == "all" else (
+        groups[len(groups) - trainable_groups:] if trainable_groups else [])
+    chosen = {id(g) for g in chosen}
+    return next((i for i, stage in enumerate(backbone.stages) if id(stage) in chosen),
+                len(backbone.stages))
+
+
+def stage_output_bytes(backbone, size: int, bytes_per_value: int) -> list[int]:
+    """Bytes per image of each stage's output at ``size`` px (one forward pass of a blank image)."""
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            x = torch.zeros(1, 3, size, size)
+            for stage in backbone.stages:
+                x = stage(x)
+                out.append(int(x[0].numel()) * bytes_per_value)
+    finally:
+        backbone.train(was_training)
+    return out
+
+
+def worth_caching(choice, phase, augment: bool, cache_views: int, cached_bytes: int,
+                  budget_bytes: int) -> bool:
+    """Whether a phase trains on cached activations of its frozen prefix.
+
+    ``True``/``False`` as the user chose. ``"auto"``: yes, unless the cache would
+    spill to disk and every cached view would be read only once (epochs <= views):
+    writing and reading it then costs more than computing the prefix in the loop.
+    A probe phase always caches (the probe is solved on the cached features).
+    """
+    if phase.probe:
+        return True
+    if choice != "auto":
+        return bool(choice)
+    views = min(cache_views, phase.epochs) if augment else 1
+    reused = phase.epochs > views
+    return reused or cached_bytes * views <= budget_bytes
+
+
 class ImageFeed:
     """Batches of images, preprocessed (and augmented when training) on the device."""
 

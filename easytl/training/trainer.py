@@ -1,10 +1,10 @@
-"""The training loop: phases → epochs → batches, with a hook at every step.
+"""The training loop: phases -> epochs -> batches, from a FitPlan to a FitResult.
 
-Everything that is a policy rather than the loop itself — freezing and the
-feature cache, the LR schedule, clipping, best-epoch tracking, early stopping,
-checkpoints, tracking, progress — is a callback (:mod:`easytl.training.callbacks`), run
-in a fixed order. The loop forwards, computes the loss, steps the optimizer,
-validates and records the numbers in :class:`~easytl.training.history.History`.
+The trainer owns the model, the optimizer, the feeds and the caches, and runs
+its own steps at fixed points (phase setup, LR schedule, clipping, weight
+EMA, best epoch, early stopping, checkpoints, trust statistics). Callbacks
+(:mod:`easytl.training.callbacks`) observe each point and may stop training;
+they write nothing into the trainer.
 """
 
 from __future__ import annotations
@@ -12,22 +12,28 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .best_epoch import BestEpoch, EarlyStopping
 from .callbacks import CallbackList
+from .checkpoints import save_checkpoint
+from .ema import WeightEMA
+from .feeds import ImageFeed
+from .history import History
+from .lr_schedule import LRSchedule
+from .mixing import BatchMixer
+from .phase_setup import PhaseFeeds, PhaseSetup
+from .schedules import Phase
+from .tasks import task_for
+from .trust_statistics import TrustResult, trust_statistics
 from ..data.augment import Preprocessor
 from ..data.sources import ImageSource
 from ..models.depthwise import fp32_depthwise_training
-from .feeds import ImageFeed
-from .history import History
-from .metrics import MONITORS, Monitor
-from .mixing import BatchMixer
-from ..models.network import TransferModel
-from .schedules import Phase
-from .tasks import SingleLabel
+from ..models.network import TransferModel, set_train_mode
 
 
 def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
@@ -40,80 +46,145 @@ def shard_positions(n: int, rank: int, world: int, pad: bool) -> np.ndarray:
     return np.arange(rank, n, world)
 
 
+@dataclass
+class FitResult:
+    """What a fit produced (the estimator keeps it as its fitted attributes)."""
+
+    model: TransferModel
+    history: History
+    best_epoch: int | None
+    interrupted: bool
+    trust: TrustResult
+
+
 class Trainer:
-    """Runs phases of training for a :class:`~easytl.models.network.TransferModel`.
+    """Runs a :class:`~easytl.plan.FitPlan` for a :class:`~easytl.models.network.TransferModel`.
 
     Parameters
     ----------
+    plan : FitPlan
+        Everything the fit does (phases, batch size, recipes, cache, trust options).
     model, preprocess, accelerator
         The network, the on-device preprocessing, and the accelerate ``Accelerator``.
     callbacks : list of Callback
-        In order (see :func:`easytl.training.callbacks.default_callbacks`).
-    batch_size : int
+        Observers, in order (:func:`easytl.training.callbacks.observers`).
     class_weights : tensor, optional
         Weights of the training loss per class.
-    monitor : Monitor
-        The validation metric every epoch reports besides loss and accuracy.
-    generator : torch.Generator, optional
+    generator : torch.Generator
         Shuffling and augmentation draw from it (seeded fits repeat exactly).
-
-    Attributes during and after :meth:`fit`: ``history``, ``best_epoch``,
-    ``best_state``, ``stop_training``, ``interrupted``, and, during a phase,
-    ``phase``, ``phase_index``, ``phase_epoch``, ``epoch``, ``train_feed``,
-    ``val_feed``, ``optimizer``.
+    checkpoint_dir : path, optional
+        Write ``checkpoint.pt`` there after every epoch.
     """
 
-    def __init__(self, model: TransferModel, preprocess: Preprocessor, accelerator, *,
-                 callbacks: Sequence = (), batch_size: int = 32,
-                 class_weights: torch.Tensor | None = None, monitor: Monitor = MONITORS["val_loss"],
-                 verbose: int = 1, generator: torch.Generator | None = None, num_workers: int = 0,
-                 task=None, label_smoothing: float = 0.0, mixer: BatchMixer | None = None,
-                 accumulate: int = 1):
-        self.model, self.preprocess, self.accelerator = model, preprocess, accelerator
-        self.task = task if task is not None else SingleLabel()
-        self.label_smoothing, self.mixer, self.accumulate = label_smoothing, mixer, accumulate
-        self.stepped = False  # whether the optimizer stepped on the last batch (accumulation)
-        self.batch_size, self.class_weights, self.monitor = batch_size, class_weights, monitor
-        self.verbose, self.generator, self.num_workers = verbose, generator, num_workers
+    def __init__(self, plan, model: TransferModel, preprocess: Preprocessor, accelerator, *,
+                 callbacks: Sequence = (), class_weights: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, checkpoint_dir=None):
+        self.plan, self.model, self.preprocess, self.accelerator = plan, model, preprocess, accelerator
+        self.task = task_for(plan.multi_label)
+        self.batch_size, self.accumulate = plan.batch_size, plan.accumulate
+        self.class_weights, self.generator = class_weights, generator
+        self.monitor, self.verbose, self.checkpoint_dir = plan.monitor, plan.verbose, checkpoint_dir
+        self.mixer = (BatchMixer(len(plan.classes), plan.mixup, plan.cutmix)
+                      if plan.mixup or plan.cutmix else None)
+        self.phase_setup = PhaseSetup(plan, accelerator, generator, plan.verbose)
+        self.lr_schedule = LRSchedule(plan.lr_decay, plan.monitor, plan.plateau_factor,
+                                      plan.plateau_patience)
+        self.best = BestEpoch(plan.monitor)
+        self.early_stopping = (None if plan.early_stopping is None
+                               else EarlyStopping(plan.early_stopping))
+        self.ema = None if plan.ema is None else WeightEMA(plan.ema)
         self.callbacks = CallbackList(list(callbacks), self)
         self.history = History()
-        self.best_epoch, self.best_state = None, None
         self.stop_training = self.stop_phase = self.interrupted = False
+        self.stepped = False  # whether the optimizer stepped on the last batch (accumulation)
         self.epoch = self.phase_index = self.phase_epoch = 0
-        self.phase = self.optimizer = self.prepared_model = self.resuming = None
-        self.train_feed = self.val_feed = self.image_feeds = None
-        self.setup_seconds = 0.0
+        self.phase: Phase | None = None
+        self.feeds: PhaseFeeds | None = None
+        self.image_feeds = None
+
+    # -- what callbacks read -----------------------------------------------------------------
+    @property
+    def train_feed(self):
+        return None if self.feeds is None else self.feeds.train
+
+    @property
+    def val_feed(self):
+        return None if self.feeds is None else self.feeds.val
+
+    @property
+    def optimizer(self):
+        return None if self.feeds is None else self.feeds.optimizer
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best.epoch
 
     @property
     def batches_per_epoch(self) -> int:
         """Training batches in an epoch of the current phase (the last one may be smaller)."""
         return math.ceil(len(self.train_feed) / self.batch_size)
 
+    @property
+    def updates_per_epoch(self) -> int:
+        """Optimizer updates in an epoch: one per ``accumulate`` batches (and at the end)."""
+        return math.ceil(self.batches_per_epoch / self.accumulate)
+
     # -- fit --------------------------------------------------------------------------------
-    def fit(self, phases: Sequence[Phase], train: ImageSource, train_targets: np.ndarray,
-            val: ImageSource | None = None, val_targets: np.ndarray | None = None, *,
-            resume_from: dict | None = None) -> TransferModel:
-        """Train through ``phases``; return the model with the best epoch's weights.
+    def fit(self, train: ImageSource, train_targets: np.ndarray, val: ImageSource | None = None,
+            val_targets: np.ndarray | None = None, *, resume_from: dict | None = None) -> FitResult:
+        """Train through the plan's phases; return the model with the best epoch's weights.
 
         Ctrl-C ends training early, keeping the best weights so far (``interrupted``);
         a non-finite loss raises FloatingPointError after restoring the last good
         weights; ``resume_from`` (a loaded checkpoint) continues where it stopped.
+        Whatever happens, the callbacks see ``on_train_end`` and the trainer lets go
+        of its feeds, caches and kept weights.
         """
         device = self.accelerator.device
         self.model.to(device).to(memory_format=torch.channels_last)
         weight = None if self.class_weights is None else self.class_weights.to(device)
-        self.criterion = self.task.loss(weight, self.label_smoothing)
+        self.criterion = self.task.loss(weight, self.plan.label_smoothing)
         self.val_criterion = self.task.loss()
-        self.phases, self.interrupted, self._last_good_state = list(phases), False, None
-        self.callbacks.fire("on_train_begin", {})
-        train, train_targets, val, val_targets = self._shard(train, train_targets, val, val_targets)
-        self.image_feeds = (
-            ImageFeed(train, train_targets, self.preprocess, self.batch_size, device, self.generator,
-                      self.num_workers),
-            None if val is None else ImageFeed(val, val_targets, self.preprocess, self.batch_size,
-                                               device, None, self.num_workers))
-        first_phase = 0 if resume_from is None else self._restore(resume_from)
-        cpu_bf16 = device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
+        self.phases, self.interrupted, self._last_good_state = list(self.plan.phases), False, None
+        end_logs = {"interrupted": False, "error": None}
+        trust = TrustResult()
+        try:
+            self.callbacks.fire("on_train_begin", {})
+            train, train_targets, val, val_targets = self._shard(train, train_targets, val, val_targets)
+            self.image_feeds = (
+                ImageFeed(train, train_targets, self.preprocess, self.batch_size, device,
+                          self.generator, self.plan.num_workers),
+                None if val is None else ImageFeed(val, val_targets, self.preprocess, self.batch_size,
+                                                   device, None, self.plan.num_workers))
+            first_phase = 0 if resume_from is None else self._restore(resume_from)
+            self._run_phases(first_phase, resume_from)
+            self.best.restore(self.model)
+            if self.history and not self.interrupted:
+                trust = trust_statistics(self, self.plan.calibrate, self.plan.unknown_rate,
+                                         self.plan.seed)
+            end_logs["interrupted"] = self.interrupted
+        except FloatingPointError as exc:
+            end_logs["error"] = f"{type(exc).__name__}: {exc}"
+            self._drop_unfinished_epoch()
+            self.model.load_state_dict(self.best.state or self._last_good_state)
+            raise
+        except BaseException as exc:
+            end_logs["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            try:
+                self.callbacks.fire("on_train_end", end_logs)
+            finally:
+                self._release()
+        return self.result(trust)
+
+    def result(self, trust: TrustResult | None = None) -> FitResult:
+        """What the fit produced so far (also after an error: the last good weights)."""
+        return FitResult(self.model, self.history, self.best.epoch, self.interrupted,
+                         trust or TrustResult())
+
+    def _run_phases(self, first_phase: int, resume_from: dict | None) -> None:
+        cpu_bf16 = self.accelerator.device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
         try:
             with fp32_depthwise_training(self.model, enabled=cpu_bf16):
                 for index in range(first_phase, len(self.phases)):
@@ -127,13 +198,15 @@ class Trainer:
             self.interrupted = True
             if self.history:
                 self.history[-1]["interrupted"] = True
-        except FloatingPointError:
-            self._drop_unfinished_epoch()
-            self.model.load_state_dict(self.best_state or self._last_good_state)
-            raise
-        self.callbacks.fire("on_train_end", {"best_epoch": self.best_epoch,
-                                             "interrupted": self.interrupted})
-        return self.model
+
+    def _release(self) -> None:
+        """Let go of everything large: feeds and caches (and their temporary files), the kept
+        weights, the optimizer; callbacks lose their view of the trainer."""
+        self.callbacks.detach()
+        self.feeds = self.image_feeds = None
+        self.best.state = self._last_good_state = None
+        if self.ema is not None:
+            self.ema.average = self.ema.raw = None
 
     def _drop_unfinished_epoch(self) -> None:
         """An epoch cut short by an exception leaves no row: history holds finished epochs."""
@@ -142,7 +215,8 @@ class Trainer:
 
     def _shard(self, train, train_targets, val, val_targets):
         """Data parallel: each process trains on its own equal-sized shard and validates on
-        its share of the validation images; metrics are summed over processes."""
+        its share of the validation images (which may be none); metrics are summed or
+        gathered over processes."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         if world == 1:
             return train, train_targets, val, val_targets
@@ -153,14 +227,45 @@ class Trainer:
             val, val_targets = val.subset(shard), np.asarray(val_targets)[shard]
         return train, train_targets, val, val_targets
 
+    # -- checkpoints ------------------------------------------------------------------------
+    def _parts(self) -> dict:
+        """The trainer's own stateful steps, by name."""
+        parts = {"phase_setup": self.phase_setup, "lr_schedule": self.lr_schedule,
+                 "best_epoch": self.best}
+        if self.early_stopping is not None:
+            parts["early_stopping"] = self.early_stopping
+        return parts
+
+    def _write_checkpoint(self, epoch: int) -> None:
+        if self.checkpoint_dir is None or not self.accelerator.is_main_process:
+            return
+        last = 1 if self.phase.probe else self.phase.epochs
+        save_checkpoint(self.checkpoint_dir, {
+            "fingerprint": self.plan.fingerprint(), "phase_index": self.phase_index,
+            "phase_epoch": self.phase_epoch, "epoch": epoch,
+            "phase_done": self.phase_epoch == last or self.stop_phase or self.stop_training,
+            "stopped": self.stop_training, "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "parts": {name: part.state_dict() for name, part in self._parts().items()},
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "callbacks": self.callbacks.states(), "history": [dict(row) for row in self.history],
+            "torch_rng": torch.get_rng_state(),
+            "generator": None if self.generator is None else self.generator.get_state(),
+        })
+
     def _restore(self, state: dict) -> int:
-        """Load a checkpoint's weights, history, RNG and callback states; return the phase
-        to continue with."""
+        """Load a checkpoint's weights, history, RNG and every state; return the phase to
+        continue with."""
         self.model.load_state_dict(state["model"])
         self.history = History(state["history"])
         torch.set_rng_state(state["torch_rng"])
         if self.generator is not None and state["generator"] is not None:
             self.generator.set_state(state["generator"])
+        for name, part in self._parts().items():
+            if name in state["parts"]:
+                part.load_state_dict(state["parts"][name])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"], self.model)
         self.callbacks.load_states(state["callbacks"])
         # A fit a callback stopped stays stopped: resuming only restores it.
         self.stop_training = bool(state.get("stopped", False))
@@ -170,16 +275,29 @@ class Trainer:
     # -- phases and epochs ------------------------------------------------------------------
     def _run_phase(self, index: int, resuming: dict | None) -> None:
         phase = self.phases[index]
-        self.phase, self.phase_index, self.resuming, self.stop_phase = phase, index, resuming, False
+        self.phase, self.phase_index, self.stop_phase, self.feeds = phase, index, False, None
+        self.feeds = self.phase_setup.begin(self.model, self.image_feeds, index, resuming,
+                                            self.class_weights)
+        if self.optimizer is not None:
+            self.lr_schedule.begin_phase(self.optimizer, phase, self.updates_per_epoch,
+                                         resuming is not None, self.plan.n_val > 0)
+        if self.ema is not None:
+            self.ema.begin_phase(self.model, resuming is not None)
+        if self.early_stopping is not None:
+            self.early_stopping.begin_phase(resuming is not None)
         try:
             self.callbacks.fire("on_phase_begin", phase, {"epoch": self.epoch})
-            self.resuming = None
             first = 1 if resuming is None else resuming["phase_epoch"] + 1
             for phase_epoch in range(first, (1 if phase.probe else phase.epochs) + 1):
                 self._run_epoch(phase, phase_epoch)
                 if self.stop_training or self.stop_phase:
                     break
         finally:
+            if self.ema is not None:
+                self.ema.end_phase()
+            self.lr_schedule.end_phase()
+            self.model = self.phase_setup.end(self.feeds, self.model)
+            self.feeds.optimizer = self.feeds.prepared_model = None
             self.callbacks.fire("on_phase_end", phase, {"epoch": self.epoch})
 
     def _run_epoch(self, phase: Phase, phase_epoch: int) -> None:
@@ -188,6 +306,9 @@ class Trainer:
         start = time.perf_counter()
         row = self.history.new_epoch(epoch=self.epoch, phase=phase.name, phase_epoch=phase_epoch)
         self._last_good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        set_train_mode(self.model, self.plan.train_bn)
+        if self.ema is not None:
+            self.ema.begin_epoch(self.model)
         self.callbacks.fire("on_epoch_begin", self.epoch, row)
         if phase.probe:
             train_loss, train_acc = self.evaluate(self.train_feed, self.criterion)
@@ -196,15 +317,36 @@ class Trainer:
         row.update(lr=None if self.optimizer is None else self.optimizer.optimizer.param_groups[0]["lr"],
                    train_loss=train_loss, train_accuracy=train_acc, val_loss=None,
                    val_accuracy=None, cache=getattr(self.train_feed, "storage", None))
+        if self.ema is not None:
+            self.ema.before_validation(self.model)
         self.callbacks.fire("on_validation_begin", self.epoch, row)
-        if self.val_feed is not None:
+        if self.plan.n_val > 0:
             row.update(self.validate(self.val_feed))
         row["seconds"] = round(time.perf_counter() - start
-                               + (self.setup_seconds if phase_epoch == 1 else 0.0), 3)
+                               + (self.feeds.seconds if phase_epoch == 1 else 0.0), 3)
+        self._end_epoch(phase, row)
+
+    def _end_epoch(self, phase: Phase, row: dict) -> None:
+        """The trainer's epoch-end steps around the callbacks: best epoch (before them: they see
+        ``best``), then the callbacks (which may stop), early stopping, the plateau rule, the
+        checkpoint (after everything that may stop, so it records that)."""
+        improved = self.best.update(self.epoch, row, self.model)
+        if phase.probe and self.plan.note is not None:
+            row["note"] = self.plan.note
+            if self.plan.stop_if_probe_perfect and row.get("val_accuracy") == 1.0:
+                row["note"] = ("the probe classifies every held-out image correctly: fine-tuning "
+                               "skipped (nothing left to gain on the held-out data)")
+                self.stop_training = True
         self.callbacks.fire("on_epoch_end", self.epoch, row)
+        if self.early_stopping is not None and self.early_stopping.update(improved):
+            self.stop_phase = True
+            self.best.restore(self.model)
+        if self.optimizer is not None:
+            self.lr_schedule.after_epoch(row, self.phase_epoch)
+        self._write_checkpoint(self.epoch)
 
     def _train_epoch(self) -> tuple[float, float]:
-        acc, feed, model = self.accelerator, self.train_feed, self.prepared_model
+        acc, feed, model = self.accelerator, self.train_feed, self.feeds.prepared_model
         total_loss, correct, seen = 0.0, 0, 0
         n_batches = self.batches_per_epoch
         for batch, (x, labels) in enumerate(feed.batches(train=True, epoch_in_phase=self.phase_epoch)):
@@ -216,7 +358,7 @@ class Trainer:
                                              self.generator)
                 batch_row["mix_lambda"] = lam
             # Gradient accumulation: a group of `accumulate` batches (fewer at the end of the
-            # epoch) makes one optimizer step on the mean of their losses.
+            # epoch) makes one optimizer update on the mean of their losses.
             group_start = batch - batch % self.accumulate
             group = min(self.accumulate, n_batches - group_start)
             self.stepped = batch == group_start + group - 1
@@ -233,8 +375,14 @@ class Trainer:
             with contextlib.nullcontext() if self.stepped else acc.no_sync(model):
                 acc.backward(loss / group)
             if self.stepped:
+                if self.plan.grad_clip is not None:  # after backward, before the step
+                    params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                    acc.clip_grad_norm_(params, self.plan.grad_clip)
                 self.callbacks.fire("on_after_backward", batch, batch_row)
                 self.optimizer.step()
+                self.lr_schedule.after_update()
+                if self.ema is not None:
+                    self.ema.after_update(self.model)
             n, value = len(labels), loss.item()
             total_loss += value * n
             correct += self.task.correct(logits, labels)
@@ -251,7 +399,7 @@ class Trainer:
     def _outputs(self, feed):
         """Logits (float) and labels of a feed, batch by batch, in inference mode."""
         self.model.eval()
-        for x, labels in feed.batches(train=False):
+        for x, labels in ([] if feed is None else feed.batches(train=False)):
             with self.accelerator.autocast():
                 logits = self.model(x, start=feed.start).float()
             yield logits, labels
@@ -268,7 +416,8 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     def validate(self, feed) -> dict:
-        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one."""
+        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one.
+        Every process takes part, also one without a validation image of its own."""
         if self.monitor.score is None:
             loss, accuracy = self.evaluate(feed)
             return {"val_loss": loss, "val_accuracy": accuracy}
@@ -277,8 +426,12 @@ class Trainer:
             losses.append(self.val_criterion(logits, y).item() * len(y))
             probas.append(self.task.proba(logits))
             labels.append(y)
-        proba = self._gather(torch.cat(probas)).cpu().numpy()
-        y_true = self._gather(torch.cat(labels)).cpu().numpy()
+        n_classes, device = len(self.plan.classes), self.accelerator.device
+        proba = torch.cat(probas) if probas else torch.zeros((0, n_classes), device=device)
+        y_all = torch.cat(labels) if labels else (
+            torch.zeros((0, n_classes), device=device) if self.task.multi_label
+            else torch.zeros(0, dtype=torch.long, device=device))
+        proba, y_true = self.gather(proba).cpu().numpy(), self.gather(y_all).cpu().numpy()
         if self.task.multi_label:
             y_true = (y_true > 0.5).astype(np.int64)
         loss = self._sum_over_processes(sum(losses))[0]
@@ -287,10 +440,21 @@ class Trainer:
                 "val_accuracy": self.task.score(y_true, y_pred),
                 self.monitor.name: float(self.monitor.score(y_true, y_pred, proba))}
 
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.accelerator.num_processes == 1:
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rows of every process in rank order; the processes may hold different numbers of
+        rows, none included (accelerate's gather needs equal shapes: pad, gather, trim)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
             return tensor
-        return self.accelerator.gather_for_metrics(tensor)
+        tensor = tensor.to(acc.device)
+        sizes = acc.gather(torch.tensor([len(tensor)], device=acc.device)).tolist()
+        most = max(sizes)
+        if most == 0:
+            return tensor
+        padded = torch.zeros((most,) + tuple(tensor.shape[1:]), dtype=tensor.dtype, device=acc.device)
+        padded[:len(tensor)] = tensor
+        gathered = acc.gather(padded).reshape((len(sizes), most) + tuple(tensor.shape[1:]))
+        return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
 
     def _sum_over_processes(self, *values: float) -> list[float]:
         """Sum per-process metrics over all processes (identity in a single process), so that
@@ -298,5 +462,5 @@ class Trainer:
         if self.accelerator.num_processes == 1:
             return list(values)
         local = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        gathered = self.accelerator.gather_for_metrics(local)
+        gathered = self.accelerator.gather(local)
         return gathered.reshape(-1, len(values)).sum(0).tolist()

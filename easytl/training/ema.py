@@ -6,8 +6,6 @@ import copy
 
 from torch.optim.swa_utils import AveragedModel
 
-from .base import Callback
-
 
 def ema_decay(decay: float, updates: int) -> float:
     """The decay of update number ``updates`` (0-based): ``min(decay, (1 + n) / (10 + n))``.
@@ -19,8 +17,8 @@ def ema_decay(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (10.0 + updates))
 
 
-class WeightEMA(Callback):
-    """Keeps an exponential moving average of the weights over each phase's optimizer steps
+class WeightEMA:
+    """Keeps an exponential moving average of the weights over each phase's optimizer updates
     (``torch.optim.swa_utils.AveragedModel``; buffers too).
 
     After each epoch's training the averaged weights are swapped in, so
@@ -40,37 +38,38 @@ class WeightEMA(Callback):
         d = ema_decay(self.decay, int(updates))
         return averaged * d + current * (1.0 - d)
 
-    def on_phase_begin(self, phase, logs=None) -> None:
-        if self.trainer.resuming is not None and self.average is not None:
+    def _new_average(self, model) -> AveragedModel:
+        return AveragedModel(model, avg_fn=self._average_fn, use_buffers=True)
+
+    def begin_phase(self, model, resuming: bool) -> None:
+        if resuming and self.average is not None:
             return  # restored from the checkpoint: go on with that average
-        self.average = AveragedModel(self.trainer.model, avg_fn=self._average_fn, use_buffers=True)
+        self.average = self._new_average(model)
         self.raw = None
 
-    def on_epoch_begin(self, epoch, logs=None) -> None:
+    def begin_epoch(self, model) -> None:
         if self.raw is not None:  # train on from the raw weights
-            self.trainer.model.load_state_dict(self.raw)
+            model.load_state_dict(self.raw)
             self.raw = None
 
-    def on_batch_end(self, batch, logs=None) -> None:
-        if self.trainer.stepped:
-            self.average.update_parameters(self.trainer.model)
+    def after_update(self, model) -> None:
+        self.average.update_parameters(model)
 
-    def on_validation_begin(self, epoch, logs=None) -> None:
+    def before_validation(self, model) -> None:
         if self.average is None or int(self.average.n_averaged) == 0:
-            return  # a probe epoch: no step to average
-        self.raw = copy.deepcopy(self.trainer.model.state_dict())
-        self.trainer.model.load_state_dict(self.average.module.state_dict())
+            return  # a probe epoch: no update to average
+        self.raw = copy.deepcopy(model.state_dict())
+        model.load_state_dict(self.average.module.state_dict())
 
-    def on_phase_end(self, phase, logs=None) -> None:
+    def end_phase(self) -> None:
         self.raw = None  # the phase's result is its average
 
     def state_dict(self) -> dict:
         return {"average": None if self.average is None else self.average.state_dict(),
                 "raw": self.raw}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, model) -> None:
         self.raw = state["raw"]
         if state["average"] is not None:
-            self.average = AveragedModel(self.trainer.model, avg_fn=self._average_fn,
-                                         use_buffers=True)
+            self.average = self._new_average(model)
             self.average.load_state_dict(state["average"])  # n_averaged is one of its buffers

@@ -1,11 +1,10 @@
-"""The learning rate of every optimizer step: warmup, then cosine decay, a constant, or plateau cuts."""
+"""The learning rate of every optimizer update: warmup, then cosine decay, a constant, or plateau cuts."""
 
 from __future__ import annotations
 
 import math
 
-from ..metrics import Monitor
-from .base import Callback
+from .metrics import Monitor
 
 LR_DECAYS = ("cosine", "plateau", None)
 
@@ -63,14 +62,16 @@ class Plateau:
         self.best, self.bad_epochs, self.scale = state["best"], state["bad_epochs"], state["scale"]
 
 
-class LRSchedule(Callback):
-    """Sets every parameter group's LR before each optimizer step.
+class LRSchedule:
+    """Sets every parameter group's LR before each optimizer update.
 
-    ``lr = base × lr_factor(step) × plateau scale``, where the base is the
+    ``lr = base × lr_factor(update) × plateau scale``, where the base is the
     group's LR from the phase (head ``Phase.lr``, backbone ``lr ×
-    backbone_lr_mult``). With ``decay="plateau"`` the monitored metric (the
-    training loss without validation data) is checked after each epoch once
-    warmup is over; each phase starts afresh.
+    backbone_lr_mult``). It counts optimizer updates, not batches: with
+    gradient accumulation, warmup and cosine decay span the phase's updates.
+    With ``decay="plateau"`` the monitored metric (the training loss without
+    validation data) is checked after each epoch once warmup is over; each
+    phase starts afresh.
     """
 
     def __init__(self, decay: str | None = "cosine", monitor: Monitor | None = None,
@@ -79,46 +80,49 @@ class LRSchedule(Callback):
             raise ValueError(f"lr_decay must be 'cosine', 'plateau' or None, got {decay!r}.")
         self.decay, self.monitor = decay, monitor
         self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
-        self.step, self.plateau, self.base = 0, None, []
-        self.total = self.warmup = self.steps_per_epoch = 0
+        self.step, self.plateau, self.base, self.optimizer = 0, None, [], None
+        self.total = self.warmup = self.updates_per_epoch = 0
+        self.use_monitor = False
 
-    def on_phase_begin(self, phase, logs=None) -> None:
-        t = self.trainer
-        if t.optimizer is None:  # a probe phase has no optimizer steps
-            return
-        self.steps_per_epoch = t.batches_per_epoch
-        self.total = phase.epochs * self.steps_per_epoch
-        self.warmup = min(int(round(phase.warmup_epochs * self.steps_per_epoch)), self.total)
+    def begin_phase(self, optimizer, phase, updates_per_epoch: int, resuming: bool,
+                    validated: bool) -> None:
+        """``validated``: the fit has validation data, so the plateau rule follows the monitor."""
+        self.optimizer = optimizer
+        self.updates_per_epoch = updates_per_epoch
+        self.total = phase.epochs * updates_per_epoch
+        self.warmup = min(int(round(phase.warmup_epochs * updates_per_epoch)), self.total)
         self.base = [group["initial_lr"] if "initial_lr" in group else group["lr"]
-                     for group in t.optimizer.param_groups]
-        for group, base in zip(t.optimizer.param_groups, self.base):
+                     for group in optimizer.param_groups]
+        for group, base in zip(optimizer.param_groups, self.base):
             group["initial_lr"] = base
-        if t.resuming is None:
-            mode = self.monitor.mode if self.monitor is not None and t.val_feed is not None else "min"
+        self.use_monitor = self.monitor is not None and validated
+        if not resuming:
             self.step = 0
-            self.plateau = (Plateau(mode, self.plateau_factor, self.plateau_patience)
+            self.plateau = (Plateau(self.monitor.mode if self.use_monitor else "min",
+                                    self.plateau_factor, self.plateau_patience)
                             if self.decay == "plateau" else None)
         self._apply()
 
-    def on_batch_end(self, batch, logs=None) -> None:
+    def after_update(self) -> None:
         self.step += 1
         self._apply()
 
-    def on_epoch_end(self, epoch, logs) -> None:
-        t = self.trainer
-        if self.plateau is None or t.optimizer is None:
+    def after_epoch(self, row: dict, phase_epoch: int) -> None:
+        if self.plateau is None or self.optimizer is None:
             return
-        if t.phase_epoch * self.steps_per_epoch < self.warmup:
+        if phase_epoch * self.updates_per_epoch < self.warmup:
             return
-        value = logs.get(self.monitor.name) if (self.monitor is not None and t.val_feed is not None) \
-            else None
-        self.plateau.step(value if value is not None else logs["train_loss"])
-        self._apply()  # a cut applies from the next step on
+        value = row.get(self.monitor.name) if self.use_monitor else None
+        self.plateau.step(value if value is not None else row["train_loss"])
+        self._apply()  # a cut applies from the next update on
+
+    def end_phase(self) -> None:
+        self.optimizer = None
 
     def _apply(self) -> None:
         factor = lr_factor(self.step, self.total, self.warmup, self.decay)
         scale = 1.0 if self.plateau is None else self.plateau.scale
-        for group, base in zip(self.trainer.optimizer.param_groups, self.base):
+        for group, base in zip(self.optimizer.param_groups, self.base):
             group["lr"] = base * factor * scale
 
     def state_dict(self) -> dict:

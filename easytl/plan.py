@@ -1,0 +1,279 @@
+"""FitPlan: every option of a fit and every "auto" resolved once, before training starts.
+
+``fit`` reads as: read the data -> plan -> train -> keep the results. The plan
+is immutable and is the trainer's only description of what to do: the input
+size, the phases with their learning rates and lengths (in optimizer updates),
+the head, the validation split, the feature cache, the recipes and the trust
+options. Rules that involve several options live here, and fail before any
+work starts (:func:`check_options`, before the data is read) or as soon as the
+data is known (:func:`make_plan`, before any training).
+
+The same plan is the checkpoint fingerprint (:meth:`FitPlan.fingerprint`) and
+is recorded in the model file (:meth:`FitPlan.describe`).
+
+Adding a plain fit parameter touches three places: the estimator's signature
+and docstring, its line in :func:`easytl.params.parameter_table`, and the one
+place that uses it, which reads it from the plan as ``plan.<name>`` (every
+validated parameter is reachable that way; a resolved value shadows "auto").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from .constants import parse_bytes
+from .training import adaptive
+from .training.metrics import Monitor, resolve_monitor
+from .training.schedules import Phase, resolve_phases
+
+# Options that change how a fit reports or where it keeps things, not what it computes: they
+# are left out of the fingerprint, so a fit may resume with other values of them.
+NOT_IN_FINGERPRINT = ("verbose", "log_with", "logging_dir", "cache_dir", "cache_memory",
+                      "predict_batch_size", "num_workers", "device", "callbacks")
+
+# The backbone LR relative to the head's and the warmup, when left to easytl ("auto"): a named
+# schedule's defaults, or the adaptive plan's (LP-FT trains everything at one LR after warmup).
+SCHEDULE_BACKBONE_LR_MULT, SCHEDULE_WARMUP_EPOCHS = 0.1, 0.0
+
+
+def _name_of(value) -> Any:
+    """A stable, JSON-able name for an option value (modules and callables by their type)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_name_of(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _name_of(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, Phase):
+        return repr(value)
+    if hasattr(value, "phases") and callable(value.phases):  # a Schedule
+        return repr(value)
+    kind = value if isinstance(value, type) else type(value)
+    name = getattr(value, "__qualname__", None) or kind.__qualname__
+    return f"<{getattr(kind, '__module__', '')}.{name}>"
+
+
+def uses_adaptive_plan(params: Mapping) -> bool:
+    """The default LP-FT plan runs when both schedule and its length are left to easytl."""
+    return params["schedule"] == "auto" and params["epochs"] is None
+
+
+def check_options(params: Mapping) -> None:
+    """Rules between options that need no data: fail before anything is read or decoded."""
+    adaptive_plan = uses_adaptive_plan(params)
+    schedule = params["schedule"]
+    has_probe = adaptive_plan or (isinstance(schedule, (list, tuple))
+                                  and any(p.probe for p in schedule))
+    if has_probe and params["head"] not in ("auto", "linear"):
+        where = ("schedule='auto' starts with a linear probe" if adaptive_plan
+                 else "a probe Phase solves a linear head")
+        raise ValueError(f"head={params['head']!r} cannot be used here: {where}. Use head='auto' "
+                         "or 'linear', or a schedule without a probe (e.g. schedule='progressive' "
+                         "or epochs=N).")
+    if params["early_stopping"] is not None and params["val_size"] == 0:
+        raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What planning needs to know about the labelled training data."""
+
+    classes: tuple
+    counts: tuple            # images per class (multi-label: images holding the class)
+    n_images: int            # labelled images (before the validation split)
+    multi_label: bool
+    native_side: float | None = None   # median shorter side of the images (image_size="auto")
+
+    @property
+    def per_class(self) -> int:
+        return int(np.median(self.counts)) if len(self.counts) else 0
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """Everything a fit will do, resolved (see the module docstring).
+
+    Attributes that are not fields (``plan.grad_clip``, ``plan.mixup``, ...) are
+    the validated estimator parameters, read from :attr:`options`.
+    """
+
+    options: Mapping[str, Any]
+    seed: int
+    lr: float
+    image_size: int
+    pretrained_size: int
+    head: Any                       # "linear", "mlp" or the user's callable
+    phases: tuple                   # of Phase, no None left
+    val_size: float | int
+    n_train: int
+    n_val: int
+    classes: tuple
+    multi_label: bool
+    monitor: Monitor
+    cache_phases: tuple             # per phase: train on cached activations of the frozen prefix
+    updates_per_epoch: int          # optimizer updates of a training epoch
+    backbone_name: str
+    callback_names: tuple = ()
+    note: str | None = None         # what the adaptive plan decided, in words
+    stop_if_probe_perfect: bool = False
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        options = object.__getattribute__(self, "options")
+        if name in options:
+            return options[name]
+        raise AttributeError(f"FitPlan has no option {name!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.note is not None
+
+    @property
+    def cache_memory_bytes(self) -> int:
+        return parse_bytes(self.options["cache_memory"], "cache_memory")
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint must match to be resumed by this fit: every resolved value and
+        option that changes the result (the backbone and the callbacks' names included)."""
+        options = {k: _name_of(v) for k, v in sorted(self.options.items())
+                   if k not in NOT_IN_FINGERPRINT}
+        return {"seed": self.seed, "lr": self.lr, "image_size": self.image_size,
+                "backbone": self.backbone_name, "head": _name_of(self.head),
+                "phases": [repr(p) for p in self.phases], "val_size": _name_of(self.val_size),
+                "n_train": self.n_train, "n_val": self.n_val,
+                "classes": [str(c) for c in self.classes], "multi_label": self.multi_label,
+                "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
+                "updates_per_epoch": self.updates_per_epoch,
+                "callbacks": list(self.callback_names), "options": repr(options)}
+
+    def describe(self) -> dict:
+        """The plan as JSON-able values (recorded in the model file)."""
+        return {"seed": self.seed, "lr": self.lr, "image_size": self.image_size,
+                "pretrained_size": self.pretrained_size, "backbone": self.backbone_name.split("#")[0],
+                "head": _name_of(self.head), "phases": [_phase_dict(p) for p in self.phases],
+                "val_size": _name_of(self.val_size), "n_train": self.n_train, "n_val": self.n_val,
+                "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
+                "updates_per_epoch": self.updates_per_epoch, "note": self.note,
+                "callbacks": list(self.callback_names)}
+
+
+def _phase_dict(phase: Phase) -> dict:
+    return {"name": phase.name, "epochs": phase.epochs, "trainable_groups": phase.trainable_groups,
+            "lr": phase.lr, "backbone_lr_mult": phase.backbone_lr_mult,
+            "warmup_epochs": phase.warmup_epochs, "probe": phase.probe}
+
+
+def backbone_identity(backbone) -> str:
+    """The backbone's name and a digest of its parameter names and shapes (user modules are
+    all named "custom": the digest tells two architectures apart)."""
+    state = getattr(backbone, "state_dict", None)
+    if state is None:
+        return backbone.name
+    shapes = "|".join(f"{k}:{tuple(v.shape)}" for k, v in state().items())
+    return f"{backbone.name}#{hashlib.sha1(shapes.encode()).hexdigest()[:12]}"
+
+
+def decide_val_size(params: Mapping, facts: DataFacts, given_validation: bool):
+    """The hold-out: the user's, none with X_val, or the adaptive rule's (none on few-shot data)."""
+    if given_validation:
+        return 0
+    if params["val_size"] != "auto":
+        return params["val_size"]
+    if uses_adaptive_plan(params) and adaptive.is_few_shot(facts.counts):
+        return 0.0
+    return adaptive.VAL_FRACTION
+
+
+def input_size(params: Mapping, backbone_config: dict, backbone_name: str,
+               native_side: float | None) -> int:
+    """The model's input size: given, the backbone's own, or chosen from the images."""
+    pretrained = int(backbone_config["input_size"])
+    fixed = backbone_config.get("fixed_input_size")
+    if params["image_size"] == "auto":
+        return pretrained if fixed or native_side is None else adaptive.auto_image_size(native_side,
+                                                                                        pretrained)
+    size = int(params["image_size"] or pretrained)
+    if fixed and size != pretrained:
+        raise ValueError(f"backbone {backbone_name!r} takes only {pretrained}x{pretrained} input; "
+                         f"use image_size='auto', None or {pretrained}.")
+    return size
+
+
+def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbone,
+              n_train: int, n_val: int, val_size, bytes_per_value: int = 4,
+              callback_names=()) -> FitPlan:
+    """Resolve every option against the data and the backbone (see the module docstring)."""
+    params = dict(params)
+    backbone_config, backbone_name = backbone.data_config, backbone_identity(backbone)
+    monitor = resolve_monitor(params["monitor"])
+    if facts.multi_label and params["monitor"] == "val_balanced_accuracy":
+        raise ValueError("monitor='val_balanced_accuracy' is for single-label data; for "
+                         "multi-label use 'val_loss', 'val_f1_macro' or a callable.")
+    if params["early_stopping"] is not None and n_val == 0:
+        raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val "
+                         f"(nothing is held out here: val_size={val_size!r}).")
+    size = input_size(params, backbone_config, backbone.name, facts.native_side)
+    pretrained = int(backbone_config["input_size"])
+    effective_batch = params["batch_size"] * params["accumulate"]
+    batches = math.ceil(n_train / params["batch_size"])
+    updates_per_epoch = max(1, math.ceil(batches / params["accumulate"]))
+    note = None
+    if uses_adaptive_plan(params):
+        mult = 1.0 if params["backbone_lr_mult"] == "auto" else params["backbone_lr_mult"]
+        warmup = adaptive.WARMUP_EPOCHS if params["warmup_epochs"] == "auto" else params["warmup_epochs"]
+        groups = adaptive.fine_tune_groups(facts.per_class)
+        epochs = adaptive.fine_tune_epochs(n_train, effective_batch, size, pretrained)
+        fine_lr = adaptive.FINE_TUNE_LR_SCALE * lr
+        phases = [Phase(1, 0, name="probe", probe=True),
+                  Phase(epochs, groups, lr=fine_lr, backbone_lr_mult=mult, warmup_epochs=warmup,
+                        name="all" if groups == "all" else f"top{groups}")]
+        note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size)
+    else:
+        mult, warmup = params["backbone_lr_mult"], params["warmup_epochs"]
+        mult = SCHEDULE_BACKBONE_LR_MULT if mult == "auto" else mult
+        warmup = SCHEDULE_WARMUP_EPOCHS if warmup == "auto" else warmup
+        phases = resolve_phases(params["schedule"], lr, mult, warmup, params["epochs"])
+    cache_phases = _cache_phases(params, phases, backbone, size, n_train + n_val, bytes_per_value)
+    head = params["head"]
+    if head == "auto":
+        head = "linear" if note is not None else "mlp"
+    return FitPlan(options=MappingProxyType(params), seed=int(seed), lr=float(lr), image_size=size,
+                   pretrained_size=pretrained, head=head, phases=tuple(phases), val_size=val_size,
+                   n_train=int(n_train), n_val=int(n_val), classes=tuple(facts.classes),
+                   multi_label=facts.multi_label, monitor=monitor, cache_phases=cache_phases,
+                   updates_per_epoch=updates_per_epoch, backbone_name=backbone_name,
+                   callback_names=tuple(callback_names), note=note,
+                   stop_if_probe_perfect=note is not None and len(phases) > 1)
+
+
+def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:
+    """Per phase, whether it trains on cached activations (:func:`worth_caching`)."""
+    from .training.feeds import first_trainable_stage, stage_output_bytes, worth_caching
+    choice = params["cache_features"]
+    out_bytes = None
+    decisions = []
+    for phase in phases:
+        start = first_trainable_stage(backbone, phase.trainable_groups)
+        if start == 0 and not phase.probe:
+            decisions.append(False)
+            continue
+        if choice == "auto" and out_bytes is None and not phase.probe:
+            out_bytes = stage_output_bytes(backbone, size, bytes_per_value)
+        cached = 0 if out_bytes is None else out_bytes[start - 1] * n_images
+        decisions.append(worth_caching(choice, phase, params["augment"] is not None,
+                                       params["cache_views"], cached,
+                                       parse_bytes(params["cache_memory"], "cache_memory")))
+    return tuple(decisions)
+
+
+def with_phases(plan: FitPlan, phases) -> FitPlan:
+    """The plan with other phases (the LR finder sweeps a copy of the first trained one)."""
+    return replace(plan, phases=tuple(phases))

@@ -1,0 +1,89 @@
+"""After training: the temperature that calibrates probabilities, and what "unknown" means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .feeds import ImageFeed
+from .tasks import tune_thresholds
+from ..models.folding import fold_batchnorm
+from ..trust.statistics import NoveltyModel, fit_binary_temperatures, fit_temperature, threshold_for
+
+MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance are fitted on
+
+
+@dataclass
+class TrustResult:
+    temperature: object = 1.0          # a float, or one per class (multi-label)
+    thresholds: np.ndarray | None = None
+    novelty: NoveltyModel | None = None
+    unknown_threshold: float | None = None
+
+
+def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -> TrustResult:
+    """Run once the best weights are back.
+
+    * ``calibrate``: fits the temperature on the validation split (1.0 without one; one per
+      class for a multi-label fit, whose per-class decision thresholds are tuned there too);
+    * fits the novelty model (class means, shared covariance) on the pooled features of
+      (up to 5,000) training images, and sets the unknown threshold so that
+      ``unknown_rate`` of the validation images (the training images without a
+      validation split) would be called unknown.
+
+    Every process takes part in every gather, also one that holds no validation image.
+    """
+    result = TrustResult()
+    train_feed, val_feed = trainer.image_feeds
+    if len(train_feed) > MAX_STATISTICS_IMAGES:
+        picks = np.sort(np.random.default_rng(seed).choice(
+            len(train_feed), MAX_STATISTICS_IMAGES, replace=False))
+        train_feed = ImageFeed(train_feed.source.subset(picks), train_feed.targets[picks],
+                               train_feed.preprocess, train_feed.batch_size, train_feed.device,
+                               None, train_feed.num_workers)
+    features, logits, labels = _outputs(trainer, train_feed)
+    n_classes = len(trainer.plan.classes)
+    result.novelty = NoveltyModel.fit(features, labels, n_classes)
+    multi_label = trainer.task.multi_label
+    if multi_label:
+        result.thresholds = np.full(n_classes, 0.5)
+    if trainer.plan.n_val > 0:
+        val_features, val_logits, val_labels = _outputs(trainer, val_feed)
+        if calibrate:
+            result.temperature = (fit_binary_temperatures(val_logits, val_labels) if multi_label
+                                  else fit_temperature(val_logits, val_labels))
+        if multi_label:
+            calibrated = trainer.task.proba(torch.from_numpy(val_logits), result.temperature).numpy()
+            result.thresholds = tune_thresholds(calibrated, val_labels)
+        result.unknown_threshold = threshold_for(result.novelty.score(val_features), unknown_rate)
+    else:
+        result.unknown_threshold = threshold_for(result.novelty.score(features), unknown_rate)
+    return result
+
+
+@torch.inference_mode()
+def _outputs(trainer, feed):
+    """Pooled features, logits and labels of every image of a feed (no augmentation), from
+    every process (an empty feed contributes empty rows of the right width)."""
+    model = trainer.model.eval()
+    features, logits, labels, folded = [], [], [], None
+    for x, y in ([] if feed is None else feed.ordered()):
+        if folded is None:  # BatchNorm folded into the convolutions: nothing trains here
+            folded = fold_batchnorm(model, x[:2])
+        with trainer.accelerator.autocast():
+            f = folded.features(x)
+            z = folded.head(f)
+        features.append(f.float())
+        logits.append(z.float())
+        labels.append(y)
+    device = trainer.accelerator.device
+    n_classes = len(trainer.plan.classes)
+    label_shape = (0, n_classes) if trainer.task.multi_label else (0,)
+    label_dtype = torch.float32 if trainer.task.multi_label else torch.long
+    parts = (torch.cat(features) if features else
+             torch.zeros((0, model.backbone.num_features), device=device),
+             torch.cat(logits) if logits else torch.zeros((0, n_classes), device=device),
+             torch.cat(labels) if labels else torch.zeros(label_shape, dtype=label_dtype, device=device))
+    return tuple(trainer.gather(part).cpu().numpy() for part in parts)
