@@ -23,14 +23,15 @@ class PredictionMixin:
     """Inference methods of a fitted :class:`~easytl.classifier.TransferClassifier`."""
 
     def _from_table(self, X, y=None):
-        """A table ``X`` → its image paths, and its labels unless ``y`` is given (or names the
-        label column); read with the options ``fit`` was given (root, path column, delimiter)."""
+        """A table ``X`` → its image paths and labels: ``y`` when given (one per row; a string
+        names the label column), else the table's label column; read with the options ``fit``
+        was given (root, path column, delimiter)."""
         if X is None or not is_table(X):
             return X, y
         options = getattr(self, "_table_options", {})
-        paths, labels, _ = read_table(X, y if isinstance(y, str) else None, options.get("root"),
-                                      options.get("path_column"), options.get("label_delim"))
-        return [str(p) for p in paths], (labels if y is None or isinstance(y, str) else y)
+        paths, labels, _ = read_table(X, y, options.get("root"), options.get("path_column"),
+                                      options.get("label_delim"))
+        return [str(p) for p in paths], labels
 
     def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
         check_is_fitted(self, "model_")
