@@ -248,9 +248,10 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
         elif array.ndim == 2:
             # One gray image, or a batch of flattened images / feature rows: refuse rather
             # than guess, since either guess answers silently with the wrong number of rows.
-            raise ValueError(f"{name} has shape {array.shape}: a 2-D array is ambiguous. Pass one "
-                             "gray image as x[None] (1, H, W) or x[..., None] (H, W, 1), and a "
-                             "batch of gray images as (N, H, W).")
+            raise ValueError(f"{name} has shape {array.shape}: expected images, and a 2-D array "
+                             "is ambiguous (one gray image, or rows of flattened images?). Pass "
+                             "one gray image as x[None] (1, H, W) or x[..., None] (H, W, 1), and "
+                             "a batch of gray images as (N, H, W).")
         if len(array) == 0:
             raise ValueError(f"{name} is empty: at least one image is needed.")
         source = ArrayImages(_array_to_uint8_nchw(array, where=name))
