@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from .constants import EXPORT_FORMATS
 from .io import atomic_file
 
 ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
+ONNX_MIN_TORCH = (2, 5)  # torch.onnx.export(dynamo=True), the exporter used here
 
 
 class ImagePredictor(nn.Module):
@@ -104,7 +106,18 @@ def _write_torchscript(predictor: ImagePredictor, example: torch.Tensor, path: s
     torch.jit.save(traced, path, _extra_files={f"{key}.json": value for key, value in extra.items()})
 
 
+def torch_supports_onnx_export(version: str | None = None) -> bool:
+    """Whether this torch has the exporter used here: ``torch.onnx.export(..., dynamo=True)``
+    returning an ONNX program came with torch 2.5 (the ``onnx`` extra requires it)."""
+    match = re.match(r"(\d+)\.(\d+)", str(torch.__version__ if version is None else version))
+    return match is not None and (int(match[1]), int(match[2])) >= ONNX_MIN_TORCH
+
+
 def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, extra: dict) -> None:
+    if not torch_supports_onnx_export():
+        raise ImportError(f"ONNX export needs torch >= {'.'.join(map(str, ONNX_MIN_TORCH))} (its "
+                          f"dynamo exporter); this is torch {torch.__version__}. Upgrade it (pip "
+                          "install 'easytl[onnx]' does), or export with format='torchscript'.")
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 
 import numpy as np
 from torch import nn
@@ -13,6 +14,10 @@ from .training.adaptive import auto_image_size, median_short_side
 from .models.adapters import create_backbone
 from .data.sources import as_image_source
 from .models.inference import run_model
+from .params import feature_extractor_table, plain, validate_params
+
+# What transform reads of the parameters (the rest is fixed by fit).
+TRANSFORM_PARAMETERS = ("batch_size", "mixed_precision", "device", "num_workers", "verbose")
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -65,9 +70,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def fit(self, X=None, y=None):
         """Load the backbone and choose the input size (nothing is learned); returns self."""
+        validate_params(self.get_params(deep=False), feature_extractor_table())
         # A module is copied: fit must not change the estimator's parameters.
         spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
-        given = self.image_size if isinstance(self.image_size, int) else None
+        given = plain(self.image_size) if isinstance(self.image_size, numbers.Integral) else None
         backbone = create_backbone(spec, self.weights, given)
         backbone.requires_grad_(False)
         self.backbone_ = backbone.eval()
@@ -83,6 +89,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Pooled features, shape (n_images, n_features_), float32."""
         check_is_fitted(self, "backbone_")
+        # set_params after fit can change these: check them where they are used
+        table = feature_extractor_table()
+        validate_params({name: getattr(self, name) for name in TRANSFORM_PARAMETERS}, table)
         if self.memory is not None:
             # The size this fit chose: the cached features must be computed at the same one.
             params = dict(self.get_params(), memory=None, image_size=self.image_size_)

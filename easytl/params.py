@@ -30,6 +30,7 @@ class Options(Accepts):
     values: tuple
 
     def ok(self, value) -> bool:
+        value = plain(value)  # np.True_ is True, as scikit-learn takes it
         return any(value is v or (type(value) is type(v) and value == v) for v in self.values)
 
     @property
@@ -58,10 +59,20 @@ class Number(Accepts):
         text = "an integer" if self.integer else "a number"
         bounds = []
         if self.low is not None:
-            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+            bounds.append(f"{'>' if self.low_open else '>='} {_number(self.low)}")
         if self.high is not None:
-            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+            bounds.append(f"{'<' if self.high_open else '<='} {_number(self.high)}")
         return text + (" " + " and ".join(bounds) if bounds else "")
+
+
+def plain(value):
+    """A numpy scalar as the Python value it holds (np.bool_ → bool, np.int64 → int); else as is."""
+    import numpy as np
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,17 @@ NONE = Options((None,))
 POSITIVE_INT = Number(1, integer=True)
 NON_NEGATIVE = Number(0)
 POSITIVE = Number(0, low_open=True)
+BOOL = Options((False, True))
+SEED = Number(0, 2**32 - 1, integer=True)  # numpy's seeds: what every split and shuffle takes
+
+# Arguments of the prediction methods, checked when they are called.
+METHOD_ARGUMENTS: dict[str, list[Accepts]] = {
+    "n_augment": [POSITIVE_INT],
+    "reject_unknown": [BOOL],
+    "return_proba": [BOOL],
+}
+# The estimator parameters that prediction reads: set_params after fit must not slip past.
+PREDICT_PARAMETERS = ("predict_batch_size", "num_workers", "device", "mixed_precision", "verbose")
 
 
 def parameter_table() -> dict[str, list[Accepts]]:
@@ -145,7 +167,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "warmup_epochs": [NON_NEGATIVE, Options(("auto",))],
         "lr_decay": [Options(LR_DECAYS)],
         "grad_clip": [POSITIVE, NONE],
-        "train_bn": [Options((False, True))],
+        "train_bn": [BOOL],
         "image_size": [Options(("auto", None)), POSITIVE_INT],
         "augment": [Options(AUGMENT_PRESETS + (None,)), IsCallable()],
         "val_size": [Options(("auto",)), Number(0, 1, high_open=True), Number(1, integer=True)],
@@ -159,8 +181,8 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "mixed_precision": [Options(PRECISIONS)],
         "device": [Options(DEVICES), Matches(r"cuda:\d+", "'cuda:N'")],
         "num_workers": [Number(0, integer=True)],
-        "random_state": [Number(integer=True), NONE],
-        "verbose": [Number(0, integer=True)],
+        "random_state": [SEED, NONE],
+        "verbose": [Number(0, integer=True), BOOL],
         "callbacks": [NONE, Kind((list, tuple), "a list of callbacks"), IsCallable()],
         "log_with": [NONE, Options(TRACKERS), Kind((list, tuple), f"a list of {TRACKERS}")],
         "logging_dir": [NONE, PATH],
@@ -170,7 +192,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "cache_dir": [NONE, PATH],
         "predict_batch_size": [POSITIVE_INT],
         "on_bad_image": [Options(("error", "skip"))],
-        "calibrate": [Options((True, False))],
+        "calibrate": [BOOL],
         "multi_label": [Options(("auto", True, False))],
         "unknown_rate": [Number(0, 1, low_open=True, high_open=True)],
         "label_smoothing": [Number(0, 1, high_open=True)],
@@ -193,3 +215,15 @@ def validate_params(params: dict[str, Any], table: dict[str, list[Accepts]] | No
         alternatives = table.get(name)
         if alternatives is not None and not any(a.ok(value) for a in alternatives):
             raise ValueError(f"{name} must be {describe(alternatives)}; got {value!r}.")
+
+
+def validate_arguments(**arguments) -> None:
+    """Check the arguments of a prediction method (``n_augment``, ``reject_unknown``, ...)."""
+    validate_params(arguments, METHOD_ARGUMENTS)
+
+
+def feature_extractor_table() -> dict[str, list[Accepts]]:
+    """The parameters of :class:`~easytl.features.FeatureExtractor` (``memory`` is scikit-learn's)."""
+    table = parameter_table()
+    return {name: table[name] for name in ("backbone", "weights", "image_size", "batch_size",
+                                           "mixed_precision", "device", "num_workers", "verbose")}

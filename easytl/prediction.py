@@ -6,8 +6,6 @@ fitted attributes (``model_``, ``classes_``, ``temperature_``, ...) it reads.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -16,6 +14,7 @@ from .data.sources import as_image_source
 from .models.inference import run_model
 from .data.labels import decode, encode_like
 from .data.tables import is_table, read_table
+from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
 from .training.tasks import task_for
 
 
@@ -23,17 +22,20 @@ class PredictionMixin:
     """Inference methods of a fitted :class:`~easytl.classifier.TransferClassifier`."""
 
     def _from_table(self, X, y=None):
-        """A table ``X`` → its image paths, and its labels unless ``y`` is given (or names the
-        label column); read with the options ``fit`` was given (root, path column, delimiter)."""
+        """A table ``X`` → its image paths and labels: ``y`` when given (one per row; a string
+        names the label column), else the table's label column; read with the options ``fit``
+        was given (root, path column, delimiter)."""
         if X is None or not is_table(X):
             return X, y
         options = getattr(self, "_table_options", {})
-        paths, labels, _ = read_table(X, y if isinstance(y, str) else None, options.get("root"),
-                                      options.get("path_column"), options.get("label_delim"))
-        return [str(p) for p in paths], (labels if y is None or isinstance(y, str) else y)
+        paths, labels, _ = read_table(X, y, options.get("root"), options.get("path_column"),
+                                      options.get("label_delim"))
+        return [str(p) for p in paths], labels
 
     def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
         check_is_fitted(self, "model_")
+        # set_params after fit can change these: check them where they are used
+        validate_params({name: getattr(self, name) for name in PREDICT_PARAMETERS})
         X, _ = self._from_table(X)
         return run_model(self.model_, X, output, image_size=self.image_size_,
                          data_config=self.model_.backbone.data_config,
@@ -97,8 +99,7 @@ class PredictionMixin:
         -------
         labels (n_images,), or probabilities (n_images, n_classes) with ``return_proba``.
         """
-        if not isinstance(n_augment, numbers.Integral) or n_augment < 1:
-            raise ValueError(f"n_augment must be a positive integer, got {n_augment!r}.")
+        validate_arguments(n_augment=n_augment, return_proba=return_proba)
         generator = torch.Generator().manual_seed(self.random_state or 0)
         proba = self._run(X, self._proba, n_views=int(n_augment), generator=generator,
                           desc=f"predicting ({n_augment} TTA views)")
@@ -124,6 +125,7 @@ class PredictionMixin:
         ``report`` and the binary ``log_loss`` before and after calibration.
         """
         from .trust.report import evaluation, write_html_report
+        validate_arguments(n_augment=n_augment)
         X, y = self._from_table(X, y)
         X_train, y_train = self._from_table(X_train, y_train)
         y = self._labels_for(X, y)
@@ -147,6 +149,7 @@ class PredictionMixin:
         ``unknown_threshold_`` gets ``unknown_label`` instead (an object array;
         multi-label: a list of tuples, ``(unknown_label,)`` for those images).
         """
+        validate_arguments(reject_unknown=reject_unknown)
         if not reject_unknown:
             proba = self.predict_proba(X)  # checks that the estimator is fitted
             return self._decode(proba)

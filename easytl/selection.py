@@ -8,6 +8,7 @@ cross-validation; ``refit=True`` then trains the winner on all the data.
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from typing import Sequence
@@ -110,17 +111,20 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
             backbones, left_out = available_here()
         else:
             backbones = list(REGISTRY)
-    if is_table(X):
+    if is_table(X):  # y: the label column's name, or one label per row (None: the column)
         paths, y, _ = read_table(X, y, root, path_column, label_delim)
         X = [str(p) for p in paths]
     elif isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
-        paths, y = read_class_folders(X)
+        paths, folder_labels = read_class_folders(X)
         X = [str(p) for p in paths]
-    fixed_size = image_size if isinstance(image_size, int) else None
+        y = folder_labels if y is None else y  # given labels win, as in fit
+    fixed_size = (int(image_size) if isinstance(image_size, numbers.Integral)
+                  and not isinstance(image_size, bool) else None)
     source, labels = as_image_source(X, y, size=fixed_size or 224)
     if labels is None:
         raise ValueError("compare_backbones needs labels: pass y or a class folder.")
     info = read_labels(labels)
+    given = labels  # the refit learns these: the user's labels, not the encoding scored here
     if info.multi_label:  # scored by sample-averaged F1; folds cannot be stratified on label sets
         labels = info.encoded
         folds = KFold(cv, shuffle=True, random_state=random_state)
@@ -141,7 +145,7 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     rows[:] = compared + [r for r in rows if r["skipped"]]
     rows.best = compared[0]["backbone"] if compared else None
     if refit and compared:
-        rows.best_estimator_ = _refit(rows.best, backbones, X, labels, image_size, random_state,
+        rows.best_estimator_ = _refit(rows.best, backbones, X, given, image_size, random_state,
                                       verbose, classifier_params)
     if verbose:
         print(format_rows(rows))

@@ -216,15 +216,17 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     """Turn any supported ``X`` into an :class:`ImageSource` and its labels (or None).
 
     Accepted: ndarray or tensor (N,H,W), (N,H,W,C), (N,C,H,W) as uint8 or float
-    in [0, 1]; a list of PIL images, arrays or file paths; a directory with one
-    sub-folder per class (labels from the folder names); a torch ``Dataset``
-    yielding ``(image, label)``.
+    in [0, 1], and one image (H,W,C) with C in 1, 3, 4; a list of PIL images,
+    arrays or file paths; a directory with one sub-folder per class (labels from
+    the folder names); a torch ``Dataset`` yielding ``(image, label)``; a table
+    (``y`` is then its label column's name, or one label per row).
     """
     labels = None
     from .tables import is_table, read_table
     if is_table(X):  # a CSV or DataFrame of image paths (labels too, when it has them)
-        paths, labels, _ = read_table(X)
-        X = [str(p) for p in paths]
+        # y names the label column, or is one label per row (checked and used there)
+        paths, labels, _ = read_table(X, y)
+        X, y = [str(p) for p in paths], None
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if path.is_dir():
@@ -239,10 +241,17 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
             raise FileNotFoundError(f"{name} does not exist: {path}")
     elif isinstance(X, (np.ndarray, torch.Tensor)):
         array = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-        if array.ndim == 3 and array.shape[-1] in (3, 4):
-            # (H, W, 3|4) is one colour image (what np.asarray(Image.open(f)) gives), not a
-            # batch of gray images 3 or 4 pixels wide.
+        if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+            # (H, W, 1|3|4) is one image (what np.asarray(Image.open(f)) gives), not a batch
+            # of gray images 1, 3 or 4 pixels wide.
             array = array[None]
+        elif array.ndim == 2:
+            # One gray image, or a batch of flattened images / feature rows: refuse rather
+            # than guess, since either guess answers silently with the wrong number of rows.
+            raise ValueError(f"{name} has shape {array.shape}: expected images, and a 2-D array "
+                             "is ambiguous (one gray image, or rows of flattened images?). Pass "
+                             "one gray image as x[None] (1, H, W) or x[..., None] (H, W, 1), and "
+                             "a batch of gray images as (N, H, W).")
         if len(array) == 0:
             raise ValueError(f"{name} is empty: at least one image is needed.")
         source = ArrayImages(_array_to_uint8_nchw(array, where=name))
@@ -313,6 +322,7 @@ def batches(source: ImageSource, targets=None, batch_size: int = 32, shuffle: bo
             pin_memory: bool = False) -> DataLoader:
     """A DataLoader yielding ``(uint8 images (n,3,H,W), int64 targets or None)`` per batch."""
     dataset = _Labelled(source, targets)
+    batch_size = int(batch_size)  # a numpy integer is a valid size; the sampler takes ints only
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     # The loader's own generator only seeds workers; a private one keeps iterating a loader
     # from consuming the global RNG (which the head's dropout draws from).

@@ -6,6 +6,7 @@ costs no training time.
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from .images import UnreadableImagesError, describe_unreadable, find_unreadable
 
 def placeholder_size(image_size) -> int:
     """A size for reading ``X`` before the real one is chosen (it is set once it is)."""
-    return image_size if isinstance(image_size, int) and not isinstance(image_size, bool) else 224
+    integer = isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool)
+    return int(image_size) if integer else 224
 
 
 def read_labelled(X, y, image_size, name: str = "X"):

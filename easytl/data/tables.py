@@ -64,8 +64,11 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     Parameters
     ----------
     table : CSV/TSV path or DataFrame
-    y : str, optional
-        The label column (default: "label", "labels", "class", ... or the second column).
+    y : str or labels, optional
+        The label column (default: "label", "labels", "class", ... or the second column),
+        or the labels themselves: one per row of the table (an array, an indicator
+        matrix or a list of label collections), then the table's label column is not
+        read; a count other than the table's rows is an error.
     root : path, optional
         Folder the paths are relative to (default: the CSV's folder; the working
         directory for a DataFrame).
@@ -85,15 +88,16 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     columns, rows = _rows(table)
     if not rows:
         raise ValueError("the label table has no rows.")
+    given = None if y is None or isinstance(y, str) else _given_labels(y, len(rows))
     path_col = _column(columns, path_column, PATH_COLUMNS, 0, "path")
-    label_col = _column(columns, y if isinstance(y, str) else None, LABEL_COLUMNS,
-                        1 if len(columns) > 1 else None, "label")
+    label_col = None if given is not None else _column(
+        columns, y, LABEL_COLUMNS, 1 if len(columns) > 1 else None, "label")
     if label_col == path_col:
         label_col = None
     if root is None:
         root = Path(table).parent if isinstance(table, (str, os.PathLike)) else Path.cwd()
     root = Path(root).resolve()
-    paths, labels, bad = [], [], []
+    paths, labels, bad, kept = [], [], [], []
     first_line = 2 if isinstance(table, (str, os.PathLike)) else 0  # after the CSV header
     for number, row in enumerate(rows, start=first_line):
         cell = "" if row.get(path_col) is None else str(row[path_col]).strip()
@@ -122,6 +126,7 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
             continue
         paths.append(path)
         labels.append(label)
+        kept.append(number - first_line)
     if bad and (on_bad_image == "error" or len(bad) == len(rows)):
         lines = "\n".join(f"  row {n} ({p}): {r}" for n, p, r in bad[:10])
         more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
@@ -130,8 +135,29 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     if bad:
         warnings.warn(f"left out {len(bad)} rows of the label table: "
                       + "; ".join(f"row {n}: {r}" for n, _, r in bad[:5]), stacklevel=3)
+    if given is not None:  # the rows left out leave their labels out too
+        return paths, _take(given, kept), bad
     if label_col is None:
         return paths, None, bad
     if label_delim is not None:
         return paths, labels, bad
     return paths, np.asarray(labels), bad
+
+
+def _given_labels(y, n_rows: int):
+    """Labels given beside a table: one per row, else a ValueError naming both counts."""
+    from .labels import as_label_array
+    labels = as_label_array(y)
+    if labels.ndim == 0 or len(labels) != n_rows:
+        count = 1 if labels.ndim == 0 else len(labels)
+        raise ValueError(f"the label table has {n_rows} rows but y has {count} labels: pass one "
+                         "label per row of the table, or the name of its label column as y.")
+    return labels
+
+
+def _take(labels: np.ndarray, kept: list[int]):
+    """The labels of the rows kept, in the form they were given (label sets stay a list)."""
+    taken = labels[np.asarray(kept, dtype=np.int64)]
+    if taken.dtype == object and len(taken) and all(isinstance(v, tuple) for v in taken):
+        return list(taken)
+    return taken

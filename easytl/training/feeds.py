@@ -174,7 +174,7 @@ class CachedFeed:
         # The same sampler as the image loader, so a seeded run sees the same batch order.
         order = RandomSampler(range(n), generator=self.generator) if train else range(n)
         size = self.batch_size if train else eval_batch_size(self.batch_size)
-        for indices in BatchSampler(order, size, drop_last=False):
+        for indices in BatchSampler(order, int(size), drop_last=False):  # int: numpy's too
             index = torch.as_tensor(indices, dtype=torch.long)
             x = view[index].to(self.device, non_blocking=True)
             if x.dim() == 4:

@@ -6,6 +6,7 @@ its phases and passes epochs and steps in (as timm's schedulers do).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from typing import Sequence, Union
 
@@ -181,8 +182,9 @@ def resolve_phases(schedule, lr: float, backbone_lr_mult: float, warmup_epochs: 
         raise TypeError("schedule must be 'feature_extraction', 'fine_tune', 'progressive', "
                         f"a Schedule object or a non-empty list of Phase, not {schedule!r}.")
     if epochs is not None:
-        if not isinstance(epochs, int) or epochs < 1:
+        if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive int or None, got {epochs!r}.")
+        epochs = int(epochs)  # a numpy integer is an epoch count too
         counts = split_epochs([p.epochs for p in phases], epochs)
         phases = [replace(p, epochs=c) for p, c in zip(phases, counts)]
     resolved = [replace(p,

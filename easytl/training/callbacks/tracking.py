@@ -14,6 +14,7 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
+from ...io import atomic_file
 from .base import Callback
 
 TRACKERS = ("tensorboard", "mlflow", "csv")
@@ -38,7 +39,12 @@ def tracker_specs(log_with, logging_dir) -> list:
 
 class CSVTracker(GeneralTracker):
     """A minimal accelerate tracker: ``<logging_dir>/<project>/metrics.csv``, one row per
-    step, one column per logged key (rewritten as keys appear), and ``params.csv``."""
+    step, one column per logged key, and ``params.csv`` (the last fit's).
+
+    Rows are appended to what the file holds, so a second fit or a resumed one in the
+    same folder adds to the earlier rows; a key not yet among the columns rewrites the
+    file from its own rows with the new column added, so nothing is lost either way.
+    """
 
     name = "csv"
     requires_logging_directory = True
@@ -46,7 +52,6 @@ class CSVTracker(GeneralTracker):
     def __init__(self, run_name: str, logging_dir):
         super().__init__()
         self.directory = Path(logging_dir) / run_name
-        self.rows: list[dict] = []
 
     @property
     def tracker(self):
@@ -64,12 +69,25 @@ class CSVTracker(GeneralTracker):
 
     def log(self, values: dict, step=None, **kwargs):
         self.start()
-        self.rows.append({"step": step, **values})
-        columns = ["step"] + sorted({k for row in self.rows for k in row} - {"step"})
-        with open(self.directory / "metrics.csv", "w", newline="") as f:
+        path = self.directory / "metrics.csv"
+        row = {"step": step, **values}
+        columns = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                columns = next(csv.reader(f), [])
+        if columns and set(row) <= set(columns):
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=columns).writerow(row)
+            return
+        rows = []
+        if columns:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        columns = ["step"] + sorted(set(columns) | set(row) - {"step"})
+        with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(rows + [row])
 
 
 class Tracking(Callback):
