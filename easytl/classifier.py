@@ -190,6 +190,12 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         The model's input size (chosen, given, or pretrained).
     phases_ : list of Phase
         The phases that ran (the adaptive plan's, or the schedule's).
+    plan_ : dict
+        What the fit resolved every option to (:class:`easytl.plan.FitPlan`):
+        seed, lr, input size, head, phases, hold-out, per-phase feature cache,
+        optimizer updates per epoch and the plan's note; kept in the model file.
+    lr_ : float
+        The head learning rate used (``lr``, or the LR range test's choice for "auto").
     validation_indices_ : ndarray or None
         Positions in ``X`` of the images held out for validation (None when
         ``X_val`` was given or nothing was held out).

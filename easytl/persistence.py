@@ -54,6 +54,7 @@ def save_estimator(estimator, path) -> Path:
         "best_epoch": estimator.best_epoch_,
         "interrupted": bool(getattr(estimator, "interrupted_", False)),
         "history": list(estimator.history_),
+        "plan": getattr(estimator, "plan_", None),
         "params": _json_params(estimator),
         "temperature": np.asarray(getattr(estimator, "temperature_", 1.0)).tolist(),
         "unknown_threshold": getattr(estimator, "unknown_threshold_", None),
@@ -122,6 +123,7 @@ def load_estimator(cls, path, backbone=None, head=None):
     estimator.classes_ = classes
     estimator.history_ = History(manifest["history"])
     estimator.best_epoch_ = manifest["best_epoch"]
+    estimator.plan_ = manifest.get("plan")
     estimator.interrupted_ = bool(manifest.get("interrupted", False))
     estimator.n_features_ = manifest["n_features"]
     estimator.image_size_ = manifest["image_size"]

@@ -128,7 +128,7 @@ def test_two_stateful_callbacks_need_distinct_names(textures):
 def test_checkpoint_of_another_backbone_or_callback_set_is_refused(textures, tmp_path):
     kwargs = tiny_kwargs(schedule=TWO_PHASES, epochs=None)
     with pytest.warns(UserWarning, match="interrupted"):
-        TransferClassifier(**kwargs, callbacks=[StopAt(1)]).fit(*textures, checkpoint_dir=tmp_path)
+        TransferClassifier(**kwargs, callbacks=[StopAt(2)]).fit(*textures, checkpoint_dir=tmp_path)
     wider = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, stride=2, padding=1), torch.nn.ReLU())
     other = dict(kwargs, backbone=wider)
     with pytest.raises(ValueError, match="different fit .*backbone"):
@@ -141,7 +141,7 @@ def test_checkpoint_of_another_backbone_or_callback_set_is_refused(textures, tmp
 def test_unseeded_lr_auto_resumes_without_sweeping_again(textures, tmp_path, monkeypatch):
     kwargs = tiny_kwargs(schedule=TWO_PHASES, epochs=None, lr="auto", random_state=None)
     with pytest.warns(UserWarning, match="interrupted"):
-        first = TransferClassifier(**kwargs, callbacks=[StopAt(1)]).fit(
+        first = TransferClassifier(**kwargs, callbacks=[StopAt(2)]).fit(
             *textures, checkpoint_dir=tmp_path)
     monkeypatch.setattr(TransferClassifier, "lr_find",
                         lambda *a, **k: pytest.fail("lr='auto' swept again on resume"))
