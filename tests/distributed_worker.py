@@ -34,9 +34,11 @@ def main(out: Path, extra: dict) -> None:
         return write(*args, **kwargs)
 
     easytl.persistence.save_model_file = counted_write
+    n_val = extra.pop("n_val", None)  # a validation set of n images, split unevenly over ranks
+    validation = {} if n_val is None else {"X_val": X_test[:n_val], "y_val": y_test[:n_val]}
     clf = TransferClassifier(**tiny_kwargs(schedule=SCHEDULE, epochs=None, early_stopping=None,
                                            **extra))
-    clf.fit(X[order], y[order])
+    clf.fit(X[order], y[order], **validation)
     clf.save(out / "model.easytl")
     np.savez(out / f"weights_{rank}.npz",
              **{k: v.float().numpy() for k, v in clf.model_.state_dict().items()})

@@ -63,3 +63,19 @@ def test_recipes_under_two_processes_keep_the_ranks_identical(tmp_path):
     histories = [json.loads((tmp_path / f"result_{r}.json").read_text())["history"] for r in (0, 1)]
     strip = [[{k: v for k, v in row.items() if k != "seconds"} for row in h] for h in histories]
     assert strip[0] == strip[1] and len(strip[0]) == 6
+
+
+@pytest.mark.parametrize("n_val", [3, 1])
+def test_uneven_validation_shards_finish_with_identical_weights(tmp_path, n_val):
+    """3 validation images on 2 ranks (2 + 1), or 1 (a rank with none): the scored monitor,
+    the calibration and the novelty statistics gather rows of different counts. Before, the
+    gather needed equal shapes and the empty rank concatenated nothing (or hung)."""
+    result = launch(tmp_path, 2, {"n_val": n_val, "monitor": "val_balanced_accuracy"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = (np.load(tmp_path / f"weights_{r}.npz") for r in (0, 1))
+    for key in rank0.files:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+    results = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in (0, 1)]
+    assert results[0]["history"] == results[1]["history"] or all(
+        {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        for a, b in zip(results[0]["history"], results[1]["history"]))
