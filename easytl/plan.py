@@ -257,19 +257,21 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
 def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:
     """Per phase, whether it trains on cached activations (:func:`worth_caching`)."""
     from .training.feeds import first_trainable_stage, stage_output_bytes, worth_caching
-    choice = params["cache_features"]
-    out_bytes = None
+    sizes = []  # bytes per image of each stage's output, measured once if a decision needs them
+
+    def cached_bytes(start: int) -> int:
+        if not sizes:
+            sizes.extend(stage_output_bytes(backbone, size, bytes_per_value))
+        return sizes[start - 1] * n_images
+
     decisions = []
     for phase in phases:
         start = first_trainable_stage(backbone, phase.trainable_groups)
         if start == 0 and not phase.probe:
             decisions.append(False)
             continue
-        if choice == "auto" and out_bytes is None and not phase.probe:
-            out_bytes = stage_output_bytes(backbone, size, bytes_per_value)
-        cached = 0 if out_bytes is None else out_bytes[start - 1] * n_images
-        decisions.append(worth_caching(choice, phase, params["augment"] is not None,
-                                       params["cache_views"], cached,
+        decisions.append(worth_caching(params["cache_features"], phase, params["augment"] is not None,
+                                       params["cache_views"], lambda start=start: cached_bytes(start),
                                        parse_bytes(params["cache_memory"], "cache_memory")))
     return tuple(decisions)
 

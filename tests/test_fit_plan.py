@@ -222,3 +222,36 @@ def test_released_trainer_frees_the_fit(textures):
     del clf
     gc.collect()
     assert model() is None
+
+
+def test_multi_label_plan_length_counts_images_not_label_occurrences():
+    from types import SimpleNamespace
+
+    from easytl import make_texture_mosaics
+    from easytl.data.labels import read_labels
+    from easytl.plan import DataFacts, make_plan
+    X, y = make_texture_mosaics(n_images=40, size=32, random_state=0)
+    occurrences = sum(len(labels) for labels in y)
+    assert occurrences > 1.5 * len(y)  # ~2 labels per image
+    clf = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
+                                           val_size="auto", batch_size=8)).fit(X, y)
+    assert clf.plan_["n_train"] + clf.plan_["n_val"] == 40
+    # The plan as fit makes it, for a backbone pretrained at 224 px fed 32 px images (so the
+    # compute budget does not bind): 40 images at batch 8 are 5 updates an epoch, stretched to
+    # 60 updates = 12 epochs; counting label occurrences (before) gave 6.
+    info = read_labels(y, "auto")
+    facts = DataFacts(tuple(info.classes.tolist()), tuple(info.counts()), len(y), True)
+    backbone = SimpleNamespace(data_config={"input_size": 224}, name="test", stages=[],
+                               layer_groups=[])
+    params = TransferClassifier(image_size=32, batch_size=8).get_params()
+    plan = make_plan(params, facts, seed=0, lr=1e-3, backbone=backbone, n_train=40, n_val=0,
+                     val_size=0.0)
+    assert plan.phases[1].epochs == 12
+
+
+def test_the_default_plan_says_what_it_decided(textures, capsys):
+    clf = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
+                                           val_size="auto", verbose=1)).fit(*textures)
+    err = capsys.readouterr().err
+    assert f"easytl plan: {clf.plan_['note']}" in err and "a linear probe" in clf.plan_["note"]
+    assert clf.history_[0]["note"] == clf.plan_["note"]

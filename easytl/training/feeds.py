@@ -62,7 +62,7 @@ def stage_output_bytes(backbone, size: int, bytes_per_value: int) -> list[int]:
     return out
 
 
-def worth_caching(choice, phase, augment: bool, cache_views: int, cached_bytes: int,
+def worth_caching(choice, phase, augment: bool, cache_views: int, cached_bytes,
                   budget_bytes: int) -> bool:
     """Whether a phase trains on cached activations of its frozen prefix.
 
@@ -70,6 +70,8 @@ def worth_caching(choice, phase, augment: bool, cache_views: int, cached_bytes: 
     spill to disk and every cached view would be read only once (epochs <= views):
     writing and reading it then costs more than computing the prefix in the loop.
     A probe phase always caches (the probe is solved on the cached features).
+    ``cached_bytes`` is a function giving the size of one view of the cache: it
+    runs only when the answer depends on it.
     """
     if phase.probe:
         return True
@@ -77,7 +79,7 @@ def worth_caching(choice, phase, augment: bool, cache_views: int, cached_bytes: 
         return bool(choice)
     views = min(cache_views, phase.epochs) if augment else 1
     reused = phase.epochs > views
-    return reused or cached_bytes * views <= budget_bytes
+    return reused or cached_bytes() * views <= budget_bytes
 
 
 class ImageFeed:

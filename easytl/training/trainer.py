@@ -296,8 +296,9 @@ class Trainer:
             if self.ema is not None:
                 self.ema.end_phase()
             self.lr_schedule.end_phase()
-            self.model = self.phase_setup.end(self.feeds, self.model)
-            self.feeds.optimizer = self.feeds.prepared_model = None
+            if self.feeds is not None:
+                self.model = self.phase_setup.end(self.feeds, self.model)
+                self.feeds.optimizer = self.feeds.prepared_model = None
             self.callbacks.fire("on_phase_end", phase, {"epoch": self.epoch})
 
     def _run_epoch(self, phase: Phase, phase_epoch: int) -> None:

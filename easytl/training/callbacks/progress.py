@@ -23,6 +23,11 @@ class ProgressLog(Callback):
     def _enabled(self) -> bool:
         return self.verbose >= 1 and self.trainer.accelerator.is_main_process
 
+    def on_train_begin(self, logs=None) -> None:
+        note = self.trainer.plan.note
+        if note is not None and self._enabled():
+            tqdm.write(f"easytl plan: {note}", file=sys.stderr)
+
     def on_epoch_begin(self, epoch, logs=None) -> None:
         t = self.trainer
         self.loss_sum, self.seen = 0.0, 0
