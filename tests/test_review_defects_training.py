@@ -149,8 +149,9 @@ def test_feature_cache_runs_the_batchnorm_folded_prefix(textures, monkeypatch):
     model = TransferModel(backbone, nn.Linear(16, 4)).train()
     X, y = textures
     source, _ = as_image_source(X, None, size=32)
-    feed = feeds.ImageFeed(source, y, Preprocessor(32, backbone.data_config["mean"],
-                                                   backbone.data_config["std"], augment=None),
+    config = backbone.data_config
+    feed = feeds.ImageFeed(source, np.unique(y, return_inverse=True)[1],
+                           Preprocessor(32, config["mean"], config["std"], augment=None),
                            batch_size=16, device=torch.device("cpu"))
     ran = []
     real = feeds.fold_batchnorm
