@@ -63,6 +63,11 @@ def test_suggestion_on_the_steep_part_past_the_first_steps():
     lrs, losses = curve(60, fall_from=0, fall_to=30)
     suggestion, _ = analyse(lrs, losses)
     assert suggestion >= lrs[3]
+    # A step that blew up to NaN at the end is no minimum.
+    lrs, losses = curve(60, fall_from=20, fall_to=40)
+    losses[-1] = np.nan
+    suggestion, reason = analyse(lrs, losses)
+    assert reason is None and lrs[20] <= suggestion <= lrs[39]
 
 
 def test_lr_find_says_when_the_loss_never_fell(textures):

@@ -142,8 +142,9 @@ class LRSweep(Callback):
                              "or too little data; pass more images or a schedule with a trained phase.")
         lrs, losses = np.asarray(self.lrs), np.asarray(self.smoothed)
         suggestion, reason = analyse(lrs, losses)
+        lowest = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
         return LRFindResult(lrs, losses, np.asarray(self.raw), suggestion,
-                            float(lrs[int(np.argmin(losses))]), self.diverged_at, self.phase,
+                            float(lrs[lowest]), self.diverged_at, self.phase,
                             loss_fell=suggestion is not None, reason=reason)
 
 
@@ -158,6 +159,7 @@ def analyse(lrs: np.ndarray, losses: np.ndarray, min_steps: int = MIN_STEPS,
     stretch and the minimum.
     """
     n = len(losses)
+    losses = np.where(np.isfinite(losses), losses, np.inf)  # a NaN step is no minimum
     if n < min_steps:
         return None, (f"the sweep made only {n} steps (at least {min_steps} are needed to tell a "
                       "fall of the loss from batch noise)")
