@@ -261,8 +261,6 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
                                          path_column=path_column)
             self.lr_ = self.lr_find_.suggestion
-            if self.lr_ is None:  # the sweep showed no better LR: keep the default lr (1e-3)
-                self.lr_ = 1e-3
         table_skips = []
         # later tables (X_val, predict, report, score) are read the way this one is
         self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
