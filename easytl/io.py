@@ -54,13 +54,38 @@ def check_writable(path) -> Path:
     return path
 
 
+def _umask_at_import() -> int:
+    # The one portable way to read the umask sets it; done once, while this module is imported.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status`` on Linux 4.7+;
+    elsewhere the umask when easytl was imported).
+
+    Setting and restoring it, the only portable way to read it, would give files
+    that another thread creates meanwhile the wrong mode.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
 def _new_file_mode(path: Path) -> int:
     """The mode ``open(path, "w")`` would give: the existing file's, else 0o666 less the umask."""
     if path.exists():
         return path.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager

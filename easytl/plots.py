@@ -236,18 +236,20 @@ def plot_errors(clf, X, y=None, path=None, n: int = 12):
 
 def plot_lr_find(result, path=None):
     """The LR range test: smoothed (and raw) training loss against the LR, log scale, with the
-    suggested LR marked (``result`` from ``TransferClassifier.lr_find``)."""
+    suggested LR marked, if any (``result`` from ``TransferClassifier.lr_find``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(result.lrs, result.raw_losses, color="0.75", linewidth=0.8, label="loss per step")
     ax.plot(result.lrs, result.losses, label="smoothed")
-    ax.axvline(result.suggestion, color="C3", linestyle="--",
-               label=f"suggested lr {result.suggestion:.2g}")
+    if result.suggestion is not None:  # None: the loss never fell meaningfully
+        ax.axvline(result.suggestion, color="C3", linestyle="--",
+                   label=f"suggested lr {result.suggestion:.2g}")
     ax.set_xscale("log")
     low, high = np.min(result.losses), np.max(result.losses[: max(2, int(np.argmin(result.losses)) + 1)])
     ax.set_ylim(low - 0.1 * (high - low + 1e-9), max(high, result.losses[0]) * 1.3)
     ax.set_xlabel("learning rate (lr)")
     ax.set_ylabel("training loss")
-    ax.set_title(f"LR range test ({result.phase} phase)")
+    ax.set_title(f"LR range test ({result.phase} phase)"
+                 + ("" if result.suggestion is not None else ": no suggestion"))
     ax.legend()
     return _finish(fig, path)

@@ -34,7 +34,12 @@ def test_frozen_lower_stages_cache_matches_recomputing(textures):
                     epochs=None, augment=None, lr=1e-3)
     cached = fit(textures, cache_features="auto", **settings)
     plain = fit(textures, cache_features=False, **settings)
-    assert_same_weights(cached, plain, atol=1e-4)
+    # The cache runs the frozen stem with BatchNorm folded into its convolutions: the same
+    # activations up to float rounding, which AdamW can turn into steps of up to lr (1e-3) on
+    # near-zero gradients; the losses agree to rounding.
+    assert_same_weights(cached, plain, atol=1e-3)
+    assert [r["train_loss"] for r in cached.history_] == \
+        pytest.approx([r["train_loss"] for r in plain.history_], rel=1e-5)
 
 
 def stem_images(monkeypatch, textures, **settings):
@@ -57,12 +62,16 @@ def stem_images(monkeypatch, textures, **settings):
 # the calibration and novelty statistics (TrustStatistics), with BatchNorm folded: the folded
 # copy is checked against the original on two images per feed (2 x 2 x 2 more).
 TRUST_PASS = 64 + 16 + 8
+# Each cache build runs the frozen stages BatchNorm-folded too: the folded copy is checked
+# against the original on two images (2 x 2 more per build).
+FOLD_CHECK = 4
 
 
 def test_backbone_runs_once_per_cached_view(textures, monkeypatch):
     # 80 images, val_size 0.2 → 64 train / 16 val; 4 epochs, augmentation on, 2 cached views.
     head_only = dict(schedule=FeatureExtraction(epochs=4), epochs=None)
-    assert stem_images(monkeypatch, textures, cache_views=2, **head_only) == 2 * 64 + 16 + TRUST_PASS
+    assert stem_images(monkeypatch, textures, cache_views=2, **head_only) == \
+        2 * 64 + 16 + 2 * FOLD_CHECK + TRUST_PASS  # builds: training (2 views), validation
     assert stem_images(monkeypatch, textures, cache_features=False, **head_only) == \
         4 * (64 + 16) + TRUST_PASS
 
@@ -70,7 +79,7 @@ def test_backbone_runs_once_per_cached_view(textures, monkeypatch):
 def test_top_groups_phase_never_reruns_the_frozen_stem(textures, monkeypatch):
     # Without augmentation one view per phase: each phase runs the stem once over train + val.
     two_phases = dict(schedule=[Phase(1, 0), Phase(3, 2)], epochs=None, augment=None)
-    assert stem_images(monkeypatch, textures, **two_phases) == 2 * 80 + TRUST_PASS
+    assert stem_images(monkeypatch, textures, **two_phases) == 2 * 80 + 4 * FOLD_CHECK + TRUST_PASS
     assert stem_images(monkeypatch, textures, cache_features=False, **two_phases) == 4 * 80 + TRUST_PASS
 
 

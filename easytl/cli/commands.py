@@ -146,9 +146,14 @@ def lr_find(args) -> int:
                              end_lr=args.end_lr, num_steps=args.steps)
     diverged = (f"; the loss diverged at {result.diverged_at:.2g}" if result.diverged_at
                 else "; the loss did not diverge (try a larger --end-lr)")
-    args.emit(f"suggested lr {result.suggestion:.2g} (steepest descent of the {result.phase} "
-              f"phase's loss; lowest loss at {result.min_loss_lr:.2g}{diverged}); "
-              f"use: easytl fit {args.data_dir} --lr {result.suggestion:.2g}")
+    if result.suggestion is None:  # the sweep showed no LR better than its smallest
+        args.emit(f"no suggestion: {result.reason} ({len(result.lrs)} steps of the {result.phase} "
+                  f"phase, lr {result.lrs[0]:.2g} to {result.lrs[-1]:.2g}{diverged}); keep the "
+                  "default lr, or sweep more steps (--steps, more images)")
+    else:
+        args.emit(f"suggested lr {result.suggestion:.2g} (steepest descent of the {result.phase} "
+                  f"phase's loss; lowest loss at {result.min_loss_lr:.2g}{diverged}); "
+                  f"use: easytl fit {args.data_dir} --lr {result.suggestion:.2g}")
     if args.plot:
         from ..plots import plot_lr_find
         plot_lr_find(result, path=args.plot)

@@ -8,6 +8,9 @@ CPU. ``mixed_precision="auto"`` takes bf16 where the hardware runs it fast
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -71,6 +74,37 @@ def resolve_mixed_precision(mixed_precision: str, device_type: str) -> str:
     if device_type == "mps":
         return "bf16" if mps_supports_bf16() else "no"
     return "bf16" if cpu_has_fast_bf16() else "no"
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def inference_setup(device: str = "auto", mixed_precision: str = "auto"):
+    """Where inference runs and its autocast context, without an ``Accelerator``: creating one
+    resets accelerate's process-wide state (see :func:`_forget_previous_precision`), which a
+    fit or a prediction in another thread relies on.
+
+    Returns ``(torch.device, autocast)``, where ``autocast()`` makes a fresh context
+    manager (``torch.autocast`` at the resolved precision; a no-op for fp32). The
+    device is the one accelerate would pick: a launcher's ``LOCAL_RANK`` GPU, else
+    the current one.
+    """
+    resolved = resolve_device(device)
+    kind = device_type(resolved)
+    precision = resolve_mixed_precision(mixed_precision, kind)
+    if resolved == "cuda":
+        index = os.environ.get("LOCAL_RANK")
+        where = torch.device("cuda", int(index) if index is not None else torch.cuda.current_device())
+    else:
+        where = torch.device(resolved)
+    dtype = AUTOCAST_DTYPES.get(precision)
+
+    def autocast():
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=kind, dtype=dtype)
+
+    return where, autocast
 
 
 def make_accelerator(device: str = "auto", mixed_precision: str = "auto", log_with=None,

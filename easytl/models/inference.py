@@ -13,7 +13,7 @@ from ..data.augment import Preprocessor
 from ..data.sources import as_image_source, batches
 from .folding import fold_batchnorm
 from ..progress import progress
-from .device import make_accelerator
+from .device import inference_setup
 
 
 @torch.inference_mode()
@@ -27,28 +27,31 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
     Images are decoded, resized and normalised one batch at a time, so only
     one batch of float tensors exists at once. With ``n_views > 1`` the output
     is averaged over test-time views (:meth:`Preprocessor.test_time_views`).
+
+    No process-wide state changes: no ``Accelerator`` is created (that resets
+    accelerate's state), the global RNG is not drawn from, so predictions from
+    several threads equal those made one at a time.
     """
     source, _ = as_image_source(X, None, size=image_size)
-    accelerator = make_accelerator(device, mixed_precision)
-    module = module.to(accelerator.device, memory_format=torch.channels_last).eval()
+    where, autocast = inference_setup(device, mixed_precision)
+    module = module.to(where, memory_format=torch.channels_last).eval()
     preprocess = Preprocessor(image_size, data_config["mean"], data_config["std"], augment=None)
 
     folded = []  # BatchNorm folded into convolutions, once the first batch gives an example
 
     def forward(images: torch.Tensor) -> np.ndarray:
-        images = images.to(accelerator.device, non_blocking=True)
+        images = images.to(where, non_blocking=True)
         views = (preprocess.test_time_views(images, n_views, generator) if n_views > 1
                  else [preprocess(images, train=False)])
         if not folded:
             folded.append(fold_batchnorm(module, views[0][:2]).to(memory_format=torch.channels_last))
-        with accelerator.autocast():
+        with autocast():
             out = sum(output(folded[0], x).float() for x in views) / len(views)
         return out.cpu().numpy()
 
     rows = []
     chunk = batch_size
-    bar = progress(total=len(source), desc=desc, verbose=verbose,
-                   enabled=accelerator.is_main_process)
+    bar = progress(total=len(source), desc=desc, verbose=verbose)  # rank 0 only (progress)
     for images, _ in batches(source, None, batch_size, num_workers=num_workers):
         outputs, chunk = in_chunks(forward, images, chunk)
         rows += outputs

@@ -209,7 +209,10 @@ class CachedFeed:
                                    desc=f"caching {what} features{views_note}")
                     for x, _ in image_feed.ordered(augment=augment):
                         if prefix is None:  # the frozen stages, BatchNorm folded in for speed
-                            prefix = fold_batchnorm(nn.Sequential(*backbone.stages[:start]), x[:2])
+                            # (a new Sequential is in training mode, and fold_batchnorm folds
+                            # only a module in inference mode)
+                            prefix = fold_batchnorm(nn.Sequential(*backbone.stages[:start]).eval(),
+                                                    x[:2])
                         with accelerator.autocast():
                             out = prefix(x)
                         if rows is None:  # the first batch tells the size of the whole cache

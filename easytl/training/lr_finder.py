@@ -5,16 +5,28 @@ falls fastest somewhere below the LR at which training blows up; a good LR is
 on that steep part. easytl sweeps the first phase that trains in the fit the
 estimator would run (for the default plan: fine-tuning from the linear-probe
 head), so the suggestion is in the units of its ``lr`` parameter.
+
+A suggestion is only made when the sweep shows one: enough steps
+(:data:`MIN_STEPS`), and a smoothed loss that falls by a clear margin
+(:data:`MIN_DROP`) after the first steps. A sweep that starts from a converged
+head often shows none (every larger LR only makes the loss worse); then there
+is no suggestion, rather than the sweep's floor, which no one could train at.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..progress import progress
 from .callbacks.base import Callback
+
+MIN_STEPS = 20  # fewer steps cannot tell a fall from the noise of a few batches
+MIN_DROP = 0.1  # the smoothed loss must fall by a tenth of its value at the start
 
 
 @dataclass
@@ -30,23 +42,32 @@ class LRFindResult:
         Training loss per step, smoothed (exponential average, bias-corrected).
     raw_losses : ndarray
         Training loss per step as measured.
-    suggestion : float
-        Where the smoothed loss falls fastest (per log-LR), before its minimum.
+    suggestion : float or None
+        Where the smoothed loss falls fastest (per log-LR), past the sweep's first
+        steps and before its minimum; None when the loss did not fall meaningfully
+        (``reason`` says why): keep the LR you have.
     min_loss_lr : float
         The LR of the lowest smoothed loss.
     diverged_at : float or None
         The LR at which the loss passed ``divergence`` × its minimum and the sweep stopped.
     phase : str
         The phase that was swept.
+    loss_fell : bool
+        Whether the sweep had enough steps and its smoothed loss fell by a clear
+        margin (:data:`MIN_DROP` of its starting value) after the first steps.
+    reason : str or None
+        Why there is no suggestion (None when there is one).
     """
 
     lrs: np.ndarray
     losses: np.ndarray
     raw_losses: np.ndarray
-    suggestion: float
+    suggestion: float | None
     min_loss_lr: float
     diverged_at: float | None
     phase: str
+    loss_fell: bool = True
+    reason: str | None = None
 
 
 class LRSweep(Callback):
@@ -54,9 +75,10 @@ class LRSweep(Callback):
     the estimator's ``lr``, which is ``base_lr`` here) and stops when done or diverged."""
 
     def __init__(self, base_lr: float, start_lr: float, end_lr: float, num_steps: int,
-                 divergence: float, smoothing: float = 0.98):
+                 divergence: float, smoothing: float = 0.98, verbose: int = 0):
         self.base_lr, self.start_lr, self.end_lr = base_lr, start_lr, end_lr
         self.num_steps, self.divergence, self.smoothing = num_steps, divergence, smoothing
+        self.verbose, self.bar = verbose, None
         self.lrs, self.raw, self.smoothed = [], [], []
         self.active, self.done, self.steps, self.phase, self.diverged_at = False, False, 0, None, None
         self._average = 0.0
@@ -69,6 +91,11 @@ class LRSweep(Callback):
         self.phase = phase.name
         available = phase.epochs * t.batches_per_epoch
         self.steps = max(2, min(self.num_steps, available))
+        # The sweep's own progress: the fit it runs in is silent (its epoch lines would show
+        # the phase's scheduled LR, not the sweep's).
+        self.bar = progress(total=self.steps, desc=f"LR range test ({phase.name} phase)",
+                            verbose=self.verbose, unit="step",
+                            enabled=t.accelerator.is_main_process)
         self._set(0)
 
     def _lr(self, step: int) -> float:
@@ -91,29 +118,82 @@ class LRSweep(Callback):
         self.smoothed.append(smoothed)
         if not math.isfinite(loss) or smoothed > self.divergence * min(self.smoothed):
             self.diverged_at = self._lr(step)
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(lr=f"{self._lr(step):.2e}", loss=f"{smoothed:.4f}", refresh=False)
         if self.diverged_at is not None or step + 1 >= self.steps:
             self.active, self.done = False, True
             self.trainer.stop_training = True
+            self._close_bar()
         else:
             self._set(step + 1)
+
+    def on_train_end(self, logs=None) -> None:
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def result(self) -> LRFindResult:
         if len(self.raw) < 2:
             raise ValueError("the LR sweep made fewer than 2 steps: there is no phase that trains, "
                              "or too little data; pass more images or a schedule with a trained phase.")
         lrs, losses = np.asarray(self.lrs), np.asarray(self.smoothed)
-        return LRFindResult(lrs, losses, np.asarray(self.raw), suggest(lrs, losses),
-                            float(lrs[int(np.argmin(losses))]), self.diverged_at, self.phase)
+        suggestion, reason = analyse(lrs, losses)
+        lowest = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
+        return LRFindResult(lrs, losses, np.asarray(self.raw), suggestion,
+                            float(lrs[lowest]), self.diverged_at, self.phase,
+                            loss_fell=suggestion is not None, reason=reason)
 
 
-def suggest(lrs: np.ndarray, losses: np.ndarray) -> float:
-    """The LR where the smoothed loss falls fastest per unit of log-LR, before its minimum
-    (when the loss only rises, the start of the sweep: nothing larger was shown to help)."""
-    lowest = int(np.argmin(losses))
-    if lowest < 2:
-        return float(lrs[0])
-    slope = np.gradient(losses[:lowest + 1], np.log(lrs[:lowest + 1]))
-    return float(lrs[int(np.argmin(slope))])
+def analyse(lrs: np.ndarray, losses: np.ndarray, min_steps: int = MIN_STEPS,
+            min_drop: float = MIN_DROP) -> tuple[float | None, str | None]:
+    """The suggested LR of a sweep (smoothed ``losses`` at ``lrs``), or None and why not.
+
+    The first ``max(3, n // 10)`` steps are skipped (their smoothed loss averages
+    a few batches only, and their LRs are the sweep's floor). The loss must then
+    fall to at most ``1 - min_drop`` of its value at the end of that stretch; the
+    suggestion is the LR where it falls fastest per unit of log-LR, between the
+    stretch and the minimum.
+    """
+    n = len(losses)
+    losses = np.where(np.isfinite(losses), losses, np.inf)  # a NaN step is no minimum
+    if n < min_steps:
+        return None, (f"the sweep made only {n} steps (at least {min_steps} are needed to tell a "
+                      "fall of the loss from batch noise)")
+    skip = max(3, n // 10)
+    start = float(losses[skip - 1])
+    lowest = skip + int(np.argmin(losses[skip:]))
+    if not losses[lowest] <= (1 - min_drop) * start or lowest == skip:
+        return None, (f"the loss never fell meaningfully (from {start:.4g} at lr {lrs[skip - 1]:.2g}, "
+                      f"its lowest after that was {float(np.min(losses[skip:])):.4g}): no LR in the "
+                      "sweep trained better than its smallest")
+    span = slice(skip, lowest + 1)
+    slope = np.gradient(losses[span], np.log(lrs[span]))
+    return float(lrs[skip + int(np.argmin(slope))]), None
+
+
+def suggest(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """The suggested LR of a sweep, or None when it shows none (see :func:`analyse`)."""
+    return analyse(lrs, losses)[0]
+
+
+def _copies(callbacks: list) -> list:
+    """Deep copies of the user's callbacks for the sweep's fit; one that cannot be copied is
+    left out of the sweep (with a warning) rather than fed the sweep's hooks."""
+    copies = []
+    for callback in callbacks:
+        try:
+            # not the trainer of an earlier fit (model, optimizer, accelerator): the sweep sets its own
+            trainer = getattr(callback, "trainer", None)
+            copies.append(copy.deepcopy(callback, {} if trainer is None else {id(trainer): None}))
+        except Exception as exc:  # e.g. it holds a lock or an open file
+            warnings.warn(f"the LR range test runs without callback {callback!r}: it cannot be "
+                          f"copied ({exc}), and the sweep must not call the object itself.",
+                          UserWarning, stacklevel=3)
+    return copies
 
 
 def lr_find(estimator, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
@@ -124,6 +204,13 @@ def lr_find(estimator, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.
     its first trained phase growing exponentially from ``start_lr`` to
     ``end_lr`` over at most ``num_steps`` steps (fewer when that phase is
     shorter), stopping once the smoothed loss exceeds ``divergence`` × its minimum.
+    The copy runs copies of the estimator's callbacks (the user's own objects see
+    nothing of the sweep) and shows the sweep's progress instead of the fit's.
+
+    When the sweep shows no LR that trains better than its start (too few steps,
+    or a loss that never fell by :data:`MIN_DROP`), the result's ``suggestion`` is
+    None, ``loss_fell`` is False, and a ``UserWarning`` says why: keep the LR you
+    have (for the default plan, the plan's own fine-tuning LR).
     """
     from sklearn.base import clone
     if not 0 < start_lr < end_lr:
@@ -131,10 +218,22 @@ def lr_find(estimator, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.
     if num_steps < 2:
         raise ValueError(f"num_steps must be at least 2, got {num_steps}.")
     base_lr = 1e-3
-    sweep = LRSweep(base_lr, start_lr, end_lr, num_steps, divergence)
+    sweep = LRSweep(base_lr, start_lr, end_lr, num_steps, divergence, verbose=estimator.verbose)
     user = estimator.callbacks
     user = [] if user is None else list(user) if isinstance(user, (list, tuple)) else [user]
+    # clone() keeps the user's callback objects themselves: the sweep's fit gets copies.
     probe = clone(estimator).set_params(lr=base_lr, val_size=0, calibrate=False, early_stopping=None,
-                                        log_with=None, callbacks=user + [sweep])
-    probe.fit(X, y, **fit_params)
-    return sweep.result()
+                                        log_with=None, verbose=0,
+                                        callbacks=_copies(user) + [sweep])
+    try:
+        probe.fit(X, y, **fit_params)
+    finally:
+        sweep._close_bar()
+    result = sweep.result()
+    if result.suggestion is None:
+        warnings.warn(f"LR range test of the {result.phase} phase: no LR suggested: {result.reason}. "
+                      "Keep the LR you have (lr='auto' keeps the plan's); for a sweep that can show "
+                      "one, sweep a phase with more steps (more images, more epochs, "
+                      "a larger num_steps) or one that starts from an untrained head.",
+                      UserWarning, stacklevel=2)
+    return result

@@ -101,7 +101,12 @@ def reliability(proba: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> 
 
 class NoveltyModel:
     """Class means and a shared precision matrix of pooled features; ``score`` is the
-    Mahalanobis distance to the nearest class mean."""
+    Mahalanobis distance to the nearest class mean.
+
+    ``means`` has one row per class with training images (in class order): a
+    class that never occurs (possible in multi-label fits) has no mean, rather
+    than a zero vector that would count as a near point.
+    """
 
     def __init__(self, means: np.ndarray, precision: np.ndarray):
         self.means = np.asarray(means, dtype=np.float32)
@@ -123,6 +128,10 @@ class NoveltyModel:
         centre = np.where(counts > 0, (member @ means) / np.maximum(counts, 1), features.mean(axis=0))
         centred = features - centre
         precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+        present = member.any(axis=0)
+        # Only classes seen in training have a mean; with none seen (no image has any label),
+        # the mean of all the images is the one point they are like.
+        means = means[present] if present.any() else features.mean(axis=0, keepdims=True)
         return cls(means, precision)
 
     def score(self, features: np.ndarray) -> np.ndarray:

@@ -8,11 +8,12 @@ main process logs (accelerate's trackers run there).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from pathlib import Path
 
-from accelerate.tracking import GeneralTracker
+from accelerate.tracking import GeneralTracker, MLflowTracker
 
 from ...io import atomic_file
 from .base import Callback
@@ -28,13 +29,13 @@ def tracker_specs(log_with, logging_dir) -> list:
     if unknown:
         raise ValueError(f"log_with takes {', '.join(TRACKERS)} or a list of them; got {unknown}.")
     directory = Path(logging_dir or "easytl_logs")
+    specs = [CSVTracker(PROJECT, directory) if n == "csv" else n for n in names]
     if "mlflow" in names and "MLFLOW_TRACKING_URI" not in os.environ:
-        import mlflow
-        # No tracking server configured: a local store beside the other logs. MLflow keeps its
-        # plain-file store in maintenance mode and asks for explicit consent to use it.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        mlflow.set_tracking_uri((directory / "mlruns").resolve().as_uri())
-    return [CSVTracker(PROJECT, directory) if n == "csv" else n for n in names]
+        # No tracking server configured: a local store beside the other logs, used only while
+        # the tracker works (the process's MLflow URI and environment stay as they are).
+        uri = (directory / "mlruns").resolve().as_uri()
+        specs = [LocalMLflowTracker(PROJECT, uri) if n == "mlflow" else n for n in specs]
+    return specs
 
 
 class CSVTracker(GeneralTracker):
@@ -116,3 +117,52 @@ class Tracking(Callback):
                 report[f"final/{key}"] = float(best[key])
         t.accelerator.log(report, step=len(t.history) + 1)
         t.accelerator.end_training()
+
+
+@contextlib.contextmanager
+def _mlflow_store(uri: str):
+    """MLflow's tracking URI set to ``uri`` for the block, then put back with the environment.
+
+    ``mlflow.set_tracking_uri`` is process-wide and writes ``MLFLOW_TRACKING_URI``
+    into the environment; MLflow keeps its plain-file store in maintenance mode
+    and asks for explicit consent (``MLFLOW_ALLOW_FILE_STORE``) to use it.
+    """
+    import mlflow
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None: unset again
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class LocalMLflowTracker(MLflowTracker):
+    """accelerate's MLflow tracker writing to a local store (``uri``) when no tracking server
+    is configured, with that store set only while it starts, logs and finishes."""
+
+    def __init__(self, experiment_name: str, uri: str):
+        super().__init__(experiment_name)
+        self.uri = uri
+
+    def start(self):
+        with _mlflow_store(self.uri):
+            super().start()
+
+    def store_init_configuration(self, values: dict):
+        with _mlflow_store(self.uri):
+            super().store_init_configuration(values)
+
+    def log(self, values: dict, step=None, **kwargs):
+        with _mlflow_store(self.uri):
+            super().log(values, step=step, **kwargs)
+
+    def finish(self):
+        with _mlflow_store(self.uri):
+            super().finish()
