@@ -126,7 +126,6 @@ def test_cli_lr_find_prints_no_suggestion_and_no_fit_progress(digit_folder, tmp_
     assert "lr (solved)" not in captured.err and not re.search(r"epoch +\d+ +\w+ +lr ", captured.err)
 
 
-@pytest.mark.xfail(reason="lead wires lr=auto", strict=False)
 def test_lr_auto_on_the_default_plan_keeps_a_trainable_lr(textures):
     X, y = textures
     with warnings.catch_warnings():
