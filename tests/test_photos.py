@@ -164,6 +164,29 @@ def test_fit_keeps_decoded_images_on_disk_beyond_the_budget_with_the_same_result
     assert all(torch.equal(kept.load(i), source.load(i)) for i in range(len(source)))
 
 
+_SPILLED = {}
+
+
+def _read_spilled(_):
+    store, images = _SPILLED["store"], _SPILLED["images"]
+    return sum(not torch.equal(store.get(k), image) for _ in range(100)
+               for k, image in enumerate(images))
+
+
+def test_forked_worker_processes_read_spilled_images_correctly(tmp_path):
+    # DataLoader workers are forked and share the spilled file's offset with each other: a
+    # seek in one and a read in another read another image's bytes (2,516 wrong of 30,000
+    # with seek + read when this test was written).
+    import multiprocessing
+    images = [torch.full((3, 16, 16), k, dtype=torch.uint8) for k in range(50)]
+    store = DecodedImages(side=64, budget=0, directory=tmp_path)
+    for k, image in enumerate(images):
+        store.put(k, image)
+    _SPILLED.update(store=store, images=images)
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        assert sum(pool.map(_read_spilled, range(6))) == 0
+
+
 def test_threads_decode_by_default_and_give_the_same_batches_in_the_same_order(digit_folder):
     assert TransferClassifier().num_workers == "auto" == FeatureExtractor().num_workers
     source, labels = as_image_source(digit_folder, size=32)

@@ -62,6 +62,7 @@ class DecodedImages:
                 offset = self.disk_bytes
                 self.file.seek(offset)
                 self.file.write(image.numpy().tobytes())
+                self.file.flush()  # reads are positional, past Python's buffer
             except OSError as exc:  # e.g. no space left: this image is decoded again when needed
                 if not getattr(self, "warned", False):
                     warnings.warn(f"decoded images not written to disk ({exc}); the rest are "
@@ -81,9 +82,15 @@ class DecodedImages:
             return None
         offset, shape = entry
         out = torch.empty(shape, dtype=torch.uint8)
-        with self.lock:
-            self.file.seek(offset)
-            self.file.readinto(out.numpy().reshape(-1))
+        if hasattr(os, "pread"):
+            # Positional: forked DataLoader workers share the file's offset with this process,
+            # so a seek here and a read there would read another image's bytes.
+            data = os.pread(self.file.fileno(), out.numel(), offset)
+            out.view(-1).copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        else:  # Windows: workers are spawned and open the file afresh (__setstate__)
+            with self.lock:
+                self.file.seek(offset)
+                self.file.readinto(out.numpy().reshape(-1))
         return out
 
     def _open_file(self) -> None:
