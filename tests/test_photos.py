@@ -49,6 +49,13 @@ def test_a_photo_decodes_at_a_reduced_scale_that_keeps_twice_the_input_size(phot
     assert tuple(reduced.shape) == (3, 563, 750)  # 1/4 scale: the smallest that keeps >= 448
     source, _ = as_image_source([str(p) for p in photos], size=224)
     assert tuple(source.load(0).shape) == (3, 224, 224)
+    # Resized exactly as an exported model resizes the decoded image (easytl.export), so an
+    # export fed the same decoded pixels reproduces predict_proba.
+    hwc = reduced.permute(1, 2, 0)[None]
+    exported = torch.nn.functional.interpolate(hwc.permute(0, 3, 1, 2).float(), size=(224, 224),
+                                               mode="bilinear", antialias=True,
+                                               align_corners=False).round().clamp(0, 255)
+    assert torch.equal(source.load(0), exported[0].to(torch.uint8))
 
 
 def test_features_and_predictions_of_reduced_decoding_agree_with_full_decoding(photos):

@@ -151,19 +151,16 @@ def _dataset_labels(dataset) -> np.ndarray | None:
 
 def resize(images: torch.Tensor, size) -> torch.Tensor:
     """Resize a uint8 or float batch (n, C, H, W) to (size, size) (or (height, width)) with
-    antialiasing.
-
-    A uint8 batch on the CPU takes torch's uint8 path (the same filter as Pillow's, within one
-    grey level of the float path, and ~10-80× faster for a photo than a float copy of it).
-    """
+    antialiasing; uint8 results are rounded, exactly as the exported graphs do
+    (:mod:`easytl.export`)."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(images.shape[-2:]) == size:
         return images
-    if images.dtype == torch.uint8 and images.device.type == "cpu" and images.shape[1] == 3:
-        out = F.interpolate(images.contiguous(memory_format=torch.channels_last), size=size,
-                            mode="bilinear", antialias=True, align_corners=False)
-        return out.contiguous()
     is_uint8 = images.dtype == torch.uint8
+    if is_uint8:
+        # A decoded file is a channels-last view; torch's float path is ~10× slower on that
+        # layout than on a contiguous copy (same values, bit for bit).
+        images = images.contiguous()
     out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
                         align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8) if is_uint8 else out
