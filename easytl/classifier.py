@@ -113,8 +113,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         bf16 where the hardware runs it fast, fp16 on older GPUs, else fp32.
     device : "auto", "cpu", "cuda", "cuda:N" or "mps", default="auto"
         "auto": a CUDA GPU, else Apple's Metal GPU, else the CPU.
-    num_workers : int, default=0
-        DataLoader workers (decode image files in parallel).
+    num_workers : "auto" or int, default="auto"
+        Parallel decoding of image files: "auto" uses threads, 0 none, N > 0 N DataLoader worker processes.
     random_state : int, optional
         Seed for splits, initialisation, shuffling and augmentation.
     verbose : int, default=1
@@ -223,7 +223,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                  image_size="auto", augment="default", val_size="auto", early_stopping=None,
                  monitor="val_loss", optimizer="adamw", weight_decay=1e-4, plateau_factor=0.1,
                  plateau_patience=1, class_weight=None, mixed_precision="auto", device="auto",
-                 num_workers=0, random_state=None, verbose=1, callbacks=None, log_with=None,
+                 num_workers="auto", random_state=None, verbose=1, callbacks=None, log_with=None,
                  logging_dir=None, cache_features="auto", cache_views=2,
                  cache_memory=DEFAULT_CACHE_MEMORY,
                  cache_dir=None, predict_batch_size=128, on_bad_image="error", calibrate=True,
@@ -283,7 +283,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         X_val, y_val = self._from_table(X_val, y_val)
         source, labels = read_labelled(X, y, self.image_size)
         source, labels, kept, self.skipped_images_ = drop_unreadable(
-            source, labels, self.on_bad_image, self.verbose)
+            source, labels, self.on_bad_image, self.verbose,
+            memory=self.cache_memory, directory=self.cache_dir)
         self.skipped_images_ = [(path, reason) for _, path, reason in table_skips] + self.skipped_images_
         if labels is None:
             raise ValueError("y is required: pass labels, a directory with one sub-folder per "
@@ -380,7 +381,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         val_source, val_labels = as_image_source(X_val, y_val, name="X_val",
                                                  size=placeholder_size(self.image_size))
         val_source, val_labels, _, bad = drop_unreadable(val_source, val_labels, self.on_bad_image,
-                                                         self.verbose, "X_val")
+                                                         self.verbose, "X_val",
+                                                         memory=self.cache_memory,
+                                                         directory=self.cache_dir)
         self.skipped_images_ += bad
         if val_labels is None:
             raise ValueError("y_val is required with X_val (unless X_val is a class folder).")

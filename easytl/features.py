@@ -40,7 +40,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     batch_size : int, default=128
     mixed_precision : "auto", "no", "bf16" or "fp16", default="auto"
     device : "auto", "cpu" or "cuda", default="auto"
-    num_workers : int, default=0
+    num_workers : "auto" or int, default="auto"
+        Parallel decoding of image files: "auto" uses threads, 0 none, N > 0 N DataLoader worker processes.
     memory : None, str or joblib.Memory, default=None
         Cache features on disk, keyed by these parameters and the images: a
         ``GridSearchCV`` over the downstream model then computes each fold's
@@ -56,7 +57,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, backbone="efficientnet_lite0", weights="default", image_size="auto",
-                 batch_size=128, mixed_precision="auto", device="auto", num_workers=0, memory=None,
+                 batch_size=128, mixed_precision="auto", device="auto", num_workers="auto", memory=None,
                  verbose=1):
         self.backbone = backbone
         self.weights = weights

@@ -180,7 +180,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "class_weight": [Options((None, "balanced")), Kind((dict,), "a dict {label: weight}")],
         "mixed_precision": [Options(PRECISIONS)],
         "device": [Options(DEVICES), Matches(r"cuda:\d+", "'cuda:N'")],
-        "num_workers": [Number(0, integer=True)],
+        "num_workers": [Options(("auto",)), Number(0, integer=True)],
         "random_state": [SEED, NONE],
         "verbose": [Number(0, integer=True), BOOL],
         "callbacks": [NONE, Kind((list, tuple), "a list of callbacks"), IsCallable()],

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .data.sources import as_image_source
 from .models.inference import run_model
+from .data.hf import is_hf_dataset, read_hf
 from .data.labels import decode, encode_like
 from .data.tables import is_table, read_table
 from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
@@ -24,7 +25,11 @@ class PredictionMixin:
     def _from_table(self, X, y=None):
         """A table ``X`` → its image paths and labels: ``y`` when given (one per row; a string
         names the label column), else the table's label column; read with the options ``fit``
-        was given (root, path column, delimiter)."""
+        was given (root, path column, delimiter). A Hugging Face dataset stays as it is, with
+        its labels (:mod:`easytl.data.hf`)."""
+        if X is not None and is_hf_dataset(X):
+            labels = read_hf(X, y)[1] if y is None or isinstance(y, str) else y
+            return X, labels
         if X is None or not is_table(X):
             return X, y
         options = getattr(self, "_table_options", {})

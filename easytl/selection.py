@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from .models.adapters import create_backbone
 from .models.backbones import REGISTRY, WeightsUnavailableError, offline_ready
 from .data.sources import as_image_source, read_class_folders
+from .data.hf import is_hf_dataset, read_hf
 from .data.tables import is_table, read_table
 from .features import FeatureExtractor
 from .data.labels import read_labels
@@ -114,6 +115,9 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     if is_table(X):  # y: the label column's name, or one label per row (None: the column)
         paths, y, _ = read_table(X, y, root, path_column, label_delim)
         X = [str(p) for p in paths]
+    elif is_hf_dataset(X):  # its images as a list (cross-validation indexes it), its labels
+        images, labels = read_hf(X, y)
+        X, y = list(images), (labels if y is None or isinstance(y, str) else y)
     elif isinstance(X, (str, os.PathLike)):  # a class folder: cross-validate over its files
         paths, folder_labels = read_class_folders(X)
         X = [str(p) for p in paths]

@@ -32,6 +32,15 @@ def _size(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _workers(text: str):
+    if text == "auto":
+        return "auto"
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a count >= 0, got {text}")
+    return value
+
+
 def _val_size(text: str):
     if text == "auto":
         return "auto"
@@ -131,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tta", type=_positive_int, default=1,
                      help="test-time augmentation views for the validation report")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    fit.add_argument("--workers", type=_workers, default="auto",
+                     help="image decoding: auto (threads), 0 (none) or N worker processes")
     _recipe_arguments(fit)
     _table_arguments(fit)
     fit.add_argument("--skip-bad-images", action="store_true",

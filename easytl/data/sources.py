@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .images import IMAGE_EXTENSIONS, _array_to_uint8_nchw, read_image_file, to_uint8_chw
+from .images import (DRAFT_MARGIN, IMAGE_EXTENSIONS, EncodedImage, _array_to_uint8_nchw,
+                     decode_threads, open_image, read_image_file, to_uint8_chw)
 
 
 # --------------------------------------------------------------------------- image collections
@@ -71,34 +71,48 @@ class ListImages(ImageSource):
     """Images that may differ in size (files, PIL images, a Dataset), resized to ``size`` on load.
 
     Items are loaded only when a batch needs them, so a folder never has to fit
-    in memory; with ``num_workers > 0`` decoding happens in DataLoader workers.
-    A subset keeps the same items and a list of positions, so it loads nothing either.
+    in memory. Image files (and encoded images) are decoded at the size the
+    model needs (:data:`~easytl.data.images.DRAFT_MARGIN` × ``size``, see
+    :func:`~easytl.data.images.decode_image`), or read from ``store`` when fit
+    decoded them once already (:mod:`easytl.data.decoded`). A subset keeps the
+    same items, store and a list of positions, so it loads nothing either.
     """
 
-    def __init__(self, items: Sequence, size: int, load_item: Callable = to_uint8_chw,
-                 positions: Sequence[int] | None = None):
+    def __init__(self, items: Sequence, size: int, load_item: Callable = None,
+                 positions: Sequence[int] | None = None, store=None):
         self.items = items
         self.size = size
-        self.load_item = load_item
+        self.load_item = _convert if load_item is None else load_item
         self.positions = list(range(len(items))) if positions is None else list(positions)
+        self.store = store
+
+    @property
+    def decodes_files(self) -> bool:
+        """Whether loading decodes image files (or encoded images): the work worth threads."""
+        return self.load_item is read_image_file
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def load(self, index: int) -> torch.Tensor:
-        image = self.load_item(self.items[self.positions[index]])
+        position = self.positions[index]
+        image = None
+        if self.store is not None and self.size <= self.store.side:
+            image = self.store.get(position)
+        if image is None:
+            image = self.load_item(self.items[position], min_side=DRAFT_MARGIN * self.size)
         if tuple(image.shape[-2:]) != (self.size, self.size):
             image = resize(image[None], self.size)[0]
         return image
 
     def subset(self, indices) -> "ListImages":
         return ListImages(self.items, self.size, self.load_item,
-                          [self.positions[int(i)] for i in indices])
+                          [self.positions[int(i)] for i in indices], self.store)
 
     def native_size(self, index: int) -> tuple[int, int]:
         item = self.items[self.positions[index]]
-        if isinstance(item, (str, os.PathLike)):
-            with Image.open(item) as image:  # reads the header only
+        if isinstance(item, (str, os.PathLike, EncodedImage)):
+            with open_image(item) as image:  # reads the header only
                 width, height = image.size
             return height, width
         if isinstance(item, torch.Tensor):  # converted on arrival: (3, H, W)
@@ -106,12 +120,19 @@ class ListImages(ImageSource):
         return tuple(self.load_item(item).shape[-2:])  # a Dataset item: decoded
 
 
-def _as_is(image: torch.Tensor) -> torch.Tensor:
-    """The loader of images converted on arrival (a module-level function: workers pickle it)."""
+# Loaders of ListImages items: module-level functions (DataLoader workers pickle them) that
+# take the item and ``min_side``, the side a file may be decoded down to.
+
+def _convert(image, min_side: int | None = None) -> torch.Tensor:
+    return to_uint8_chw(image)
+
+
+def _as_is(image: torch.Tensor, min_side: int | None = None) -> torch.Tensor:
+    """The loader of images converted on arrival."""
     return image
 
 
-def _dataset_image(item) -> torch.Tensor:
+def _dataset_image(item, min_side: int | None = None) -> torch.Tensor:
     image = item[0] if isinstance(item, (tuple, list)) else item
     return to_uint8_chw(image, where="a Dataset item")
 
@@ -128,12 +149,19 @@ def _dataset_labels(dataset) -> np.ndarray | None:
     return np.array([np.asarray(dataset[i][1]).item() for i in range(len(dataset))])
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 or float batch (n, C, H, W) to (size, size) with antialiasing."""
-    if tuple(images.shape[-2:]) == (size, size):
+def resize(images: torch.Tensor, size) -> torch.Tensor:
+    """Resize a uint8 or float batch (n, C, H, W) to (size, size) (or (height, width)) with
+    antialiasing; uint8 results are rounded, exactly as the exported graphs do
+    (:mod:`easytl.export`)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[-2:]) == size:
         return images
     is_uint8 = images.dtype == torch.uint8
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+    if is_uint8:
+        # A decoded file is a channels-last view; torch's float path is ~10× slower on that
+        # layout than on a contiguous copy (same values, bit for bit).
+        images = images.contiguous()
+    out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
                         align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8) if is_uint8 else out
 
@@ -219,15 +247,25 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     in [0, 1], and one image (H,W,C) with C in 1, 3, 4; a list of PIL images,
     arrays or file paths; a directory with one sub-folder per class (labels from
     the folder names); a torch ``Dataset`` yielding ``(image, label)``; a table
-    (``y`` is then its label column's name, or one label per row).
+    (``y`` is then its label column's name, or one label per row); a Hugging Face
+    ``datasets.Dataset`` with an image column (labels from ``y``, the name of its
+    label column, or the column :mod:`easytl.data.hf` finds).
     """
     labels = None
+    from .hf import is_hf_dataset, read_hf
     from .tables import is_table, read_table
     if is_table(X):  # a CSV or DataFrame of image paths (labels too, when it has them)
         # y names the label column, or is one label per row (checked and used there)
         paths, labels, _ = read_table(X, y)
         X, y = [str(p) for p in paths], None
-    if isinstance(X, (str, os.PathLike)):
+    if is_hf_dataset(X):
+        X, labels = read_hf(X, y, name=name)
+        if y is None or isinstance(y, str):  # else y holds the labels themselves
+            y = None
+        if len(X) == 0:
+            raise ValueError(f"{name} is an empty dataset: at least one image is needed.")
+        source = ListImages(X, size, read_image_file)
+    elif isinstance(X, (str, os.PathLike)):
         path = Path(X)
         if path.is_dir():
             paths, labels = read_class_folders(path)
@@ -264,8 +302,9 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
     elif isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError(f"{name} is empty: at least one image is needed.")
-        if all(isinstance(item, (str, os.PathLike)) for item in X):
-            source = ListImages([Path(p) for p in X], size, read_image_file)
+        if all(isinstance(item, (str, os.PathLike, EncodedImage)) for item in X):
+            source = ListImages([p if isinstance(p, EncodedImage) else Path(p) for p in X], size,
+                                read_image_file)
         else:
             # In memory already: convert (and so check) every image once, up front.
             items = [to_uint8_chw(item, where=f"{name}[{i}]") for i, item in enumerate(X)]
@@ -317,15 +356,76 @@ def _unwrap(batch):
     return batch
 
 
+def decoding_threads(source: ImageSource, num_workers) -> int:
+    """Threads that decode a batch's files at once: with ``num_workers="auto"`` and a source of
+    image files, :func:`~easytl.data.images.decode_threads`; else 0 (arrays need no decoding,
+    and an int asks for DataLoader worker processes, 0 for none)."""
+    if num_workers != "auto" or not getattr(source, "decodes_files", False):
+        return 0
+    return decode_threads()
+
+
 def batches(source: ImageSource, targets=None, batch_size: int = 32, shuffle: bool = False,
-            generator: torch.Generator | None = None, num_workers: int = 0,
-            pin_memory: bool = False) -> DataLoader:
-    """A DataLoader yielding ``(uint8 images (n,3,H,W), int64 targets or None)`` per batch."""
+            generator: torch.Generator | None = None, num_workers=0,
+            pin_memory: bool = False):
+    """An iterable of ``(uint8 images (n,3,H,W), int64 targets or None)`` per batch.
+
+    ``num_workers``: "auto" decodes image files in threads
+    (:class:`ThreadedBatches`), anything else in the main process; an int > 0
+    uses that many DataLoader worker processes.
+    """
     dataset = _Labelled(source, targets)
     batch_size = int(batch_size)  # a numpy integer is a valid size; the sampler takes ints only
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    sampler = BatchSampler(order, batch_size, drop_last=False)
+    threads = decoding_threads(source, num_workers)
+    if threads > 1:
+        return ThreadedBatches(dataset, sampler, threads, pin_memory)
     # The loader's own generator only seeds workers; a private one keeps iterating a loader
     # from consuming the global RNG (which the head's dropout draws from).
-    return DataLoader(dataset, batch_sampler=BatchSampler(order, batch_size, drop_last=False),
-                      collate_fn=_unwrap, num_workers=num_workers, pin_memory=pin_memory,
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_unwrap,
+                      num_workers=0 if num_workers == "auto" else num_workers, pin_memory=pin_memory,
                       persistent_workers=False, generator=torch.Generator().manual_seed(0))
+
+
+class ThreadedBatches:
+    """Batches whose images are loaded by a pool of threads, the next batch while this one is used.
+
+    The batch order comes from the same sampler a DataLoader would use, pulled
+    from it at the same moments (the first batch on the first request, the last
+    one and the sampler's end only when asked for), so a shuffled, seeded run
+    draws its random numbers in the same order as with ``num_workers=0``.
+    """
+
+    def __init__(self, dataset: _Labelled, sampler: BatchSampler, threads: int,
+                 pin_memory: bool = False):
+        self.dataset, self.sampler, self.threads, self.pin_memory = dataset, sampler, threads, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        source, targets = self.dataset.source, self.dataset.targets
+        n_batches, order = len(self.sampler), iter(self.sampler)
+        pool = ThreadPoolExecutor(max_workers=self.threads)
+        try:
+            ahead = []  # (indices, futures) of batches already being loaded
+            for number in range(n_batches):
+                if not ahead:
+                    ahead.append(self._submit(pool, source, next(order)))
+                if number + 1 < n_batches - 1:  # never the last batch: pulling it may draw
+                    ahead.append(self._submit(pool, source, next(order)))
+                indices, futures = ahead.pop(0)
+                images = torch.stack([f.result() for f in futures])
+                if self.pin_memory:
+                    images = images.pin_memory()
+                yield images, (None if targets is None
+                               else targets[torch.as_tensor(indices, dtype=torch.long)])
+            next(order, None)  # run the sampler to its end, as a DataLoader does
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _submit(pool, source: ImageSource, indices):
+        return indices, [pool.submit(source.load, int(i)) for i in indices]

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..constants import DEFAULT_CACHE_MEMORY, parse_bytes
+from .decoded import decode_once
+from .images import DRAFT_MARGIN, UnreadableImagesError, describe_unreadable
 from .sources import ImageSource, ListImages, as_image_source
-from .images import UnreadableImagesError, describe_unreadable, find_unreadable
 
 
 def placeholder_size(image_size) -> int:
@@ -35,16 +37,27 @@ def read_labelled(X, y, image_size, name: str = "X"):
     return source, labels
 
 
-def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int, name: str = "X"):
+def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int, name: str = "X",
+                    memory=DEFAULT_CACHE_MEMORY, directory=None):
     """Decode every image file once; raise on bad ones, or leave them out (with a warning).
+
+    The decoded images are kept for the rest of the fit (``source.store``, see
+    :mod:`easytl.data.decoded`), at most :data:`~easytl.data.images.DRAFT_MARGIN`
+    × ``source.size`` px a side (the largest input size the fit may use when
+    ``image_size`` is "auto"), in RAM up to ``memory`` bytes, beyond it in a
+    temporary file in ``directory``.
 
     Returns the source, its labels, the positions in ``X`` that were kept, and the
     ``(path, reason)`` pairs left out.
     """
     kept = np.arange(len(source))
-    if not (isinstance(source, ListImages) and all(isinstance(p, Path) for p in source.items)):
+    if not (isinstance(source, ListImages) and source.decodes_files):
         return source, labels, kept, []
-    bad = find_unreadable(source.items, verbose=verbose)
+    store, bad_items = decode_once(source.items, DRAFT_MARGIN * source.size,
+                                   parse_bytes(memory, "cache_memory"), directory, verbose,
+                                   positions=source.positions)
+    source = ListImages(source.items, source.size, source.load_item, source.positions, store)
+    bad = [(item, reason) for _, item, reason in bad_items]
     if not bad:
         return source, labels, kept, []
     if on_bad_image == "error" or len(bad) == len(source):
@@ -52,8 +65,8 @@ def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int
             f"{len(bad)} of {len(source)} image files in {name} cannot be read:\n"
             f"{describe_unreadable(bad)}\nRemove or re-save them, or pass "
             "on_bad_image='skip' to leave them out.", bad)
-    bad_paths = {path for path, _ in bad}
-    kept = np.array([i for i, p in enumerate(source.items) if p not in bad_paths])
+    bad_indices = {index for index, _, _ in bad_items}
+    kept = np.array([i for i in range(len(source)) if i not in bad_indices])
     warnings.warn(f"left out {len(bad)} unreadable image files:\n{describe_unreadable(bad)}",
                   stacklevel=4)
     return source.subset(kept), (None if labels is None else labels[kept]), kept, bad

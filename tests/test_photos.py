@@ -1,0 +1,222 @@
+"""Camera photos at real size: decoded at the size the model needs, in threads, once per fit."""
+
+import os
+import pickle
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile, ImageOps
+
+from easytl import FeatureExtractor, TransferClassifier
+from easytl.data.decoded import DecodedImages
+from easytl.data.images import read_image_file
+from easytl.data.sources import ThreadedBatches, as_image_source, batches
+from easytl.data.split import drop_unreadable
+
+from conftest import tiny_kwargs
+
+skimage_data = pytest.importorskip("skimage.data")
+
+PHOTOS = {"cat": "chelsea", "cup": "coffee", "person": "astronaut"}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Three scikit-image photos scaled up to 3000 × 2250 and saved as camera-like JPEGs."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for label, name in PHOTOS.items():
+        image = Image.fromarray(getattr(skimage_data, name)()).convert("RGB")
+        path = folder / f"{label}.jpg"
+        image.resize((3000, 2250), Image.BICUBIC).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def full_decode(path) -> np.ndarray:
+    """The whole photo, upright, as a viewer shows it: the reference for reduced decoding."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def test_a_photo_decodes_at_a_reduced_scale_that_keeps_twice_the_input_size(photos):
+    full = read_image_file(photos[0])
+    reduced = read_image_file(photos[0], min_side=448)
+    assert tuple(full.shape) == (3, 2250, 3000)
+    assert tuple(reduced.shape) == (3, 563, 750)  # 1/4 scale: the smallest that keeps >= 448
+    source, _ = as_image_source([str(p) for p in photos], size=224)
+    assert tuple(source.load(0).shape) == (3, 224, 224)
+    # Resized exactly as an exported model resizes the decoded image (easytl.export), so an
+    # export fed the same decoded pixels reproduces predict_proba.
+    hwc = reduced.permute(1, 2, 0)[None]
+    exported = torch.nn.functional.interpolate(hwc.permute(0, 3, 1, 2).float(), size=(224, 224),
+                                               mode="bilinear", antialias=True,
+                                               align_corners=False).round().clamp(0, 255)
+    assert torch.equal(source.load(0), exported[0].to(torch.uint8))
+
+
+def test_features_and_predictions_of_reduced_decoding_agree_with_full_decoding(photos):
+    files = [str(p) for p in photos]
+    arrays = [full_decode(p) for p in photos]  # a list: each is resized from its full size
+    extractor = FeatureExtractor(image_size=224, mixed_precision="no", verbose=0).fit()
+    reduced, full = extractor.transform(files), extractor.transform(arrays)
+    cosine = (reduced * full).sum(1) / np.linalg.norm(reduced, axis=1) / np.linalg.norm(full, axis=1)
+    assert cosine.min() >= 0.99, cosine
+    # A model trained on small copies of the photos predicts the same from files as from arrays.
+    from sklearn.linear_model import LogisticRegression
+    small = [np.asarray(Image.fromarray(a).resize((256, 192))) for a in arrays]
+    model = LogisticRegression(max_iter=1000).fit(
+        extractor.transform(small + [a[:, ::-1] for a in small]), list(PHOTOS) * 2)
+    from_files, from_arrays = model.predict_proba(reduced), model.predict_proba(full)
+    assert list(model.predict(reduced)) == list(model.predict(full)) == list(PHOTOS)
+    np.testing.assert_allclose(from_files, from_arrays, atol=0.05)
+
+
+def test_exif_orientation_is_applied_to_a_reduced_decode(tmp_path):
+    stored = np.asarray(Image.fromarray(skimage_data.chelsea()).resize((2400, 1600), Image.BICUBIC))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": a phone held upright
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=92)
+    reduced = read_image_file(tmp_path / "phone.jpg", min_side=448)
+    assert tuple(reduced.shape) == (3, 1200, 800)  # portrait, at 1/2 scale
+    upright = np.asarray(Image.fromarray(full_decode(tmp_path / "phone.jpg")).resize((800, 1200),
+                                                                                     Image.BILINEAR))
+    difference = np.abs(reduced.permute(1, 2, 0).numpy().astype(int) - upright.astype(int))
+    assert difference.mean() < 2.0
+    # The same picture through fit's decode-once store and through prediction.
+    source, _ = as_image_source([str(tmp_path / "phone.jpg")], size=224)
+    kept, _, _, _ = drop_unreadable(source, None, "error", 0)
+    assert int((kept.load(0).int() - source.load(0).int()).abs().float().mean()) <= 1
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_other_formats_decode_in_full_as_before(tmp_path, fmt):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(600, 900, 3), dtype=np.uint8)
+    path = tmp_path / f"image.{fmt.lower()}"
+    Image.fromarray(pixels).save(path, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    reduced = read_image_file(path, min_side=64)
+    assert torch.equal(reduced, read_image_file(path))
+    assert np.array_equal(reduced.permute(1, 2, 0).numpy(), pixels)
+
+
+def test_a_truncated_photo_is_still_reported_as_unreadable(tmp_path, photos):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for k in range(3):
+            (tmp_path / label / f"{k}.jpg").write_bytes(photos[k].read_bytes())
+    data = photos[0].read_bytes()
+    (tmp_path / "a" / "0.jpg").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"(?s)1 of 6 image files.*0\.jpg: image file is truncated"):
+        TransferClassifier(**tiny_kwargs()).fit(tmp_path)
+    clf = TransferClassifier(**tiny_kwargs(val_size=0, on_bad_image="skip"))
+    with pytest.warns(UserWarning, match="left out 1 unreadable"):
+        clf.fit(tmp_path)
+    assert [p.name for p, _ in clf.skipped_images_] == ["0.jpg"]
+
+
+@pytest.fixture
+def counted_decodes(monkeypatch):
+    """Counts, per file, the times Pillow really decodes it (load with data left to read)."""
+    counts, lock, load = Counter(), threading.Lock(), ImageFile.ImageFile.load
+
+    def counting_load(self):
+        if self.tile and getattr(self, "filename", None):
+            with lock:
+                counts[self.filename] += 1
+        return load(self)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    return counts
+
+
+def test_fit_decodes_each_file_once(digit_folder, counted_decodes):
+    # Two epochs through the backbone, a validation split and the statistics after training:
+    # several passes over every image, one decode.
+    clf = TransferClassifier(**tiny_kwargs(schedule="fine_tune", epochs=2, cache_features=False))
+    clf.fit(digit_folder)
+    n_files = sum(1 for p in digit_folder.rglob("*") if p.is_file())
+    assert len(counted_decodes) == n_files
+    assert set(counted_decodes.values()) == {1}
+
+
+def test_decoded_images_spill_to_disk_and_read_back_the_same(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.integers(0, 256, size=(3, h, w), dtype=np.uint8))
+              for h, w in ((10, 12), (64, 40), (7, 7))]
+    store = DecodedImages(side=64, budget=10 * 12 * 3 + 1, directory=tmp_path)
+    for key, image in enumerate(images):
+        store.put(key, image)
+    assert len(store.ram) == 1 and len(store.disk) == 2 and store.storage == "ram+disk"
+    assert all(torch.equal(store.get(k), image) for k, image in enumerate(images))
+    assert store.get(99) is None
+    copy = pickle.loads(pickle.dumps(store))  # what a DataLoader worker process gets
+    assert all(torch.equal(copy.get(k), image) for k, image in enumerate(images))
+    path = store.path
+    del store, copy
+    import gc
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_fit_keeps_decoded_images_on_disk_beyond_the_budget_with_the_same_result(digit_folder):
+    in_ram = TransferClassifier(**tiny_kwargs()).fit(digit_folder)
+    on_disk = TransferClassifier(**tiny_kwargs(cache_memory=0)).fit(digit_folder)
+    assert [r["train_loss"] for r in on_disk.history_] == [r["train_loss"] for r in in_ram.history_]
+    source, _ = as_image_source(digit_folder, size=32)
+    kept, _, _, _ = drop_unreadable(source, None, "error", 0, memory=0)
+    assert kept.store.storage == "disk"
+    assert all(torch.equal(kept.load(i), source.load(i)) for i in range(len(source)))
+
+
+_SPILLED = {}
+
+
+def _read_spilled(_):
+    store, images = _SPILLED["store"], _SPILLED["images"]
+    return sum(not torch.equal(store.get(k), image) for _ in range(100)
+               for k, image in enumerate(images))
+
+
+def test_forked_worker_processes_read_spilled_images_correctly(tmp_path):
+    # DataLoader workers are forked and share the spilled file's offset with each other: a
+    # seek in one and a read in another read another image's bytes (2,516 wrong of 30,000
+    # with seek + read when this test was written).
+    import multiprocessing
+    images = [torch.full((3, 16, 16), k, dtype=torch.uint8) for k in range(50)]
+    store = DecodedImages(side=64, budget=0, directory=tmp_path)
+    for k, image in enumerate(images):
+        store.put(k, image)
+    _SPILLED.update(store=store, images=images)
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        assert sum(pool.map(_read_spilled, range(6))) == 0
+
+
+def test_threads_decode_by_default_and_give_the_same_batches_in_the_same_order(digit_folder):
+    assert TransferClassifier().num_workers == "auto" == FeatureExtractor().num_workers
+    source, labels = as_image_source(digit_folder, size=32)
+    targets = np.arange(len(source))
+    runs = []
+    for workers in ("auto", 0):
+        generator = torch.Generator().manual_seed(3)
+        loader = batches(source, targets, 5, shuffle=True, generator=generator, num_workers=workers)
+        assert isinstance(loader, ThreadedBatches) == (workers == "auto")
+        runs.append(([(x.clone(), t.clone()) for x, t in loader], generator.get_state()))
+    (threaded, state_threaded), (plain, state_plain) = runs
+    assert len(threaded) == len(plain) == 5
+    assert all(torch.equal(a, b) and torch.equal(s, t) for (a, s), (b, t) in zip(threaded, plain))
+    assert torch.equal(state_threaded, state_plain)  # the same random numbers drawn
+    arrays, _ = as_image_source(np.zeros((4, 8, 8, 3), np.uint8))
+    assert not isinstance(batches(arrays, num_workers="auto"), ThreadedBatches)
+
+
+def test_a_seeded_fit_on_files_is_the_same_with_and_without_threads(digit_folder):
+    threaded = TransferClassifier(**tiny_kwargs(schedule="fine_tune")).fit(digit_folder)
+    serial = TransferClassifier(**tiny_kwargs(schedule="fine_tune", num_workers=0)).fit(digit_folder)
+    assert [r["train_loss"] for r in threaded.history_] == [r["train_loss"] for r in serial.history_]
+    np.testing.assert_array_equal(threaded.predict_proba(digit_folder),
+                                  serial.predict_proba(digit_folder))
+    with pytest.raises(ValueError, match="num_workers"):
+        TransferClassifier(num_workers="many").fit(digit_folder)
