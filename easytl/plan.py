@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -124,17 +124,12 @@ class FitPlan:
     callback_names: tuple = ()
     note: str | None = None         # what the adaptive plan decided, in words
     stop_if_probe_perfect: bool = False
-    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str):
         options = object.__getattribute__(self, "options")
         if name in options:
             return options[name]
         raise AttributeError(f"FitPlan has no option {name!r}")
-
-    @property
-    def adaptive(self) -> bool:
-        return self.note is not None
 
     @property
     def cache_memory_bytes(self) -> int:
@@ -274,8 +269,3 @@ def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_
                                        params["cache_views"], lambda start=start: cached_bytes(start),
                                        parse_bytes(params["cache_memory"], "cache_memory")))
     return tuple(decisions)
-
-
-def with_phases(plan: FitPlan, phases) -> FitPlan:
-    """The plan with other phases (the LR finder sweeps a copy of the first trained one)."""
-    return replace(plan, phases=tuple(phases))
