@@ -17,6 +17,7 @@ from .data.labels import decode, encode_like
 from .data.tables import is_table, read_table
 from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
 from .training.tasks import task_for
+from .trust.statistics import unit_length
 
 
 class PredictionMixin:
@@ -84,6 +85,8 @@ class PredictionMixin:
     def _novelty(self, features: torch.Tensor) -> torch.Tensor:
         """Novelty scores of pooled features, on the device: min over classes of (f-m)' P (f-m)."""
         features = features.double()
+        if self.novelty_.normalize:  # as NoveltyModel.score: unit-length features
+            features = unit_length(features)
         means = torch.as_tensor(self.novelty_.means, dtype=torch.float64, device=features.device)
         precision = torch.as_tensor(self.novelty_.precision, dtype=torch.float64,
                                     device=features.device)
@@ -125,6 +128,9 @@ class PredictionMixin:
         ``labels``, and ``calibration``: ``temperature``, expected calibration
         error (15 bins) and log-loss before and after temperature scaling
         (``ece_before``, ``ece_after``, ``log_loss_before``, ``log_loss_after``).
+        ``unknown`` says what ``reject_unknown`` rests on: ``threshold``, ``rate``
+        (``unknown_rate``) and ``n_images``, the number of held-out novelty scores
+        the threshold is the conformal quantile of.
         A multi-label model reports ``f1_samples`` (also as ``accuracy``),
         ``f1_micro``, ``f1_macro``, ``mean_average_precision``, the per-class
         ``report`` and the binary ``log_loss`` before and after calibration.
