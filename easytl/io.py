@@ -49,6 +49,15 @@ def check_writable(path) -> Path:
         parent = parent.parent  # the first folder that exists: the rest will be created
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {path}: {parent} is not a writable folder.")
+    # Permission bits do not tell everything (root, /proc, read-only mounts, full disks):
+    # create and remove the kind of temporary file the write will use.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"cannot write {path}: creating a file in {parent} failed "
+                              f"({exc.strerror or exc}).") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(f"cannot write {path}: the file is read-only.")
     return path

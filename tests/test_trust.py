@@ -9,8 +9,8 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from easytl import Phase, TransferClassifier, make_textures
-from easytl.trust.statistics import (auroc, expected_calibration_error, fit_binary_temperatures,
-                                    fit_temperature, softmax, threshold_for)
+from easytl.trust.statistics import (
+    auroc, expected_calibration_error, fit_binary_temperatures, fit_temperature, softmax, threshold_for)
 
 from conftest import drifted_photos, tiny_kwargs
 

@@ -68,7 +68,8 @@ def unknown_threshold_facts(clf) -> dict:
 
 def _threshold_note(clf) -> str:
     n = getattr(clf, "unknown_threshold_n_", None)
-    rests = "" if n is None else f" (the {1 - clf.unknown_rate:.0%} conformal quantile of {n} held-out scores)"
+    rests = ("" if n is None else
+             f" (the {1 - clf.unknown_rate:.0%} conformal quantile of {n} held-out scores)")
     return f", unknown threshold {clf.unknown_threshold_:.3g}{rests}"
 
 
