@@ -141,6 +141,14 @@ def load_model_file(path) -> tuple[dict, dict[str, torch.Tensor]]:
                              "by TransferClassifier.save or 'easytl fit --out').")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # torch.save writes a zip archive (since torch 1.6) or, older, a bare pickle (protocol 2+);
+    # a safetensors file starts with its header's length (8 bytes), then the JSON header's "{"
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):
+        raise ModelFileError(f"{path} is a PyTorch pickle (torch.save), which easytl never loads: "
+                             "unpickling can run code. Load it with torch yourself if you trust it; "
+                             "easytl model files are written by TransferClassifier.save.")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

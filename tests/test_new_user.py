@@ -116,3 +116,14 @@ def test_multi_label_evaluate_html_is_refused_before_any_prediction(tmp_path, ca
     clf = TransferClassifier.load(model)
     with pytest.raises(ValueError, match="covers single-label models"):
         clf.report(X, y, html=tmp_path / "r.html")
+
+
+def test_a_torch_save_pickle_is_named_as_such_and_never_unpickled(tmp_path):
+    import torch
+    from easytl.io import ModelFileError
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "model.easytl")
+    with pytest.raises(ModelFileError, match="is a PyTorch pickle .torch.save., which easytl never loads"):
+        TransferClassifier.load(tmp_path / "model.easytl")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(ModelFileError, match="PyTorch pickle"):
+        TransferClassifier.load(tmp_path / "old.pt")
