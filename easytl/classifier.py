@@ -150,9 +150,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         Fit a temperature on the validation split after training (temperature
         scaling): ``predict_proba`` is calibrated, ``predict`` unchanged.
     unknown_rate : float in (0, 1), default=0.05
-        The fraction of in-distribution validation images that
-        ``predict(X, reject_unknown=True)`` would call unknown: it sets
-        ``unknown_threshold_`` on the novelty score.
+        The fraction of images like the training images that
+        ``predict(X, reject_unknown=True)`` should call unknown: it sets
+        ``unknown_threshold_``, the conformal quantile of held-out novelty
+        scores (cross-fitted training scores and validation scores).
     multi_label : "auto", True or False, default="auto"
         "auto" fits a multi-label model (one sigmoid per class, binary
         cross-entropy, per-class thresholds tuned on the validation split) when
@@ -210,6 +211,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         Class means and shared precision of the training features (:meth:`novelty_score`).
     unknown_threshold_ : float or None
         Novelty scores above it are "unknown" with ``reject_unknown=True``.
+    unknown_threshold_n_ : int or None
+        How many held-out novelty scores (cross-fitted training scores and
+        validation scores) ``unknown_threshold_`` is the conformal quantile of.
     multi_label_ : bool
         Whether the fit was multi-label.
     thresholds_ : ndarray or None
@@ -401,6 +405,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                             else np.asarray(trust.thresholds, dtype=np.float64))
         self.novelty_ = trust.novelty
         self.unknown_threshold_ = trust.unknown_threshold
+        self.unknown_threshold_n_ = trust.unknown_threshold_n  # trust-ux: images the threshold rests on
         self.model_ = result.model.eval()
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch

@@ -49,6 +49,15 @@ def check_writable(path) -> Path:
         parent = parent.parent  # the first folder that exists: the rest will be created
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {path}: {parent} is not a writable folder.")
+    # Permission bits do not tell everything (root, /proc, read-only mounts, full disks):
+    # create and remove the kind of temporary file the write will use.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"cannot write {path}: creating a file in {parent} failed "
+                              f"({exc.strerror or exc}).") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(f"cannot write {path}: the file is read-only.")
     return path
@@ -132,6 +141,14 @@ def load_model_file(path) -> tuple[dict, dict[str, torch.Tensor]]:
                              "by TransferClassifier.save or 'easytl fit --out').")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # torch.save writes a zip archive (since torch 1.6) or, older, a bare pickle (protocol 2+);
+    # a safetensors file starts with its header's length (8 bytes), then the JSON header's "{"
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):
+        raise ModelFileError(f"{path} is a PyTorch pickle (torch.save), which easytl never loads: "
+                             "unpickling can run code. Load it with torch yourself if you trust it; "
+                             "easytl model files are written by TransferClassifier.save.")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -58,6 +58,8 @@ def save_estimator(estimator, path) -> Path:
         "params": _json_params(estimator),
         "temperature": np.asarray(getattr(estimator, "temperature_", 1.0)).tolist(),
         "unknown_threshold": getattr(estimator, "unknown_threshold_", None),
+        "unknown_threshold_n": getattr(estimator, "unknown_threshold_n_", None),
+        "novelty_normalize": bool(getattr(getattr(estimator, "novelty_", None), "normalize", False)),
         "multi_label": bool(getattr(estimator, "multi_label_", False)),
         "label_form": getattr(estimator, "_label_form", "labels"),
         "table_options": {key: value for key, value in getattr(estimator, "_table_options", {}).items()
@@ -138,7 +140,9 @@ def load_estimator(cls, path, backbone=None, head=None):
     thresholds = manifest.get("thresholds")
     estimator.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     estimator.unknown_threshold_ = manifest.get("unknown_threshold")
+    estimator.unknown_threshold_n_ = manifest.get("unknown_threshold_n")
     estimator.novelty_ = (NoveltyModel(novelty["novelty.means"].numpy(),
-                                       novelty["novelty.precision"].numpy())
+                                       novelty["novelty.precision"].numpy(),
+                                       normalize=manifest.get("novelty_normalize", False))
                           if len(novelty) == len(NOVELTY_KEYS) else None)
     return estimator

@@ -6,6 +6,9 @@ fitted attributes (``model_``, ``classes_``, ``temperature_``, ...) it reads.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -17,24 +20,25 @@ from .data.labels import decode, encode_like
 from .data.tables import is_table, read_table
 from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
 from .training.tasks import task_for
+from .trust.statistics import unit_length
 
 
 class PredictionMixin:
     """Inference methods of a fitted :class:`~easytl.classifier.TransferClassifier`."""
 
-    def _from_table(self, X, y=None):
+    def _from_table(self, X, y=None, root=None):
         """A table ``X`` → its image paths and labels: ``y`` when given (one per row; a string
         names the label column), else the table's label column; read with the options ``fit``
-        was given (root, path column, delimiter). A Hugging Face dataset stays as it is, with
-        its labels (:mod:`easytl.data.hf`)."""
+        was given (path column, delimiter; ``root`` unless given here). A Hugging Face
+        dataset stays as it is, with its labels (:mod:`easytl.data.hf`)."""
         if X is not None and is_hf_dataset(X):
             labels = read_hf(X, y)[1] if y is None or isinstance(y, str) else y
             return X, labels
         if X is None or not is_table(X):
             return X, y
         options = getattr(self, "_table_options", {})
-        paths, labels, _ = read_table(X, y, options.get("root"), options.get("path_column"),
-                                      options.get("label_delim"))
+        paths, labels, _ = read_table(X, y, options.get("root") if root is None else root,
+                                      options.get("path_column"), options.get("label_delim"))
         return [str(p) for p in paths], labels
 
     def _run(self, X, output, desc: str = "predicting", **kwargs) -> np.ndarray:
@@ -55,13 +59,14 @@ class PredictionMixin:
     def _proba(self, model, x):
         return self._task.proba(model(x), self.temperature_)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X, *, root=None) -> np.ndarray:
         """Class probabilities, shape (n_images, n_classes), columns in ``classes_`` order;
         calibrated by ``temperature_`` (temperature scaling on the validation split).
 
         Single-label rows sum to 1; multi-label columns are independent per-class
-        probabilities (sigmoids)."""
-        return self._run(X, self._proba)
+        probabilities (sigmoids). ``root``: the folder a table's paths are relative to
+        (default: fit's ``root``, else the CSV's folder or the working directory)."""
+        return self._run(self._from_table(X, root=root)[0], self._proba)
 
     def novelty_score(self, X) -> np.ndarray:
         """How unlike the training images each image is (higher: less alike), shape (n_images,).
@@ -84,6 +89,8 @@ class PredictionMixin:
     def _novelty(self, features: torch.Tensor) -> torch.Tensor:
         """Novelty scores of pooled features, on the device: min over classes of (f-m)' P (f-m)."""
         features = features.double()
+        if self.novelty_.normalize:  # as NoveltyModel.score: unit-length features
+            features = unit_length(features)
         means = torch.as_tensor(self.novelty_.means, dtype=torch.float64, device=features.device)
         precision = torch.as_tensor(self.novelty_.precision, dtype=torch.float64,
                                     device=features.device)
@@ -110,13 +117,16 @@ class PredictionMixin:
                           desc=f"predicting ({n_augment} TTA views)")
         return proba if return_proba else self._decode(proba)
 
-    def report(self, X, y=None, n_augment: int = 1, html=None, X_train=None, y_train=None) -> dict:
+    def report(self, X, y=None, n_augment: int = 1, html=None, X_train=None, y_train=None, *,
+               root=None) -> dict:
         """Held-out evaluation: accuracy, per-class report, confusion matrix, calibration.
 
         ``n_augment > 1`` evaluates :meth:`predict_tta` instead of :meth:`predict`.
         ``html="report.html"`` also writes the self-contained error report
         (:mod:`easytl.trust.report`); give the training images as ``X_train`` (and
-        ``y_train``) to look for near-duplicates between the two sets there.
+        ``y_train``) to look for near-duplicates between the two sets there (files
+        ``fit`` left out with ``on_bad_image="skip"`` are left out there too).
+        ``root``: the folder the paths of a table ``X`` / ``X_train`` are relative to.
 
         Returns
         -------
@@ -125,25 +135,29 @@ class PredictionMixin:
         ``labels``, and ``calibration``: ``temperature``, expected calibration
         error (15 bins) and log-loss before and after temperature scaling
         (``ece_before``, ``ece_after``, ``log_loss_before``, ``log_loss_after``).
+        ``unknown`` says what ``reject_unknown`` rests on: ``threshold``, ``rate``
+        (``unknown_rate``) and ``n_images``, the number of held-out novelty scores
+        the threshold is the conformal quantile of.
         A multi-label model reports ``f1_samples`` (also as ``accuracy``),
         ``f1_micro``, ``f1_macro``, ``mean_average_precision``, the per-class
         ``report`` and the binary ``log_loss`` before and after calibration.
         """
         from .trust.report import evaluation, write_html_report
         validate_arguments(n_augment=n_augment)
-        X, y = self._from_table(X, y)
-        X_train, y_train = self._from_table(X_train, y_train)
+        if html is not None and self.multi_label_:  # before any image is read
+            raise ValueError("the HTML report covers single-label models; for a multi-label "
+                             "one, report() returns per-class figures and mean average precision.")
+        X, y = self._from_table(X, y, root)
+        X_train, y_train = self._from_table(X_train, y_train, root)
         y = self._labels_for(X, y)
         result, proba = evaluation(self, X, y, n_augment)
         if html is not None:
-            if self.multi_label_:
-                raise ValueError("the HTML report covers single-label models; for a multi-label "
-                                 "one, report() returns per-class figures and mean average precision.")
+            X_train, y_train = self._without_skipped(X_train, y_train)
             result["html"] = write_html_report(self, X, y, proba, html, X_train=X_train,
                                                y_train=y_train)
         return result
 
-    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown"):
+    def predict(self, X, reject_unknown: bool = False, unknown_label="unknown", *, root=None):
         """Predicted labels, in the form given to ``fit``.
 
         Single-label: an array of labels from ``classes_``. Multi-label: every
@@ -153,8 +167,10 @@ class PredictionMixin:
         With ``reject_unknown=True`` an image whose :meth:`novelty_score` is above
         ``unknown_threshold_`` gets ``unknown_label`` instead (an object array;
         multi-label: a list of tuples, ``(unknown_label,)`` for those images).
+        ``root``: the folder a table's paths are relative to.
         """
         validate_arguments(reject_unknown=reject_unknown)
+        X, _ = self._from_table(X, root=root)
         if not reject_unknown:
             proba = self.predict_proba(X)  # checks that the estimator is fitted
             return self._decode(proba)
@@ -184,12 +200,13 @@ class PredictionMixin:
         """Pooled backbone features, shape (n_images, n_features_), float32."""
         return self._run(X, lambda model, x: model.features(x), desc="extracting features")
 
-    def score(self, X, y=None, sample_weight=None) -> float:
+    def score(self, X, y=None, sample_weight=None, *, root=None) -> float:
         """Accuracy on ``X`` (labels from ``y``, or from class folders / a labelled Dataset);
         for a multi-label model, the sample-averaged F1 (scikit-learn's ``f1_score(...,
-        average="samples")``: per image, the F1 of its predicted against its true labels)."""
+        average="samples")``: per image, the F1 of its predicted against its true labels).
+        ``root``: the folder a table's paths are relative to."""
         from sklearn.metrics import accuracy_score, f1_score
-        X, y = self._from_table(X, y)
+        X, y = self._from_table(X, y, root)
         y = self._labels_for(X, y)
         if self.multi_label_:
             truth = encode_like(y, self.classes_, self._label_form, "y")
@@ -197,6 +214,25 @@ class PredictionMixin:
             return float(f1_score(truth, decided, average="samples", zero_division=1.0,
                                   sample_weight=sample_weight))
         return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    def _without_skipped(self, X, y):
+        """Training images for the report without the files ``fit`` skipped as unreadable
+        (a folder becomes its list of files and labels), with a warning that says so."""
+        skipped = {os.path.abspath(path) for path, _ in getattr(self, "skipped_images_", [])}
+        if X is None or not skipped:
+            return X, y
+        source, labels = as_image_source(X, y, name="X_train", size=self.image_size_)
+        items = getattr(source, "items", None)
+        if items is None or not all(isinstance(p, (str, os.PathLike)) for p in items):
+            return X, y
+        keep = [i for i, p in enumerate(items) if os.path.abspath(p) not in skipped]
+        if len(keep) == len(items):
+            return X, y
+        warnings.warn(f"X_train: left out {len(items) - len(keep)} files that fit skipped as "
+                      "unreadable (skipped_images_)", stacklevel=3)
+        kept_labels = None if labels is None else (
+            [labels[i] for i in keep] if isinstance(labels, list) else np.asarray(labels)[keep])
+        return [str(items[i]) for i in keep], kept_labels
 
     def _labels_for(self, X, y):
         """``y``, or the labels a class folder / labelled Dataset carries; all seen in fit."""

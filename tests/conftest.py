@@ -49,3 +49,31 @@ def digit_folder(tmp_path, digits):
             ext = ".PNG" if k % 2 else ".png"
             image.save(folder / f"{k}{ext}", format="PNG")
     return tmp_path / "digits"
+
+
+def drifted_photos(n_train=30, n_test=20, size=48, seed=0):
+    """Four classes cut from scikit-image's photos as real data drifts: training crops from
+    the top half of each photo, test crops from its bottom half; and crops of five
+    unrelated photos. Returns X_train, y_train, X_test, y_test, X_unrelated (uint8 HWC)."""
+    import skimage.data
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+
+    def crops(name, half, n):
+        image = getattr(skimage.data, name)()
+        image = np.repeat(image[..., None], 3, 2) if image.ndim == 2 else image[..., :3]
+        height, width = image.shape[:2]
+        side = min(height // 2, width) * 2 // 3
+        top = 0 if half == "top" else height // 2
+        out = []
+        for _ in range(n):
+            i, j = rng.integers(top, top + height // 2 - side + 1), rng.integers(0, width - side + 1)
+            crop = Image.fromarray(image[i:i + side, j:j + side]).resize((size, size), Image.BILINEAR)
+            out.append(np.asarray(crop))
+        return np.stack(out)
+    classes = ["chelsea", "coffee", "rocket", "immunohistochemistry"]
+    X_train = np.concatenate([crops(name, "top", n_train) for name in classes])
+    X_test = np.concatenate([crops(name, "bottom", n_test) for name in classes])
+    unrelated = np.concatenate([crops(name, "top", 4) for name in
+                                ("astronaut", "camera", "coins", "colorwheel", "hubble_deep_field")])
+    return (X_train, np.repeat(classes, n_train), X_test, np.repeat(classes, n_test), unrelated)

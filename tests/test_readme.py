@@ -59,3 +59,19 @@ def test_api_tour_predict_comment_matches_the_data():
     assert shown, "the API tour shows clf.predict(X[:5]) with its result"
     first = shown.group(1).split(",")[0].strip().strip("'")
     assert first == y[0]
+
+
+def test_api_tour_shows_the_defaults():
+    """The API tour's TransferClassifier(...) call lists parameters with their default values:
+    a value there that is not the default (it once showed random_state=0, while the default
+    is None, so repeated fits differ) tells a reader something false."""
+    import ast
+    import inspect
+    from easytl import TransferClassifier
+    tour = next(block for block in python_blocks() if "unknown_rate=" in block)
+    call = max((node for node in ast.walk(ast.parse(tour)) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "TransferClassifier"), key=lambda c: len(c.keywords))
+    defaults = {name: p.default for name, p in inspect.signature(TransferClassifier).parameters.items()}
+    shown = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    assert "random_state" in shown
+    assert {k: v for k, v in shown.items() if defaults[k] != v} == {}

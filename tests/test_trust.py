@@ -9,9 +9,10 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from easytl import Phase, TransferClassifier, make_textures
-from easytl.trust.statistics import auroc, expected_calibration_error, fit_temperature, softmax
+from easytl.trust.statistics import (
+    auroc, expected_calibration_error, fit_binary_temperatures, fit_temperature, softmax, threshold_for)
 
-from conftest import tiny_kwargs
+from conftest import drifted_photos, tiny_kwargs
 
 PROBE = [Phase(1, 0, probe=True, name="probe")]
 
@@ -50,9 +51,14 @@ def test_calibration_lowers_held_out_ece_and_never_changes_a_label(data, digits)
     clf = TransferClassifier(**tiny_kwargs(schedule="progressive", epochs=None, head="mlp",
                                            lr=0.05, val_size=0.3)).fit(X_train, y_train)
     result = clf.report(X_test, y_test)["calibration"]
-    assert clf.temperature_ != pytest.approx(1.0, abs=0.05)
-    assert result["ece_after"] < result["ece_before"]
-    assert result["log_loss_after"] < result["log_loss_before"]
+    assert result["ece_after"] <= result["ece_before"]  # calibration never makes it worse
+    val_x = X_train[clf.validation_indices_]
+    if np.all(clf.predict(val_x) == y_train[clf.validation_indices_]):
+        assert clf.temperature_ == 1.0  # no validation error: no evidence to sharpen on
+    else:
+        assert clf.temperature_ != pytest.approx(1.0, abs=0.05)
+        assert result["ece_after"] < result["ece_before"]
+        assert result["log_loss_after"] < result["log_loss_before"]
     uncalibrated = softmax(clf._run(X_test, lambda model, x: model(x).float()))
     np.testing.assert_array_equal(clf.predict_proba(X_test).argmax(1), uncalibrated.argmax(1))
 
@@ -91,11 +97,60 @@ def test_false_reject_rate_is_near_the_unknown_rate(digits):
     assert clf.predict(X_test, reject_unknown=True, unknown_label=-1).dtype == object
 
 
+@pytest.fixture(scope="module")
+def drifted():
+    """Lite0 probed on the top halves of four photos; tested on their bottom halves."""
+    X_train, y_train, X_test, y_test, X_unrelated = drifted_photos()
+    clf = lite0(image_size=48, val_size=0.1).fit(X_train, y_train)
+    return clf, X_train, X_test, y_test, X_unrelated
+
+
+def test_unknown_rate_holds_on_drifted_photos_and_unrelated_photos_are_still_rejected(drifted):
+    clf, X_train, X_test, y_test, X_unrelated = drifted
+    assert clf.score(X_test, y_test) >= 0.95  # the drifted photos are known classes, recognised
+    rejected = clf.predict(X_test, reject_unknown=True) == "unknown"
+    assert rejected.mean() <= 2 * clf.unknown_rate  # was 0.78 with the 12 validation scores
+    assert np.mean(clf.predict(X_unrelated, reject_unknown=True) == "unknown") >= 0.9
+    # the threshold rests on every training image (cross-fitted) and validation image
+    assert clf.unknown_threshold_n_ == len(X_train)
+    assert clf.report(X_test, y_test)["unknown"] == {
+        "threshold": clf.unknown_threshold_, "rate": 0.05, "n_images": len(X_train)}
+
+
+def test_calibration_does_not_sharpen_on_a_validation_split_without_errors(drifted):
+    clf, X_train, X_test, y_test, X_unrelated = drifted
+    assert clf.temperature_ == 1.0  # was the floor, 0.25: every unrelated photo a certainty
+    assert clf.predict_proba(X_unrelated).max(axis=1).min() < 0.99
+    calibration = clf.report(X_test, y_test)["calibration"]
+    assert calibration["ece_after"] <= calibration["ece_before"]
+
+
+def test_a_temperature_needs_errors_to_rest_on():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    logits = rng.normal(0, 1, (40, 3))
+    logits[np.arange(40), labels] += 4  # every prediction right
+    assert np.all(logits.argmax(1) == labels)
+    assert fit_temperature(logits, labels) == 1.0
+    targets = rng.integers(0, 2, (40, 2))
+    assert np.all(fit_binary_temperatures(np.where(targets, 3.0, -3.0), targets) == 1.0)
+
+
+def test_the_unknown_threshold_is_a_conformal_quantile():
+    scores = np.arange(1.0, 21.0)  # 20 held-out scores
+    # ceil(21 * 0.95) = 20th smallest: a new exchangeable score exceeds it with p <= 1/21
+    assert threshold_for(scores, 0.05) == 20.0
+    assert threshold_for(scores, 0.25) == 16.0  # ceil(21 * 0.75) = 16
+    assert threshold_for(scores[:5], 0.05) == 5.0  # too few scores for 5%: the largest
+
+
 def test_novelty_statistics_survive_save_and_load(three_textures, tmp_path):
     clf, X_known, X_unknown = three_textures
     loaded = TransferClassifier.load(clf.save(tmp_path / "m.easytl"))
     np.testing.assert_allclose(loaded.novelty_score(X_unknown), clf.novelty_score(X_unknown), rtol=1e-5)
     assert loaded.unknown_threshold_ == clf.unknown_threshold_
+    assert loaded.unknown_threshold_n_ == clf.unknown_threshold_n_ > 0
+    assert loaded.novelty_.normalize and clf.novelty_.normalize
     assert loaded.temperature_ == clf.temperature_
     loaded.novelty_ = None  # as a model file from before easytl 0.2
     with pytest.raises(ValueError, match="no novelty statistics"):

@@ -271,6 +271,11 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
         stream.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 image', '2 images'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _plain(value):
     """A numpy scalar label as a plain Python value (for JSON and printing)."""
     return value.item() if hasattr(value, "item") else value
@@ -279,6 +284,9 @@ def _plain(value):
 def evaluate(args) -> int:
     clf = _load(args.model)
     if args.html:
+        if clf.multi_label_:  # refused before any image is read or predicted
+            raise CommandError("--html covers single-label models; for a multi-label one, evaluate "
+                               "prints per-class figures and mean average precision (drop --html).")
         from ..io import check_writable
         check_writable(args.html)
     if args.labels:
@@ -291,7 +299,9 @@ def evaluate(args) -> int:
     train_files = train_y = None
     if args.train:
         train_files, train_y, train_bad = _labelled_folder(args.train, clf)
-        bad += train_bad
+        if train_bad:  # they only narrow the near-duplicate search: a note, not a failure
+            _say(f"easytl: {_count(len(train_bad), 'training image')} in {args.train} could not be "
+                 "read (listed above) and were left out of the near-duplicate search.")
     result = clf.report([str(f) for f in files], y, n_augment=args.tta, html=args.html,
                         X_train=None if train_files is None else [str(f) for f in train_files],
                         y_train=train_y)
@@ -322,7 +332,9 @@ def evaluate(args) -> int:
     if args.html:
         args.emit(f"report written to {result['html']}")
     if bad:
-        raise CommandError(f"{len(bad)} images could not be read (listed above) and were not evaluated.")
+        raise CommandError(f"{_count(len(bad), 'image')} could not be read (listed above) and "
+                           f"{'was' if len(bad) == 1 else 'were'} not evaluated; the other "
+                           f"{_count(len(files), 'image')} were.")
     return 0
 
 

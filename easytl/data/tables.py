@@ -130,8 +130,11 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     if bad and (on_bad_image == "error" or len(bad) == len(rows)):
         lines = "\n".join(f"  row {n} ({p}): {r}" for n, p, r in bad[:10])
         more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        where = (f"\nPaths were looked for under {root} (root=; by default the CSV's folder, or "
+                 "the working directory for a DataFrame)." if any(r == "file not found" for _, _, r in bad)
+                 else "")
         raise ValueError(f"{len(bad)} of {len(rows)} rows of the label table cannot be used:\n"
-                         f"{lines}{more}\nFix them, or pass on_bad_image='skip' to leave them out.")
+                         f"{lines}{more}{where}\nFix them, or pass on_bad_image='skip' to leave them out.")
     if bad:
         warnings.warn(f"left out {len(bad)} rows of the label table: "
                       + "; ".join(f"row {n}: {r}" for n, _, r in bad[:5]), stacklevel=3)

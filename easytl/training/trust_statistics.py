@@ -10,7 +10,8 @@ import torch
 from .feeds import ImageFeed
 from .tasks import tune_thresholds
 from ..models.folding import fold_batchnorm
-from ..trust.statistics import NoveltyModel, fit_binary_temperatures, fit_temperature, threshold_for
+from ..trust.statistics import (NoveltyModel, cross_fitted_scores, fit_binary_temperatures,
+                                fit_temperature, threshold_for)
 
 MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance are fitted on
 
@@ -21,6 +22,7 @@ class TrustResult:
     thresholds: np.ndarray | None = None
     novelty: NoveltyModel | None = None
     unknown_threshold: float | None = None
+    unknown_threshold_n: int | None = None   # how many held-out scores the threshold rests on
 
 
 def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -> TrustResult:
@@ -29,9 +31,14 @@ def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -
     * ``calibrate``: fits the temperature on the validation split (1.0 without one; one per
       class for a multi-label fit, whose per-class decision thresholds are tuned there too);
     * fits the novelty model (class means, shared covariance) on the pooled features of
-      (up to 5,000) training images, and sets the unknown threshold so that
-      ``unknown_rate`` of the validation images (the training images without a
-      validation split) would be called unknown.
+      (up to 5,000) training images, and sets the unknown threshold at the conformal
+      ``1 - unknown_rate`` quantile of held-out scores: the cross-fitted scores of those
+      training images (each scored by a model fitted without its cluster of look-alikes)
+      pooled with the validation images' scores. In-sample training scores would set it far
+      too low, and a few dozen validation scores alone are a noisy quantile.
+
+    Training, validation and new images are scored alike: plain (never augmented)
+    images through the final model, the features scored by ``NoveltyModel.score``.
 
     Every process takes part in every gather, also one that holds no validation image.
     """
@@ -57,9 +64,13 @@ def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -
         if multi_label:
             calibrated = trainer.task.proba(torch.from_numpy(val_logits), result.temperature).numpy()
             result.thresholds = tune_thresholds(calibrated, val_labels)
-        result.unknown_threshold = threshold_for(result.novelty.score(val_features), unknown_rate)
+        held_out = [result.novelty.score(val_features)]
     else:
-        result.unknown_threshold = threshold_for(result.novelty.score(features), unknown_rate)
+        held_out = []
+    held_out.append(cross_fitted_scores(features, labels, n_classes, seed=seed))
+    scores = np.concatenate(held_out)
+    result.unknown_threshold = threshold_for(scores, unknown_rate)
+    result.unknown_threshold_n = len(scores)
     return result
 
 

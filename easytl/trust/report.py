@@ -54,7 +54,23 @@ def evaluation(clf, X, y, n_augment: int = 1):
                 "ece_before": None if raw is None else expected_calibration_error(raw, encoded),
                 "ece_after": expected_calibration_error(proba, encoded),
                 "log_loss_before": None if raw is None else log_loss(raw, encoded),
-                "log_loss_after": log_loss(proba, encoded)}}, proba
+                "log_loss_after": log_loss(proba, encoded)},
+            "unknown": unknown_threshold_facts(clf)}, proba
+
+
+def unknown_threshold_facts(clf) -> dict:
+    """What ``reject_unknown`` rests on: the threshold, the promised rate, and how many
+    held-out novelty scores (cross-fitted training and validation images) it is the
+    conformal quantile of (None for model files from before easytl recorded it)."""
+    return {"threshold": getattr(clf, "unknown_threshold_", None), "rate": clf.unknown_rate,
+            "n_images": getattr(clf, "unknown_threshold_n_", None)}
+
+
+def _threshold_note(clf) -> str:
+    n = getattr(clf, "unknown_threshold_n_", None)
+    rests = ("" if n is None else
+             f" (the {1 - clf.unknown_rate:.0%} conformal quantile of {n} held-out scores)")
+    return f", unknown threshold {clf.unknown_threshold_:.3g}{rests}"
 
 
 def _binary_log_loss(proba: np.ndarray, truth: np.ndarray) -> float:
@@ -78,7 +94,15 @@ def _multi_label_figures(clf, truth: np.ndarray, raw, proba: np.ndarray) -> dict
             "labels": clf.classes_.tolist(), "thresholds": clf.thresholds_.tolist(),
             "calibration": {"temperature": np.asarray(clf.temperature_).tolist(),
                             "log_loss_before": None if raw is None else _binary_log_loss(raw, truth),
-                            "log_loss_after": _binary_log_loss(proba, truth)}}
+                            "log_loss_after": _binary_log_loss(proba, truth)},
+            "unknown": unknown_threshold_facts(clf)}
+
+
+def _temperature_note(clf) -> str:
+    if clf.temperature_ != 1.0:
+        return "fitted on the validation split"
+    return ("not fitted: calibrate=False, no validation split, or one without an error, which "
+            "carries no evidence for a temperature")
 
 
 def _unit(features: np.ndarray) -> np.ndarray:
@@ -206,7 +230,7 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
     parts = [f"<h1>easytl report: accuracy {accuracy:.3f} on {len(labels)} images</h1>",
              f'<p class="note">backbone {html.escape(clf.model_.backbone.name)}, input '
              f"{clf.image_size_} px, {k} classes, temperature {clf.temperature_:.3g}"
-             + ("" if novelty is None else f", unknown threshold {clf.unknown_threshold_:.3g}")
+             + ("" if novelty is None else _threshold_note(clf))
              + "</p>", "<h2>Per class</h2>",
              _table(["class", "precision", "recall", "F1", "images"],
                     [(html.escape(n), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", int(s))
@@ -215,7 +239,7 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
     ece = expected_calibration_error(proba, labels)
     parts += ["<h2>Calibration</h2>",
               f"<p>expected calibration error (15 bins): {ece:.4f}; temperature "
-              f"{clf.temperature_:.3g} (fitted on the validation split)</p>",
+              f"{clf.temperature_:.3g} ({_temperature_note(clf)})</p>",
               _img(_figure_png(plot_reliability(proba, labels)), "reliability diagram", 420)]
     if getattr(clf, "history_", None):
         parts += ["<h2>Training history</h2>", _img(_figure_png(plot_history(clf)), "history", 900)]

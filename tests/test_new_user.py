@@ -1,0 +1,129 @@
+"""What a new user hit in v0.2 (issue 24): bad files, tables, files that cannot be written, and
+the CLI's messages. In-process and small: part of the fast subset."""
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from easytl import Phase, TransferClassifier
+from easytl.cli import main
+from easytl.io import check_writable
+
+PROBE = [Phase(1, 0, probe=True, name="probe")]
+
+
+def lite0(**overrides):
+    kwargs = dict(image_size=32, schedule=PROBE, head="linear", val_size=0.25, mixed_precision="no",
+                  random_state=0, verbose=0)
+    kwargs.update(overrides)
+    return TransferClassifier("efficientnet_lite0", **kwargs)
+
+
+@pytest.fixture
+def folder_with_a_bad_file(digit_folder):
+    (digit_folder / "class_0" / "broken.png").write_bytes(b"not a png at all")
+    return digit_folder
+
+
+def test_report_skips_the_training_files_fit_skipped(folder_with_a_bad_file, tmp_path):
+    with pytest.warns(UserWarning, match="left out 1 unreadable"):
+        clf = lite0(on_bad_image="skip").fit(folder_with_a_bad_file)
+    assert [p.name for p, _ in clf.skipped_images_] == ["broken.png"]
+    with pytest.warns(UserWarning, match="X_train: left out 1 files that fit skipped"):
+        test = sorted(str(p) for p in folder_with_a_bad_file.glob("*/[0-3].*"))
+        result = clf.report(test, [p.split(os.sep)[-2] for p in test], html=tmp_path / "r.html",
+                            X_train=str(folder_with_a_bad_file))
+    assert (tmp_path / "r.html").is_file() and result["html"] == tmp_path / "r.html"
+
+
+@pytest.fixture(scope="module")
+def table_model(tmp_path_factory, digits):
+    """A model fitted on a DataFrame of relative paths, and a folder those paths are in."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("table")
+    X, y = digits
+    rows = []
+    for k in range(24):
+        name = f"img{k}.png"
+        Image.fromarray((X[k] * 255).astype(np.uint8)).resize((24, 24)).save(root / name)
+        rows.append((name, int(y[k] % 2)))
+    table = pd.DataFrame(rows, columns=["path", "label"])
+    clf = lite0().fit(table, root=root)
+    return clf, table, root
+
+
+def test_score_predict_and_report_take_root_for_a_table(table_model, tmp_path, monkeypatch):
+    clf, table, root = table_model
+    clf._table_options["root"] = None  # as a model loaded on another machine: no root stored
+    monkeypatch.chdir(tmp_path)       # the relative paths do not resolve against the cwd
+    with pytest.raises(ValueError, match=f"Paths were looked for under {tmp_path.resolve()}"):
+        clf.score(table)
+    assert 0.0 <= clf.score(table, root=root) <= 1.0
+    assert len(clf.predict(table, root=root)) == len(table)
+    assert clf.predict_proba(table, root=root).shape == (len(table), 2)
+    assert clf.report(table, root=root)["confusion_matrix"].sum() == len(table)
+
+
+def test_a_file_that_cannot_be_created_is_refused_before_training(tmp_path):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    with pytest.raises(PermissionError, match="creating a file in /proc failed"):
+        check_writable("/proc/x.easytl")  # os.access says yes to root; creating a file fails
+    assert check_writable(tmp_path / "new" / "m.easytl") == tmp_path / "new" / "m.easytl"
+    assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
+
+
+def test_evaluate_counts_an_unreadable_training_file_as_a_note_not_a_failure(
+        folder_with_a_bad_file, digit_folder, tmp_path, capsys):
+    clf = lite0(on_bad_image="skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(folder_with_a_bad_file)
+    model = clf.save(tmp_path / "m.easytl")
+    test = tmp_path / "test"
+    for sub in ("class_0", "class_1", "class_2"):
+        (test / sub).mkdir(parents=True)
+        for image in sorted((digit_folder / sub).glob("[0-3].*")):
+            (test / sub / image.name).write_bytes(image.read_bytes())
+    code = main(["evaluate", str(model), str(test), "--train", str(folder_with_a_bad_file),
+                 "--html", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "1 training image in" in err and "left out of the near-duplicate search" in err
+    assert "were not evaluated" not in err
+    assert (tmp_path / "r.html").is_file()
+
+
+def test_multi_label_evaluate_html_is_refused_before_any_prediction(tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.random((24, 32, 32, 3)).astype(np.float32)
+    y = [("a",), ("b",), ("a", "b")] * 8
+    model = lite0().fit(X, y).save(tmp_path / "ml.easytl")
+    folder = tmp_path / "test" / "a"
+    folder.mkdir(parents=True)
+    from PIL import Image
+    Image.fromarray((X[0] * 255).astype(np.uint8)).save(folder / "0.png")
+
+    def predicted(*args, **kwargs):
+        raise AssertionError("predicted before refusing")
+    monkeypatch.setattr("easytl.prediction.PredictionMixin._run", predicted)
+    code = main(["evaluate", str(model), str(tmp_path / "test"), "--html", str(tmp_path / "r.html")])
+    assert code == 1
+    assert "--html covers single-label models" in capsys.readouterr().err
+    clf = TransferClassifier.load(model)
+    with pytest.raises(ValueError, match="covers single-label models"):
+        clf.report(X, y, html=tmp_path / "r.html")
+
+
+def test_a_torch_save_pickle_is_named_as_such_and_never_unpickled(tmp_path):
+    import torch
+    from easytl.io import ModelFileError
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "model.easytl")
+    with pytest.raises(ModelFileError, match="is a PyTorch pickle .torch.save., which easytl never loads"):
+        TransferClassifier.load(tmp_path / "model.easytl")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(ModelFileError, match="PyTorch pickle"):
+        TransferClassifier.load(tmp_path / "old.pt")
