@@ -18,6 +18,7 @@ _EXPORTS = {
     "list_backbones": "models.backbones",
     "TransferClassifier": "classifier",
     "make_textures": "data.synthetic", "make_texture_mosaics": "data.synthetic",
+    "make_inspection_images": "data.synthetic",
     "FeatureExtractor": "features",
     "LinearHead": "models.heads", "MLPHead": "models.heads",
     "ModelFileError": "io",
