@@ -33,8 +33,7 @@ from .progress import progress
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "fit_seconds", "params_m", "images_per_s",
             "image_size", "pretrained", "skipped")
 STRATEGIES = ("feature_extraction", "fine_tune")
-LEFT_OUT = ("left out: weights not on this machine (they download on first use; name them in "
-            "backbones= to compare them)")
+LEFT_OUT = "left out: weights not on this machine"  # a skipped row's reason, and its line's start
 
 
 class BackboneComparison(list):
@@ -195,8 +194,9 @@ def _refit(best: str, backbones, X, labels, image_size, random_state, verbose, c
                               verbose=verbose, **classifier_params).fit(X, labels)
 
 
-def format_rows(rows: list[dict]) -> str:
-    """The comparison as a plain-text table."""
+def format_rows(rows: list[dict], backbones_option: str = "backbones=") -> str:
+    """The comparison as a plain-text table; ``backbones_option`` is how the note on left-out
+    backbones names the way to compare them (the command line passes its flag)."""
     lines = [f"{'backbone':<22} {'accuracy':>15} {'fit s':>7} {'params (M)*':>11} {'img/s':>8} "
              f"{'input':>5}  note"]
     for r in rows:
@@ -212,6 +212,7 @@ def format_rows(rows: list[dict]) -> str:
                          f"{'pretrained' if r['pretrained'] else 'random init'}")
     left_out = [r["backbone"] for r in rows if r["skipped"] == LEFT_OUT]
     if left_out:
-        lines.append(f"{LEFT_OUT}: {', '.join(left_out)}")
+        lines.append(f"{LEFT_OUT} (they download on first use; name them in {backbones_option} to "
+                     f"compare them): {', '.join(left_out)}")
     lines.append("* parameters of the feature extractor, without the ImageNet classifier")
     return "\n".join(lines)

@@ -127,3 +127,58 @@ def test_a_torch_save_pickle_is_named_as_such_and_never_unpickled(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(ModelFileError, match="PyTorch pickle"):
         TransferClassifier.load(tmp_path / "old.pt")
+
+
+FIT = ["--image-size", "32", "--epochs", "3", "--schedule", "feature_extraction", "--val-size", "0.25"]
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """Make Ctrl-C arrive during the n-th training epoch."""
+    import easytl.training.trainer
+    original = easytl.training.trainer.Trainer._train_epoch
+
+    def arm(n):
+        calls = []
+
+        def epoch(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
+    return arm
+
+
+def test_ctrl_c_messages_count_epochs_and_promise_weights_only_when_an_epoch_finished(
+        digit_folder, tmp_path, capsys, interrupt_at):
+    out = tmp_path / "m.easytl"
+    interrupt_at(1)  # before the first epoch ended: nothing to keep
+    assert main(["fit", str(digit_folder), "--out", str(out), *FIT, "--save-interrupted"]) == 130
+    err = capsys.readouterr().err
+    assert "NOT trained" in err and "keeping the best weights so far" not in err
+    interrupt_at(2)  # one epoch finished
+    assert main(["fit", str(digit_folder), "--out", str(out), *FIT, "--save-interrupted"]) == 130
+    captured = capsys.readouterr()
+    assert "keeping the best weights so far" in captured.err
+    assert "interrupted after 1 epoch;" in captured.err and "interrupted_" not in captured.err
+    assert "interrupted after 1 epoch;" in captured.out
+
+
+def test_compare_names_the_cli_flag_for_left_out_backbones(digit_folder, capsys, monkeypatch):
+    from easytl import selection
+    rows = selection.BackboneComparison([dict(dict.fromkeys(selection.ROW_KEYS), backbone="resnet18",
+                                              pretrained=True, skipped=selection.LEFT_OUT)])
+    monkeypatch.setattr(selection, "compare_backbones", lambda *a, **k: rows)
+    assert main(["compare", str(digit_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "name them in --backbones to compare them): resnet18" in out and "backbones=" not in out
+    assert "backbones=" in selection.format_rows(rows)  # Python users get the parameter's name
+
+
+def test_counts_in_cli_messages_are_singular_for_one(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 32, 32, 3)).astype(np.float32)
+    model = lite0().fit(X, [("a",)] * 8, ).save(tmp_path / "one.easytl")  # multi-label, 1 class
+    assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    assert "probabilities over 1 class)" in capsys.readouterr().out

@@ -104,8 +104,8 @@ def fit(args) -> int:
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
                         on_bad_image="skip" if args.skip_bad_images else "error", **_recipes(args))
     n_classes = len({c for row in labels for c in row}) if args.label_delim else len(np.unique(labels))
-    _say(f"easytl fit: {len(paths)} images in {n_classes} classes from {args.data_dir}, "
-         f"backbone {args.backbone}, schedule {args.schedule}")
+    _say(f"easytl fit: {_count(len(paths), 'image')} in {_count(n_classes, 'class')} from "
+         f"{args.data_dir}, backbone {args.backbone}, schedule {args.schedule}")
     start = time.perf_counter()
     try:
         with _weights_hint():
@@ -131,7 +131,8 @@ def fit(args) -> int:
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""
     score = "sample-averaged F1" if clf.multi_label_ else "accuracy"
-    args.emit(f"validation ({len(val_paths)} held-out images{tta}): {score} {result['accuracy']:.3f}")
+    args.emit(f"validation ({_count(len(val_paths), 'held-out image')}{tta}): "
+              f"{score} {result['accuracy']:.3f}")
     args.emit(result["report"])
     return 0
 
@@ -172,7 +173,7 @@ def _interrupted_fit(clf, args) -> int:
              "written")
         return 130
     out = clf.save(args.out)
-    args.emit(f"interrupted after {len(clf.history_)} epochs; best weights so far (epoch "
+    args.emit(f"interrupted after {_count(len(clf.history_), 'epoch')}; best weights so far (epoch "
               f"{clf.best_epoch_}) written to {out}")
     return 130
 
@@ -272,8 +273,8 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
 
 
 def _count(n: int, noun: str) -> str:
-    """'1 image', '2 images'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """'1 image', '2 images', '2 classes'."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def _plain(value):
@@ -307,13 +308,13 @@ def evaluate(args) -> int:
                         y_train=train_y)
     calibration = result["calibration"]
     if clf.multi_label_:
-        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {len(files)} images; micro F1 "
-                  f"{result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
+        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {_count(len(files), 'image')}; "
+                  f"micro F1 {result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
                   f"precision {result['mean_average_precision']:.3f}")
         args.emit()
         args.emit(result["report"])
         return 0
-    args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
+    args.emit(f"accuracy {result['accuracy']:.3f} on {_count(len(files), 'image')}")
     if calibration["ece_before"] is not None:
         args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
                   f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
@@ -373,7 +374,7 @@ def compare(args) -> int:
     rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
                              image_size=args.image_size, random_state=args.seed, verbose=0,
                              refit=bool(args.out))
-    args.emit(format_rows(rows))
+    args.emit(format_rows(rows, backbones_option="--backbones"))
     if args.out and rows.best_estimator_ is not None:
         out = rows.best_estimator_.save(args.out)
         args.emit(f"best: {rows.best}, fitted on all {len(rows.best_estimator_.classes_)}-class "
@@ -387,7 +388,7 @@ def export(args) -> int:
     clf = _load(args.model)
     out = export_model(clf, args.out, args.format)
     args.emit(f"{args.format} model written to {out} (input: uint8 images (N, H, W, 3); "
-              f"output: probabilities over {len(clf.classes_)} classes)")
+              f"output: probabilities over {_count(len(clf.classes_), 'class')})")
     return 0
 
 
