@@ -182,3 +182,16 @@ def test_counts_in_cli_messages_are_singular_for_one(tmp_path, capsys):
     model = lite0().fit(X, [("a",)] * 8, ).save(tmp_path / "one.easytl")  # multi-label, 1 class
     assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
     assert "probabilities over 1 class)" in capsys.readouterr().out
+
+
+def test_a_one_class_folder_is_named_with_its_one_sub_folder(digit_folder, tmp_path, capsys, monkeypatch):
+    import shutil
+    shutil.rmtree(digit_folder / "class_1")
+    shutil.rmtree(digit_folder / "class_2")
+    monkeypatch.setattr(TransferClassifier, "fit", lambda *a, **k: pytest.fail("training started"))
+    for command in (["fit", str(digit_folder), "--out", str(tmp_path / "m.easytl")],
+                    ["lr-find", str(digit_folder)], ["compare", str(digit_folder)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"{digit_folder} holds a single class sub-folder, 'class_0'" in err, err
+        assert "one sub-folder per class" in err

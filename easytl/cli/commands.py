@@ -79,7 +79,21 @@ def _training_data(args):
         if labels is None:
             raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
                                "DATA_DIR/<class name>/<images>, or give --labels labels.csv.")
+    if not getattr(args, "label_delim", None):  # a multi-label model may learn a single label
+        _check_two_classes(labels, args.labels or args.data_dir, folder=not args.labels)
     return paths, labels
+
+
+def _check_two_classes(labels, where, folder: bool) -> None:
+    """A classifier needs two classes: name the folder (or table) and its one class, not ``y``."""
+    import numpy as np
+    classes = np.unique(np.asarray(labels).astype(str))
+    if len(classes) == 1:
+        what = "class sub-folder" if folder else "label"
+        fix = ("DATA_DIR/<class name>/<images>, one sub-folder per class" if folder
+               else "one row per image, with at least two distinct labels")
+        raise CommandError(f"{where} holds a single {what}, '{classes[0]}'; a classifier needs at "
+                           f"least 2 classes: {fix}.")
 
 
 def _recipes(args) -> dict:
@@ -369,6 +383,12 @@ def compare(args) -> int:
         backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
         if not backbones:
             raise CommandError("--backbones needs at least one name, e.g. efficientnet_lite0,resnet18")
+    from ..data.sources import read_class_folders
+    _, labels = read_class_folders(args.data_dir)
+    if labels is None:
+        raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
+                           "DATA_DIR/<class name>/<images>.")
+    _check_two_classes(labels, args.data_dir, folder=True)
     if args.out:
         check_writable(args.out)
     rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
