@@ -195,3 +195,34 @@ def test_a_one_class_folder_is_named_with_its_one_sub_folder(digit_folder, tmp_p
         err = capsys.readouterr().err
         assert f"{digit_folder} holds a single class sub-folder, 'class_0'" in err, err
         assert "one sub-folder per class" in err
+
+
+def test_rejected_rows_do_not_show_the_rejected_class_probability_as_unknowns(
+        digit_folder, tmp_path, capsys):
+    import csv
+    import io
+    import json
+    clf = lite0().fit(str(digit_folder))
+    novelty = clf.novelty_score([str(p) for p in sorted(digit_folder.glob("class_0/*"))])
+    clf.unknown_threshold_ = float(np.median(novelty))  # about half the images are rejected
+    model = clf.save(tmp_path / "m.easytl")
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown",
+                 "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    rejected = [r for r in rows if r["label"] == "unknown"]
+    accepted = [r for r in rows if r["label"] != "unknown"]
+    assert rejected and accepted
+    assert all(r["probability"] == "" and r["rejected_label"] in {"class_0", "class_1", "class_2"}
+               and 0 < float(r["rejected_probability"]) <= 1 for r in rejected)
+    assert all(float(r["probability"]) > 0 and r["rejected_label"] == r["rejected_probability"] == ""
+               for r in accepted)
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown",
+                 "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    unknown = next(r for r in rows if r["label"] == "unknown")
+    assert unknown["probability"] is None and 0 < unknown["rejected_probability"] <= 1
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["path", "label", "probability", "novelty", "rejected_label",
+                                "rejected_probability"]
+    assert all(len(line.split()) == 6 for line in table[1:])

@@ -230,8 +230,10 @@ def predict(args) -> int:
 def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, novelty=None,
                        threshold=None, multi_label=False, thresholds=None) -> None:
     """One row per file; with ``novelty`` a ``novelty`` column too, and images above
-    ``threshold`` labelled ``unknown``. Multi-label rows list every class at or above its
-    threshold (``label``: "a;b", ``probability``: theirs, in the same order)."""
+    ``threshold`` labelled ``unknown``, with no probability (the class they would have had, and
+    its probability, go in ``rejected_label`` and ``rejected_probability``). Multi-label rows
+    list every class at or above its threshold (``label``: "a;b", ``probability``: theirs, in
+    the same order)."""
     import numpy as np
 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
@@ -246,16 +248,24 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
         rows.append({"path": str(path), "label": label, "probability": probability,
                      "top_k": [{"label": _plain(classes[j]), "probability": float(p[j])} for j in best]})
         if novelty is not None:
-            rows[-1]["novelty"] = float(novelty[n])
-            if novelty[n] > threshold:
-                rows[-1]["label"] = "unknown"
+            row = rows[-1]
+            row["novelty"] = float(novelty[n])
+            row["rejected_label"] = row["rejected_probability"] = None
+            if novelty[n] > threshold:  # "unknown" has no probability: the rejected class's goes apart
+                row["rejected_label"], row["rejected_probability"] = row["label"], row["probability"]
+                row["label"], row["probability"] = "unknown", None
     if fmt == "json":
         for row in rows:
             if top_k == 1:
                 del row["top_k"]
             if multi_label:
                 row["labels"] = row.pop("label").split(";") if row["label"] != "unknown" else ["unknown"]
-                row["probabilities"] = [float(v) for v in row.pop("probability").split(";") if v]
+                joined = row.pop("probability") or ""  # None: rejected as unknown
+                row["probabilities"] = [float(v) for v in joined.split(";") if v]
+                if row.get("rejected_label") is not None:
+                    row["rejected_label"] = row["rejected_label"].split(";")
+                    row["rejected_probability"] = [float(v) for v in
+                                                   row["rejected_probability"].split(";") if v]
         json.dump(rows, stream, indent=1)
         stream.write("\n")
         return
@@ -263,16 +273,22 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
     for k in range(2, top_k + 1):
         header += [f"label_{k}", f"probability_{k}"]
     if novelty is not None:
-        header.append("novelty")
+        header += ["novelty", "rejected_label", "rejected_probability"]
+    empty = "" if fmt == "csv" else "-"  # a table keeps its columns aligned
+
+    def number(probability):
+        if probability is None:
+            return empty
+        return probability if isinstance(probability, str) else f"{probability:.4f}"
 
     def cells(row):
-        probability = row["probability"]
-        out = [row["path"], str(row["label"]),
-               probability if isinstance(probability, str) else f"{probability:.4f}"]
+        out = [row["path"], str(row["label"]), number(row["probability"])]
         for extra in row["top_k"][1:]:
             out += [str(extra["label"]), f"{extra['probability']:.4f}"]
         if novelty is not None:
-            out.append(f"{row['novelty']:.3f}")
+            rejected = row["rejected_label"]
+            out += [f"{row['novelty']:.3f}", empty if rejected is None else str(rejected),
+                    number(row["rejected_probability"])]
         return out
 
     if fmt == "csv":
