@@ -65,7 +65,7 @@ def available_here() -> tuple[list[str], list[str]]:
 def compare_backbones(X, y=None, backbones: Sequence | None = None,
                       strategy: str = "feature_extraction", cv: int = 3, weights="default",
                       image_size="auto", random_state: int = 0, verbose: int = 1, refit: bool = False,
-                      *, root=None, label_delim=None, path_column=None,
+                      *, root=None, label_delim=None, path_column=None, show_table: bool = True,
                       **classifier_params) -> BackboneComparison:
     """Cross-validate each backbone on your data; one row per backbone.
 
@@ -92,6 +92,10 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
         returned as ``best_estimator_``.
     root, label_delim, path_column : optional
         For a table ``X`` (a CSV path or DataFrame), as in :meth:`TransferClassifier.fit`.
+    verbose : int, default=1
+        Progress bars on stderr and, with ``show_table``, the table printed at the end.
+    show_table : bool, default=True
+        Print the table when ``verbose`` (the command line prints it to stdout itself).
 
     Returns
     -------
@@ -150,7 +154,7 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     if refit and compared:
         rows.best_estimator_ = _refit(rows.best, backbones, X, given, image_size, random_state,
                                       verbose, classifier_params)
-    if verbose:
+    if verbose and show_table:
         print(format_rows(rows))
     return rows
 

@@ -226,3 +226,16 @@ def test_rejected_rows_do_not_show_the_rejected_class_probability_as_unknowns(
     assert table[0].split() == ["path", "label", "probability", "novelty", "rejected_label",
                                 "rejected_probability"]
     assert all(len(line.split()) == 6 for line in table[1:])
+
+
+def test_compare_shows_progress_on_stderr_unless_verbose_0(digit_folder, capsys, monkeypatch):
+    monkeypatch.setattr("easytl.progress.SHOW_AFTER_SECONDS", 0)  # no wait: tiny data is quick
+    command = ["compare", str(digit_folder), "--backbones", "efficientnet_lite0", "--cv", "2",
+               "--image-size", "32"]
+    assert main(command) == 0  # --verbose 1 by default
+    captured = capsys.readouterr()
+    assert "comparing backbones" in captured.err
+    assert captured.out.count("efficientnet_lite0") == 1 and "accuracy" not in captured.err  # table once
+    assert main([*command, "--verbose", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "efficientnet_lite0" in captured.out

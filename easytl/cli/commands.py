@@ -408,8 +408,8 @@ def compare(args) -> int:
     if args.out:
         check_writable(args.out)
     rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
-                             image_size=args.image_size, random_state=args.seed, verbose=0,
-                             refit=bool(args.out))
+                             image_size=args.image_size, random_state=args.seed,
+                             verbose=args.verbose, refit=bool(args.out), show_table=False)
     args.emit(format_rows(rows, backbones_option="--backbones"))
     if args.out and rows.best_estimator_ is not None:
         out = rows.best_estimator_.save(args.out)
