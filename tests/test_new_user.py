@@ -239,3 +239,29 @@ def test_compare_shows_progress_on_stderr_unless_verbose_0(digit_folder, capsys,
     assert main([*command, "--verbose", "0"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "efficientnet_lite0" in captured.out
+
+
+def test_predicting_one_batch_shows_a_bar_counted_in_images(capsys, monkeypatch):
+    """The bar appears once its delay has passed, while the one batch is still running (it used
+    to wait for a batch to end, so a single batch of <= 128 images never showed one)."""
+    import time
+
+    import easytl.models.inference as inference
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 32, 32, 3)).astype(np.float32)
+    clf = lite0().fit(X, [0, 1] * 10)
+    capsys.readouterr()
+    monkeypatch.setattr("easytl.progress.SHOW_AFTER_SECONDS", 0.05)
+    original, seen = inference.in_chunks, []
+
+    def slow_batch(*args, **kwargs):  # the batch lasts until the bar shows (at most 10 s)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            err = capsys.readouterr().err
+            seen.extend([err] if "predicting" in err else [])
+            time.sleep(0.02)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(inference, "in_chunks", slow_batch)
+    clf.set_params(verbose=1)
+    assert len(clf.predict(X)) == 20
+    assert seen and "0/20" in seen[0] and "img" in seen[0]  # shown during the batch, in images
