@@ -265,3 +265,31 @@ def test_predicting_one_batch_shows_a_bar_counted_in_images(capsys, monkeypatch)
     clf.set_params(verbose=1)
     assert len(clf.predict(X)) == 20
     assert seen and "0/20" in seen[0] and "img" in seen[0]  # shown during the batch, in images
+
+
+@pytest.fixture(scope="module")
+def probe_only_model():
+    """Fitted by the probe alone: one epoch of history."""
+    rng = np.random.default_rng(0)
+    X = rng.random((24, 32, 32, 3)).astype(np.float32)
+    return lite0().fit(X, [0, 1, 2] * 8), X
+
+
+def test_torchscript_export_prints_no_torch_deprecation_warnings(probe_only_model, tmp_path, capsys):
+    model = probe_only_model[0].save(tmp_path / "m.easytl")
+    assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    captured = capsys.readouterr()
+    assert "written to" in captured.out and "warning" not in captured.err, captured.err
+    from easytl.export import export_model
+    before = list(warnings.filters)
+    export_model(probe_only_model[0], tmp_path / "again.pt", "torchscript")
+    assert warnings.filters == before  # silenced around the export only
+
+
+def test_report_has_no_empty_history_panels_or_error_headings(probe_only_model, tmp_path):
+    clf, X = probe_only_model
+    y = clf.predict(X)  # every image "right": no worst errors to show
+    page = (clf.report(X, y, html=tmp_path / "r.html")["html"]).read_text()
+    assert "Worst errors" not in page
+    history = page[page.index("<h2>Training history</h2>"):].split("<h2>")[1]
+    assert "<img" not in history and "1 epoch (probe)" in history
