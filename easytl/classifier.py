@@ -346,8 +346,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                           "trained (its head is random) and its predictions mean nothing; save() "
                           "refuses it. Fit again.", stacklevel=2)
         elif self.interrupted_:
-            warnings.warn(f"fit was interrupted after {len(self.history_)} epochs; the best weights "
-                          "so far are kept (interrupted_ is True).", stacklevel=2)
+            warnings.warn(f"fit was interrupted after {len(self.history_)} epoch"
+                          f"{'' if len(self.history_) == 1 else 's'}; the best weights so far are kept.",
+                          stacklevel=2)
         return self
 
     def _learning_rate(self, checkpoint, X, y, root, label_delim, path_column) -> float:

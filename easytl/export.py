@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +102,13 @@ def export_model(classifier, path, format: str = "onnx") -> Path:
 
 def _write_torchscript(predictor: ImagePredictor, example: torch.Tensor, path: str,
                        extra: dict) -> None:
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch's own notices that TorchScript is deprecated (trace, trace_method, save): not the
+        # user's to act on, and the CLI would print each as "easytl: warning".
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=category)
         traced = torch.jit.trace(predictor, example, check_trace=False)
-    torch.jit.save(traced, path, _extra_files={f"{key}.json": value for key, value in extra.items()})
+        torch.jit.save(traced, path, _extra_files={f"{key}.json": value for key, value in extra.items()})
 
 
 def torch_supports_onnx_export(version: str | None = None) -> bool:

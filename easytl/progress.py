@@ -2,13 +2,15 @@
 
 A bar appears only once its stage has run for :data:`SHOW_AFTER_SECONDS`, so
 quick calls stay silent while a long decode, cache build or prediction always
-says what it is doing.
+says what it is doing, even when its first (or only) step is the long part.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import weakref
 
 from tqdm.auto import tqdm
 
@@ -23,9 +25,45 @@ def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int
     ``verbose < 1`` or ``enabled=False`` (e.g. not the main process) silences it.
     """
     delay = SHOW_AFTER_SECONDS if delay is None else delay
-    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, delay=delay,
+    return _Bar(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, delay=delay,
                 leave=leave, dynamic_ncols=True,
                 disable=verbose < 1 or not enabled or not launched_as_main_process())
+
+
+class _Bar(tqdm):
+    """tqdm shows a delayed bar only at an update after the delay: a stage whose first step is
+    long (one batch of 128 images to predict) stayed silent to its end. A ticker thread shows
+    the bar once the delay has passed and refreshes its elapsed time every second until closed."""
+
+    TICK_SECONDS = 1.0
+
+    def __init__(self, *args, **kwargs):
+        self._stop, self._ticking = threading.Event(), threading.Lock()
+        super().__init__(*args, **kwargs)
+        if not self.disable and self.delay > 0:
+            # A weak reference: a bar left unclosed (a loop broken early) can still be collected.
+            threading.Thread(target=_tick, args=(weakref.ref(self), self._stop, self._ticking, self.delay),
+                             daemon=True, name="easytl-progress").start()
+
+    def close(self) -> None:
+        with self._ticking:
+            self._stop.set()
+        super().close()
+
+
+def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float) -> None:
+    """Show the bar once ``delay`` has passed, then refresh it every TICK_SECONDS until closed."""
+    wait = delay
+    while not stop.wait(wait):
+        bar = ref()
+        if bar is None:
+            return
+        with ticking:  # never after close: a cleared bar must not come back
+            if stop.is_set():
+                return
+            bar.refresh()
+        del bar
+        wait = _Bar.TICK_SECONDS
 
 
 def launched_as_main_process() -> bool:

@@ -33,8 +33,7 @@ from .progress import progress
 ROW_KEYS = ("backbone", "accuracy_mean", "accuracy_std", "fit_seconds", "params_m", "images_per_s",
             "image_size", "pretrained", "skipped")
 STRATEGIES = ("feature_extraction", "fine_tune")
-LEFT_OUT = ("left out: weights not on this machine (they download on first use; name them in "
-            "backbones= to compare them)")
+LEFT_OUT = "left out: weights not on this machine"  # a skipped row's reason, and its line's start
 
 
 class BackboneComparison(list):
@@ -66,7 +65,7 @@ def available_here() -> tuple[list[str], list[str]]:
 def compare_backbones(X, y=None, backbones: Sequence | None = None,
                       strategy: str = "feature_extraction", cv: int = 3, weights="default",
                       image_size="auto", random_state: int = 0, verbose: int = 1, refit: bool = False,
-                      *, root=None, label_delim=None, path_column=None,
+                      *, root=None, label_delim=None, path_column=None, show_table: bool = True,
                       **classifier_params) -> BackboneComparison:
     """Cross-validate each backbone on your data; one row per backbone.
 
@@ -93,6 +92,10 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
         returned as ``best_estimator_``.
     root, label_delim, path_column : optional
         For a table ``X`` (a CSV path or DataFrame), as in :meth:`TransferClassifier.fit`.
+    verbose : int, default=1
+        Progress bars on stderr and, with ``show_table``, the table printed at the end.
+    show_table : bool, default=True
+        Print the table when ``verbose`` (the command line prints it to stdout itself).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     if refit and compared:
         rows.best_estimator_ = _refit(rows.best, backbones, X, given, image_size, random_state,
                                       verbose, classifier_params)
-    if verbose:
+    if verbose and show_table:
         print(format_rows(rows))
     return rows
 
@@ -195,8 +198,9 @@ def _refit(best: str, backbones, X, labels, image_size, random_state, verbose, c
                               verbose=verbose, **classifier_params).fit(X, labels)
 
 
-def format_rows(rows: list[dict]) -> str:
-    """The comparison as a plain-text table."""
+def format_rows(rows: list[dict], backbones_option: str = "backbones=") -> str:
+    """The comparison as a plain-text table; ``backbones_option`` is how the note on left-out
+    backbones names the way to compare them (the command line passes its flag)."""
     lines = [f"{'backbone':<22} {'accuracy':>15} {'fit s':>7} {'params (M)*':>11} {'img/s':>8} "
              f"{'input':>5}  note"]
     for r in rows:
@@ -212,6 +216,7 @@ def format_rows(rows: list[dict]) -> str:
                          f"{'pretrained' if r['pretrained'] else 'random init'}")
     left_out = [r["backbone"] for r in rows if r["skipped"] == LEFT_OUT]
     if left_out:
-        lines.append(f"{LEFT_OUT}: {', '.join(left_out)}")
+        lines.append(f"{LEFT_OUT} (they download on first use; name them in {backbones_option} to "
+                     f"compare them): {', '.join(left_out)}")
     lines.append("* parameters of the feature extractor, without the ImageNet classifier")
     return "\n".join(lines)

@@ -56,7 +56,7 @@ def test_ctrl_c_in_cli_fit_exits_130_and_leaves_the_model_file_alone(digit_folde
     interrupt_at(2)
     assert cli("fit", digit_folder, "--out", out, *FIT, "--save-interrupted") == 130
     captured = capsys.readouterr()
-    assert "interrupted after 1 epochs" in captured.out and f"written to {out}" in captured.out
+    assert "interrupted after 1 epoch;" in captured.out and f"written to {out}" in captured.out
     assert TransferClassifier.load(out).interrupted_
 
 

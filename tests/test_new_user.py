@@ -127,3 +127,169 @@ def test_a_torch_save_pickle_is_named_as_such_and_never_unpickled(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(ModelFileError, match="PyTorch pickle"):
         TransferClassifier.load(tmp_path / "old.pt")
+
+
+FIT = ["--image-size", "32", "--epochs", "3", "--schedule", "feature_extraction", "--val-size", "0.25"]
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """Make Ctrl-C arrive during the n-th training epoch."""
+    import easytl.training.trainer
+    original = easytl.training.trainer.Trainer._train_epoch
+
+    def arm(n):
+        calls = []
+
+        def epoch(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
+    return arm
+
+
+def test_ctrl_c_messages_count_epochs_and_promise_weights_only_when_an_epoch_finished(
+        digit_folder, tmp_path, capsys, interrupt_at):
+    out = tmp_path / "m.easytl"
+    interrupt_at(1)  # before the first epoch ended: nothing to keep
+    assert main(["fit", str(digit_folder), "--out", str(out), *FIT, "--save-interrupted"]) == 130
+    err = capsys.readouterr().err
+    assert "NOT trained" in err and "keeping the best weights so far" not in err
+    interrupt_at(2)  # one epoch finished
+    assert main(["fit", str(digit_folder), "--out", str(out), *FIT, "--save-interrupted"]) == 130
+    captured = capsys.readouterr()
+    assert "keeping the best weights so far" in captured.err
+    assert "interrupted after 1 epoch;" in captured.err and "interrupted_" not in captured.err
+    assert "interrupted after 1 epoch;" in captured.out
+
+
+def test_compare_names_the_cli_flag_for_left_out_backbones(digit_folder, capsys, monkeypatch):
+    from easytl import selection
+    rows = selection.BackboneComparison([dict(dict.fromkeys(selection.ROW_KEYS), backbone="resnet18",
+                                              pretrained=True, skipped=selection.LEFT_OUT)])
+    monkeypatch.setattr(selection, "compare_backbones", lambda *a, **k: rows)
+    assert main(["compare", str(digit_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "name them in --backbones to compare them): resnet18" in out and "backbones=" not in out
+    assert "backbones=" in selection.format_rows(rows)  # Python users get the parameter's name
+
+
+def test_counts_in_cli_messages_are_singular_for_one(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 32, 32, 3)).astype(np.float32)
+    model = lite0().fit(X, [("a",)] * 8, ).save(tmp_path / "one.easytl")  # multi-label, 1 class
+    assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    assert "probabilities over 1 class)" in capsys.readouterr().out
+
+
+def test_a_one_class_folder_is_named_with_its_one_sub_folder(digit_folder, tmp_path, capsys, monkeypatch):
+    import shutil
+    shutil.rmtree(digit_folder / "class_1")
+    shutil.rmtree(digit_folder / "class_2")
+    monkeypatch.setattr(TransferClassifier, "fit", lambda *a, **k: pytest.fail("training started"))
+    for command in (["fit", str(digit_folder), "--out", str(tmp_path / "m.easytl")],
+                    ["lr-find", str(digit_folder)], ["compare", str(digit_folder)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"{digit_folder} holds a single class sub-folder, 'class_0'" in err, err
+        assert "one sub-folder per class" in err
+
+
+def test_rejected_rows_do_not_show_the_rejected_class_probability_as_unknowns(
+        digit_folder, tmp_path, capsys):
+    import csv
+    import io
+    import json
+    clf = lite0().fit(str(digit_folder))
+    novelty = clf.novelty_score([str(p) for p in sorted(digit_folder.glob("class_0/*"))])
+    clf.unknown_threshold_ = float(np.median(novelty))  # about half the images are rejected
+    model = clf.save(tmp_path / "m.easytl")
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown",
+                 "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    rejected = [r for r in rows if r["label"] == "unknown"]
+    accepted = [r for r in rows if r["label"] != "unknown"]
+    assert rejected and accepted
+    assert all(r["probability"] == "" and r["rejected_label"] in {"class_0", "class_1", "class_2"}
+               and 0 < float(r["rejected_probability"]) <= 1 for r in rejected)
+    assert all(float(r["probability"]) > 0 and r["rejected_label"] == r["rejected_probability"] == ""
+               for r in accepted)
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown",
+                 "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    unknown = next(r for r in rows if r["label"] == "unknown")
+    assert unknown["probability"] is None and 0 < unknown["rejected_probability"] <= 1
+    assert main(["predict", str(model), str(digit_folder / "class_0"), "--reject-unknown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["path", "label", "probability", "novelty", "rejected_label",
+                                "rejected_probability"]
+    assert all(len(line.split()) == 6 for line in table[1:])
+
+
+def test_compare_shows_progress_on_stderr_unless_verbose_0(digit_folder, capsys, monkeypatch):
+    monkeypatch.setattr("easytl.progress.SHOW_AFTER_SECONDS", 0)  # no wait: tiny data is quick
+    command = ["compare", str(digit_folder), "--backbones", "efficientnet_lite0", "--cv", "2",
+               "--image-size", "32"]
+    assert main(command) == 0  # --verbose 1 by default
+    captured = capsys.readouterr()
+    assert "comparing backbones" in captured.err
+    assert captured.out.count("efficientnet_lite0") == 1 and "accuracy" not in captured.err  # table once
+    assert main([*command, "--verbose", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "efficientnet_lite0" in captured.out
+
+
+def test_predicting_one_batch_shows_a_bar_counted_in_images(capsys, monkeypatch):
+    """The bar appears once its delay has passed, while the one batch is still running (it used
+    to wait for a batch to end, so a single batch of <= 128 images never showed one)."""
+    import time
+
+    import easytl.models.inference as inference
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 32, 32, 3)).astype(np.float32)
+    clf = lite0().fit(X, [0, 1] * 10)
+    capsys.readouterr()
+    monkeypatch.setattr("easytl.progress.SHOW_AFTER_SECONDS", 0.05)
+    original, seen = inference.in_chunks, []
+
+    def slow_batch(*args, **kwargs):  # the batch lasts until the bar shows (at most 10 s)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            err = capsys.readouterr().err
+            seen.extend([err] if "predicting" in err else [])
+            time.sleep(0.02)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(inference, "in_chunks", slow_batch)
+    clf.set_params(verbose=1)
+    assert len(clf.predict(X)) == 20
+    assert seen and "0/20" in seen[0] and "img" in seen[0]  # shown during the batch, in images
+
+
+@pytest.fixture(scope="module")
+def probe_only_model():
+    """Fitted by the probe alone: one epoch of history."""
+    rng = np.random.default_rng(0)
+    X = rng.random((24, 32, 32, 3)).astype(np.float32)
+    return lite0().fit(X, [0, 1, 2] * 8), X
+
+
+def test_torchscript_export_prints_no_torch_deprecation_warnings(probe_only_model, tmp_path, capsys):
+    model = probe_only_model[0].save(tmp_path / "m.easytl")
+    assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    captured = capsys.readouterr()
+    assert "written to" in captured.out and "warning" not in captured.err, captured.err
+    from easytl.export import export_model
+    before = list(warnings.filters)
+    export_model(probe_only_model[0], tmp_path / "again.pt", "torchscript")
+    assert warnings.filters == before  # silenced around the export only
+
+
+def test_report_has_no_empty_history_panels_or_error_headings(probe_only_model, tmp_path):
+    clf, X = probe_only_model
+    y = clf.predict(X)  # every image "right": no worst errors to show
+    page = (clf.report(X, y, html=tmp_path / "r.html")["html"]).read_text()
+    assert "Worst errors" not in page
+    history = page[page.index("<h2>Training history</h2>"):].split("<h2>")[1]
+    assert "<img" not in history and "1 epoch (probe)" in history

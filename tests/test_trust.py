@@ -245,7 +245,8 @@ def test_cli_predict_rejects_unknown_images_and_evaluate_writes_the_report(tmp_p
         Image.fromarray((X_unknown[i] * 255).astype(np.uint8)).save(new / f"unknown_{i}.png")
     assert main(["predict", str(model), str(new), "--reject-unknown", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["path", "label", "probability", "novelty"]
+    assert list(rows[0]) == ["path", "label", "probability", "novelty", "rejected_label",
+                             "rejected_probability"]
     for row in rows:
         assert (float(row["novelty"]) > clf.unknown_threshold_) == (row["label"] == "unknown")
     assert all(r["label"] == "unknown" for r in rows if "unknown_" in r["path"])

@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--cv", type=_positive_int, default=3)
     compare.add_argument("--image-size", type=_size, default="auto")
     compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--verbose", type=int, default=1, choices=[0, 1],
+                         help="0: no progress (1: a bar per stage, epochs of the --out fit)")
 
     export = command("export", commands.export, "export a model file as ONNX or TorchScript",
                      "Write the whole predictor (resize + normalisation + network + softmax) as one "

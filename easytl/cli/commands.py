@@ -79,7 +79,21 @@ def _training_data(args):
         if labels is None:
             raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
                                "DATA_DIR/<class name>/<images>, or give --labels labels.csv.")
+    if not getattr(args, "label_delim", None):  # a multi-label model may learn a single label
+        _check_two_classes(labels, args.labels or args.data_dir, folder=not args.labels)
     return paths, labels
+
+
+def _check_two_classes(labels, where, folder: bool) -> None:
+    """A classifier needs two classes: name the folder (or table) and its one class, not ``y``."""
+    import numpy as np
+    classes = np.unique(np.asarray(labels).astype(str))
+    if len(classes) == 1:
+        what = "class sub-folder" if folder else "label"
+        fix = ("DATA_DIR/<class name>/<images>, one sub-folder per class" if folder
+               else "one row per image, with at least two distinct labels")
+        raise CommandError(f"{where} holds a single {what}, '{classes[0]}'; a classifier needs at "
+                           f"least 2 classes: {fix}.")
 
 
 def _recipes(args) -> dict:
@@ -104,8 +118,8 @@ def fit(args) -> int:
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
                         on_bad_image="skip" if args.skip_bad_images else "error", **_recipes(args))
     n_classes = len({c for row in labels for c in row}) if args.label_delim else len(np.unique(labels))
-    _say(f"easytl fit: {len(paths)} images in {n_classes} classes from {args.data_dir}, "
-         f"backbone {args.backbone}, schedule {args.schedule}")
+    _say(f"easytl fit: {_count(len(paths), 'image')} in {_count(n_classes, 'class')} from "
+         f"{args.data_dir}, backbone {args.backbone}, schedule {args.schedule}")
     start = time.perf_counter()
     try:
         with _weights_hint():
@@ -131,7 +145,8 @@ def fit(args) -> int:
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""
     score = "sample-averaged F1" if clf.multi_label_ else "accuracy"
-    args.emit(f"validation ({len(val_paths)} held-out images{tta}): {score} {result['accuracy']:.3f}")
+    args.emit(f"validation ({_count(len(val_paths), 'held-out image')}{tta}): "
+              f"{score} {result['accuracy']:.3f}")
     args.emit(result["report"])
     return 0
 
@@ -172,7 +187,7 @@ def _interrupted_fit(clf, args) -> int:
              "written")
         return 130
     out = clf.save(args.out)
-    args.emit(f"interrupted after {len(clf.history_)} epochs; best weights so far (epoch "
+    args.emit(f"interrupted after {_count(len(clf.history_), 'epoch')}; best weights so far (epoch "
               f"{clf.best_epoch_}) written to {out}")
     return 130
 
@@ -215,8 +230,10 @@ def predict(args) -> int:
 def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, novelty=None,
                        threshold=None, multi_label=False, thresholds=None) -> None:
     """One row per file; with ``novelty`` a ``novelty`` column too, and images above
-    ``threshold`` labelled ``unknown``. Multi-label rows list every class at or above its
-    threshold (``label``: "a;b", ``probability``: theirs, in the same order)."""
+    ``threshold`` labelled ``unknown``, with no probability (the class they would have had, and
+    its probability, go in ``rejected_label`` and ``rejected_probability``). Multi-label rows
+    list every class at or above its threshold (``label``: "a;b", ``probability``: theirs, in
+    the same order)."""
     import numpy as np
 
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
@@ -231,16 +248,24 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
         rows.append({"path": str(path), "label": label, "probability": probability,
                      "top_k": [{"label": _plain(classes[j]), "probability": float(p[j])} for j in best]})
         if novelty is not None:
-            rows[-1]["novelty"] = float(novelty[n])
-            if novelty[n] > threshold:
-                rows[-1]["label"] = "unknown"
+            row = rows[-1]
+            row["novelty"] = float(novelty[n])
+            row["rejected_label"] = row["rejected_probability"] = None
+            if novelty[n] > threshold:  # "unknown" has no probability: the rejected class's goes apart
+                row["rejected_label"], row["rejected_probability"] = row["label"], row["probability"]
+                row["label"], row["probability"] = "unknown", None
     if fmt == "json":
         for row in rows:
             if top_k == 1:
                 del row["top_k"]
             if multi_label:
                 row["labels"] = row.pop("label").split(";") if row["label"] != "unknown" else ["unknown"]
-                row["probabilities"] = [float(v) for v in row.pop("probability").split(";") if v]
+                joined = row.pop("probability") or ""  # None: rejected as unknown
+                row["probabilities"] = [float(v) for v in joined.split(";") if v]
+                if row.get("rejected_label") is not None:
+                    row["rejected_label"] = row["rejected_label"].split(";")
+                    row["rejected_probability"] = [float(v) for v in
+                                                   row["rejected_probability"].split(";") if v]
         json.dump(rows, stream, indent=1)
         stream.write("\n")
         return
@@ -248,16 +273,22 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
     for k in range(2, top_k + 1):
         header += [f"label_{k}", f"probability_{k}"]
     if novelty is not None:
-        header.append("novelty")
+        header += ["novelty", "rejected_label", "rejected_probability"]
+    empty = "" if fmt == "csv" else "-"  # a table keeps its columns aligned
+
+    def number(probability):
+        if probability is None:
+            return empty
+        return probability if isinstance(probability, str) else f"{probability:.4f}"
 
     def cells(row):
-        probability = row["probability"]
-        out = [row["path"], str(row["label"]),
-               probability if isinstance(probability, str) else f"{probability:.4f}"]
+        out = [row["path"], str(row["label"]), number(row["probability"])]
         for extra in row["top_k"][1:]:
             out += [str(extra["label"]), f"{extra['probability']:.4f}"]
         if novelty is not None:
-            out.append(f"{row['novelty']:.3f}")
+            rejected = row["rejected_label"]
+            out += [f"{row['novelty']:.3f}", empty if rejected is None else str(rejected),
+                    number(row["rejected_probability"])]
         return out
 
     if fmt == "csv":
@@ -272,8 +303,8 @@ def _write_predictions(files, proba, classes, fmt: str, top_k: int, stream, nove
 
 
 def _count(n: int, noun: str) -> str:
-    """'1 image', '2 images'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """'1 image', '2 images', '2 classes'."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def _plain(value):
@@ -307,13 +338,13 @@ def evaluate(args) -> int:
                         y_train=train_y)
     calibration = result["calibration"]
     if clf.multi_label_:
-        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {len(files)} images; micro F1 "
-                  f"{result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
+        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {_count(len(files), 'image')}; "
+                  f"micro F1 {result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
                   f"precision {result['mean_average_precision']:.3f}")
         args.emit()
         args.emit(result["report"])
         return 0
-    args.emit(f"accuracy {result['accuracy']:.3f} on {len(files)} images")
+    args.emit(f"accuracy {result['accuracy']:.3f} on {_count(len(files), 'image')}")
     if calibration["ece_before"] is not None:
         args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
                   f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
@@ -368,12 +399,18 @@ def compare(args) -> int:
         backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
         if not backbones:
             raise CommandError("--backbones needs at least one name, e.g. efficientnet_lite0,resnet18")
+    from ..data.sources import read_class_folders
+    _, labels = read_class_folders(args.data_dir)
+    if labels is None:
+        raise CommandError(f"{args.data_dir} has no class sub-folders: lay it out as "
+                           "DATA_DIR/<class name>/<images>.")
+    _check_two_classes(labels, args.data_dir, folder=True)
     if args.out:
         check_writable(args.out)
     rows = compare_backbones(args.data_dir, backbones=backbones, strategy=args.strategy, cv=args.cv,
-                             image_size=args.image_size, random_state=args.seed, verbose=0,
-                             refit=bool(args.out))
-    args.emit(format_rows(rows))
+                             image_size=args.image_size, random_state=args.seed,
+                             verbose=args.verbose, refit=bool(args.out), show_table=False)
+    args.emit(format_rows(rows, backbones_option="--backbones"))
     if args.out and rows.best_estimator_ is not None:
         out = rows.best_estimator_.save(args.out)
         args.emit(f"best: {rows.best}, fitted on all {len(rows.best_estimator_.classes_)}-class "
@@ -387,7 +424,7 @@ def export(args) -> int:
     clf = _load(args.model)
     out = export_model(clf, args.out, args.format)
     args.emit(f"{args.format} model written to {out} (input: uint8 images (N, H, W, 3); "
-              f"output: probabilities over {len(clf.classes_)} classes)")
+              f"output: probabilities over {_count(len(clf.classes_), 'class')})")
     return 0
 
 

@@ -211,6 +211,15 @@ def _confusion_html(counts: np.ndarray, names: list[str]) -> str:
     return (f'<table class="cm"><tr><th>true \\ predicted</th>{head}</tr>{"".join(rows)}</table>')
 
 
+def _one_epoch(row: dict) -> str:
+    """A one-epoch history in words: '1 epoch (probe): train loss 0.936, accuracy 0.556; ...'."""
+    text = (f"1 epoch ({html.escape(str(row.get('phase')))}): train loss {row['train_loss']:.3f}, "
+            f"accuracy {row['train_accuracy']:.3f}")
+    if row.get("val_loss") is not None:
+        text += f"; validation loss {row['val_loss']:.3f}, accuracy {row['val_accuracy']:.3f}"
+    return text
+
+
 def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=None) -> Path:
     """Write the report to ``path``; returns the path."""
     from sklearn.metrics import precision_recall_fscore_support
@@ -241,8 +250,11 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
               f"<p>expected calibration error (15 bins): {ece:.4f}; temperature "
               f"{clf.temperature_:.3g} ({_temperature_note(clf)})</p>",
               _img(_figure_png(plot_reliability(proba, labels)), "reliability diagram", 420)]
-    if getattr(clf, "history_", None):
+    history = getattr(clf, "history_", None) or []
+    if len(history) > 1:
         parts += ["<h2>Training history</h2>", _img(_figure_png(plot_history(clf)), "history", 900)]
+    elif history:  # one epoch (a fit that stopped after the probe): its figures, not empty panels
+        parts += ["<h2>Training history</h2>", f"<p>{_one_epoch(history[0])}</p>"]
     parts.append("<h2>Most-confused class pairs</h2>")
     if not found["confused_pairs"]:
         parts.append("<p>No image was confused.</p>")
@@ -251,8 +263,9 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
         pictures = "".join(_img(_png(thumbs.image(i)), f"image {i}") for i in shown)
         parts.append(f"<p><b>{html.escape(names[true])}</b> taken for <b>{html.escape(names[pred])}"
                      f"</b>: {count} images</p><div>{pictures}</div>")
-    parts.append("<h2>Worst errors per class</h2>"
-                 '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
+    if any(found["worst_errors"].values()):  # no heading over nothing when no image is wrong
+        parts.append("<h2>Worst errors per class</h2>"
+                     '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
     for c, indices in found["worst_errors"].items():
         if not indices:
             continue

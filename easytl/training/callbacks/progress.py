@@ -64,5 +64,6 @@ class ProgressLog(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if (logs or {}).get("interrupted") and self._enabled():
+        # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
+        if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
             tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
