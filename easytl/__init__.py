@@ -31,6 +31,7 @@ _EXPORTS = {
     "compare_backbones": "selection",
     "Callback": "training.callbacks", "TransferModel": "models.network",
     "Monitor": "training.metrics", "History": "training.history",
+    "FitPlan": "plan", "FitResult": "training.trainer",
 }
 
 __all__ = sorted(_EXPORTS)

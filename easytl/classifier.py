@@ -272,16 +272,17 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         """
         params = self.get_params(deep=False)
         validate_params(params)
-        check_options(params)  # rules between options fail before any data is read
+        check_options(params, X_val is not None)  # rules between options, before any data is read
         user_callbacks = as_callbacks(self.callbacks)
         callback_names = check_names(user_callbacks)
         checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
+        # lr="auto": the range test runs on a copy first, before this fit holds any data
+        self.lr_ = self._learning_rate(checkpoint, X, y, root, label_delim, path_column)
 
         # 1. read the data
         table_skips = []
         # later tables (X_val, predict, report, score) are read the way this one is
         self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
-        X_raw, y_raw = X, y
         if is_table(X):
             X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
         X_val, y_val = self._from_table(X_val, y_val)
@@ -304,11 +305,12 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         seed = self._seed(checkpoint)
         accelerator = make_accelerator(self.device, self.mixed_precision,
                                        trackers(self.log_with, self.logging_dir), self.logging_dir)
-        if accelerator.num_processes > 1 and self.random_state is None:
-            # Every process must split, initialise and shuffle alike: use the main process's seed.
+        if accelerator.num_processes > 1:
+            # Every process must split, initialise, shuffle and step alike: use the main
+            # process's seed and learning rate (an LR sweep's loss differs between processes).
             from accelerate.utils import broadcast_object_list
-            seed = int(broadcast_object_list([seed])[0])
-        self.lr_ = self._learning_rate(checkpoint, X_raw, y_raw, root, label_delim, path_column)
+            seed, self.lr_ = broadcast_object_list([seed, self.lr_])
+            seed, self.lr_ = int(seed), float(self.lr_)
         facts = DataFacts(tuple(self.classes_.tolist()), tuple(int(c) for c in info.counts()),
                           len(y_encoded), self.multi_label_)
         val_size = decide_val_size(params, facts, X_val is not None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -52,13 +53,16 @@ def _name_of(value) -> Any:
         return [_name_of(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _name_of(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, Phase):
         return repr(value)
     if hasattr(value, "phases") and callable(value.phases):  # a Schedule
         return repr(value)
     kind = value if isinstance(value, type) else type(value)
     name = getattr(value, "__qualname__", None) or kind.__qualname__
-    return f"<{getattr(kind, '__module__', '')}.{name}>"
+    module = getattr(value, "__module__", None) or getattr(kind, "__module__", "")
+    return f"<{module}.{name}>"
 
 
 def uses_adaptive_plan(params: Mapping) -> bool:
@@ -66,7 +70,7 @@ def uses_adaptive_plan(params: Mapping) -> bool:
     return params["schedule"] == "auto" and params["epochs"] is None
 
 
-def check_options(params: Mapping) -> None:
+def check_options(params: Mapping, given_validation: bool = False) -> None:
     """Rules between options that need no data: fail before anything is read or decoded."""
     adaptive_plan = uses_adaptive_plan(params)
     schedule = params["schedule"]
@@ -78,7 +82,7 @@ def check_options(params: Mapping) -> None:
         raise ValueError(f"head={params['head']!r} cannot be used here: {where}. Use head='auto' "
                          "or 'linear', or a schedule without a probe (e.g. schedule='progressive' "
                          "or epochs=N).")
-    if params["early_stopping"] is not None and params["val_size"] == 0:
+    if params["early_stopping"] is not None and params["val_size"] == 0 and not given_validation:
         raise ValueError("early_stopping needs validation data: set val_size > 0 or pass X_val.")
 
 
@@ -145,8 +149,7 @@ class FitPlan:
                 "phases": [repr(p) for p in self.phases], "val_size": _name_of(self.val_size),
                 "n_train": self.n_train, "n_val": self.n_val,
                 "classes": [str(c) for c in self.classes], "multi_label": self.multi_label,
-                "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
-                "updates_per_epoch": self.updates_per_epoch,
+                "monitor": self.monitor.name, "updates_per_epoch": self.updates_per_epoch,
                 "callbacks": list(self.callback_names), "options": repr(options)}
 
     def describe(self) -> dict:
@@ -237,9 +240,13 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
         warmup = SCHEDULE_WARMUP_EPOCHS if warmup == "auto" else warmup
         phases = resolve_phases(params["schedule"], lr, mult, warmup, params["epochs"])
     cache_phases = _cache_phases(params, phases, backbone, size, n_train + n_val, bytes_per_value)
+    has_probe = any(p.probe for p in phases)
     head = params["head"]
-    if head == "auto":
-        head = "linear" if note is not None else "mlp"
+    if head == "auto":  # a probe solves a linear head; otherwise the notebook's MLP
+        head = "linear" if has_probe else "mlp"
+    elif has_probe and head != "linear":
+        raise ValueError(f"head={head!r} cannot be used here: the schedule has a probe phase, which "
+                         "solves a linear head. Use head='auto' or 'linear'.")
     return FitPlan(options=MappingProxyType(params), seed=int(seed), lr=float(lr), image_size=size,
                    pretrained_size=pretrained, head=head, phases=tuple(phases), val_size=val_size,
                    n_train=int(n_train), n_val=int(n_val), classes=tuple(facts.classes),

@@ -49,7 +49,7 @@ def test_any_error_still_ends_training_and_releases_everything(textures):
     clf = TransferClassifier(**tiny_kwargs(schedule=TWO_PHASES, epochs=None, callbacks=[boom]))
     with pytest.raises(RuntimeError, match="boom"):
         clf.fit(*textures)
-    assert boom.ended == {"interrupted": False, "error": "RuntimeError: boom"}
+    assert boom.ended["error"] == "RuntimeError: boom" and not boom.ended["interrupted"]
     assert boom.trainer is None
 
 
@@ -255,3 +255,35 @@ def test_the_default_plan_says_what_it_decided(textures, capsys):
     err = capsys.readouterr().err
     assert f"easytl plan: {clf.plan_['note']}" in err and "a linear probe" in clf.plan_["note"]
     assert clf.history_[0]["note"] == clf.plan_["note"]
+
+
+def test_early_stopping_with_x_val_and_val_size_0_is_fine(textures):
+    X, y = textures
+    held = np.arange(len(y)) % 4 == 0
+    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(2, 0)], epochs=None, val_size=0,
+                                           early_stopping=1)).fit(X[~held], y[~held],
+                                                                  X_val=X[held], y_val=y[held])
+    assert clf.plan_["n_val"] == 20
+
+
+def test_a_probe_phase_in_a_phase_list_gets_a_linear_head_or_an_early_error(textures):
+    schedule = [Phase(1, 0, probe=True), Phase(1, "all")]
+    clf = TransferClassifier(**tiny_kwargs(schedule=schedule, epochs=None, head="auto")).fit(*textures)
+    assert clf.plan_["head"] == "linear"
+    with pytest.raises(ValueError, match="head='mlp' cannot be used here"):
+        TransferClassifier(**tiny_kwargs(schedule=schedule, epochs=None, head="mlp")).fit(*textures)
+
+
+def test_a_callback_failing_at_train_end_does_not_hide_the_error_or_skip_the_others(textures):
+    class BadEnd(Callback):
+        name = "bad_end"
+
+        def on_train_end(self, logs=None):
+            raise ValueError("cannot end")
+
+    boom = Boom()
+    with pytest.warns(UserWarning, match="bad_end failed in on_train_end"):
+        with pytest.raises(RuntimeError, match="boom"):
+            TransferClassifier(**tiny_kwargs(schedule=TWO_PHASES, epochs=None,
+                                             callbacks=[BadEnd(), boom])).fit(*textures)
+    assert boom.ended["error"] == "RuntimeError: boom"

@@ -93,8 +93,9 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
     text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
     if n_val == 0 and val_size == 0:
-        return text + (f"; {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS}): all "
-                       "of them train, none held out, the last epoch is kept")
+        why = (f"{facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
+               if is_few_shot(facts.counts) else "val_size=0")
+        return text + f"; {why}: all of them train, none held out, the last epoch is kept"
     held = f"{val_size:.0%} held out" if isinstance(val_size, float) and val_size > 0 else \
         f"{n_val} validation images"
     return text + (f"; the best epoch on {held} is kept, and fine-tuning is skipped if the probe "

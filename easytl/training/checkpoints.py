@@ -16,7 +16,7 @@ import torch
 from ..io import atomic_file
 
 FORMAT = "easytl-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the trainer's parts and callbacks keyed by name (the FitPlan trainer)
 FILENAME = "checkpoint.pt"
 
 

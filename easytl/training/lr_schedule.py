@@ -56,10 +56,12 @@ class Plateau:
             value > self.best * (1 - self.THRESHOLD)
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "bad_epochs": self.bad_epochs, "scale": self.scale}
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "scale": self.scale,
+                "mode": self.mode}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.bad_epochs, self.scale = state["best"], state["bad_epochs"], state["scale"]
+        self.mode = state.get("mode", self.mode)
 
 
 class LRSchedule:

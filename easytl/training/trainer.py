@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -101,6 +102,7 @@ class Trainer:
         self.phase: Phase | None = None
         self.feeds: PhaseFeeds | None = None
         self.image_feeds = None
+        self.trust = None  # the calibration and novelty statistics, once training is done
 
     # -- what callbacks read -----------------------------------------------------------------
     @property
@@ -140,15 +142,15 @@ class Trainer:
         Whatever happens, the callbacks see ``on_train_end`` and the trainer lets go
         of its feeds, caches and kept weights.
         """
-        device = self.accelerator.device
-        self.model.to(device).to(memory_format=torch.channels_last)
-        weight = None if self.class_weights is None else self.class_weights.to(device)
-        self.criterion = self.task.loss(weight, self.plan.label_smoothing)
-        self.val_criterion = self.task.loss()
-        self.phases, self.interrupted, self._last_good_state = list(self.plan.phases), False, None
-        end_logs = {"interrupted": False, "error": None}
+        end_logs = {"interrupted": False, "error": None, "best_epoch": None}
         trust = TrustResult()
+        self.phases, self.interrupted, self._last_good_state = list(self.plan.phases), False, None
         try:
+            device = self.accelerator.device
+            self.model.to(device).to(memory_format=torch.channels_last)
+            weight = None if self.class_weights is None else self.class_weights.to(device)
+            self.criterion = self.task.loss(weight, self.plan.label_smoothing)
+            self.val_criterion = self.task.loss()
             self.callbacks.fire("on_train_begin", {})
             train, train_targets, val, val_targets = self._shard(train, train_targets, val, val_targets)
             self.image_feeds = (
@@ -162,26 +164,40 @@ class Trainer:
             if self.history and not self.interrupted:
                 trust = trust_statistics(self, self.plan.calibrate, self.plan.unknown_rate,
                                          self.plan.seed)
-            end_logs["interrupted"] = self.interrupted
-        except FloatingPointError as exc:
-            end_logs["error"] = f"{type(exc).__name__}: {exc}"
-            self._drop_unfinished_epoch()
-            self.model.load_state_dict(self.best.state or self._last_good_state)
-            raise
+            self.trust = trust
+            end_logs.update(interrupted=self.interrupted, best_epoch=self.best.epoch)
         except BaseException as exc:
-            end_logs["error"] = f"{type(exc).__name__}: {exc}"
+            end_logs.update(error=f"{type(exc).__name__}: {exc}", best_epoch=self.best.epoch)
+            if isinstance(exc, FloatingPointError):
+                self._drop_unfinished_epoch()
+                self.model.load_state_dict(self.best.state or self._last_good_state)
+            self._end(end_logs, failing=True)
             raise
-        finally:
-            try:
-                self.callbacks.fire("on_train_end", end_logs)
-            finally:
-                self._release()
+        self._end(end_logs, failing=False)
         return self.result(trust)
 
     def result(self, trust: TrustResult | None = None) -> FitResult:
         """What the fit produced so far (also after an error: the last good weights)."""
         return FitResult(self.model, self.history, self.best.epoch, self.interrupted,
                          trust or TrustResult())
+
+    def _end(self, logs: dict, failing: bool) -> None:
+        """``on_train_end`` for every callback, then let go of everything. While an error is on
+        its way out, a callback failing here is reported as a warning and does not hide it, nor
+        keep the callbacks after it from ending (a tracker closing its run)."""
+        try:
+            if not failing:
+                self.callbacks.fire("on_train_end", logs)
+                return
+            for callback in self.callbacks:
+                try:
+                    callback.on_train_end(logs)
+                except Exception as exc:  # the original error is what the user must see
+                    warnings.warn(f"callback {callback.key} failed in on_train_end while training "
+                                  f"was ending with an error: {type(exc).__name__}: {exc}",
+                                  stacklevel=3)
+        finally:
+            self._release()
 
     def _run_phases(self, first_phase: int, resume_from: dict | None) -> None:
         cpu_bf16 = self.accelerator.device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
@@ -276,16 +292,16 @@ class Trainer:
     def _run_phase(self, index: int, resuming: dict | None) -> None:
         phase = self.phases[index]
         self.phase, self.phase_index, self.stop_phase, self.feeds = phase, index, False, None
-        self.feeds = self.phase_setup.begin(self.model, self.image_feeds, index, resuming,
-                                            self.class_weights)
-        if self.optimizer is not None:
-            self.lr_schedule.begin_phase(self.optimizer, phase, self.updates_per_epoch,
-                                         resuming is not None, self.plan.n_val > 0)
-        if self.ema is not None:
-            self.ema.begin_phase(self.model, resuming is not None)
-        if self.early_stopping is not None:
-            self.early_stopping.begin_phase(resuming is not None)
         try:
+            self.feeds = self.phase_setup.begin(self.model, self.image_feeds, index, resuming,
+                                                self.class_weights)
+            if self.optimizer is not None:
+                self.lr_schedule.begin_phase(self.optimizer, phase, self.updates_per_epoch,
+                                             resuming is not None, self.plan.n_val > 0)
+            if self.ema is not None:
+                self.ema.begin_phase(self.model, resuming is not None)
+            if self.early_stopping is not None:
+                self.early_stopping.begin_phase(resuming is not None)
             self.callbacks.fire("on_phase_begin", phase, {"epoch": self.epoch})
             first = 1 if resuming is None else resuming["phase_epoch"] + 1
             for phase_epoch in range(first, (1 if phase.probe else phase.epochs) + 1):
