@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 ECE_BINS = 15
@@ -207,6 +209,7 @@ def blocked_folds(features: np.ndarray, labels: np.ndarray, n_folds: int, seed: 
     """A fold number per image: within each class, k-means clusters of the unit-length
     features (multi-label: of all images), so near-duplicates share a fold."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     features = unit_length(np.asarray(features, dtype=np.float64))
     labels = np.asarray(labels)
     groups = np.zeros(len(features), int) if labels.ndim == 2 else labels
@@ -217,7 +220,11 @@ def blocked_folds(features: np.ndarray, labels: np.ndarray, n_folds: int, seed: 
         if k < 2:  # one image: any fold (its class is then scored as unseen, conservatively)
             folds[members] = np.random.default_rng(seed + int(group)).integers(0, n_folds, len(members))
             continue
-        clusters = KMeans(k, n_init=2, random_state=seed).fit_predict(features[members])
+        with warnings.catch_warnings():
+            # identical images (duplicates in the data, or a diverged model) make fewer distinct
+            # clusters than asked for: the folds are then just fewer, which is fine here
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clusters = KMeans(k, n_init=2, random_state=seed).fit_predict(features[members])
         folds[members] = clusters
     return folds
 
