@@ -1,6 +1,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -36,6 +38,7 @@ def test_progressive_unfreezing_example_saves_the_history_plot(tmp_path):
     assert out.stat().st_size > 1000
 
 
+@pytest.mark.slow  # several pretrained backbones or fits at size
 def test_model_selection_example(tmp_path):
     out = tmp_path / "backbones.png"
     rows, accuracy = load_example("model_selection").main(

@@ -253,6 +253,7 @@ def test_recipe_parameters_are_validated_and_stored(textures, tmp_path):
     assert {k: loaded.get_params()[k] for k in recipe} == recipe
 
 
+@pytest.mark.slow  # an LR sweep and a fit through the CLI
 def test_cli_lr_find_and_fit_with_recipe_flags(digit_folder, tmp_path, capsys):
     from easytl.cli import main
     plot = tmp_path / "lr.png"

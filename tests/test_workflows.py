@@ -62,6 +62,7 @@ def test_report_has_accuracy_text_and_confusion_matrix(fitted, textures):
     assert all(label in result["report"] for label in ("dots", "grid", "noise", "stripes"))
 
 
+@pytest.mark.slow  # several pretrained backbones or fits at size
 def test_grid_search_reuses_cached_features(textures, tmp_path, monkeypatch):
     import easytl.features as features
     calls = []
@@ -121,6 +122,7 @@ def test_compare_backbones_fine_tune_strategy(textures):
         compare_backbones(X, y, strategy="guess")
 
 
+@pytest.mark.slow  # several pretrained backbones or fits at size
 def test_compare_defaults_to_every_backbone_with_weights_here_and_refits_the_winner(textures):
     X, y = textures
     rows = compare_backbones(X[::2], y[::2], cv=2, image_size=32, verbose=0, refit=True,
