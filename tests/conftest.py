@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from easytl import make_textures
+from easytl import Callback, Phase, TransferClassifier, make_textures
 
 
 def tiny_cnn() -> nn.Module:
@@ -77,3 +77,43 @@ def drifted_photos(n_train=30, n_test=20, size=48, seed=0):
     unrelated = np.concatenate([crops(name, "top", 4) for name in
                                 ("astronaut", "camera", "coins", "colorwheel", "hubble_deep_field")])
     return (X_train, np.repeat(classes, n_train), X_test, np.repeat(classes, n_test), unrelated)
+
+
+class InterruptAt(Callback):
+    """Presses Ctrl-C at the end of one epoch (before that epoch's checkpoint is written)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """Make Ctrl-C arrive during the n-th training epoch."""
+    import easytl.training.trainer
+    original = easytl.training.trainer.Trainer._train_epoch
+
+    def arm(n):
+        calls = []
+
+        def epoch(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
+    return arm
+
+
+PROBE = [Phase(1, 0, probe=True, name="probe")]
+
+
+def lite0(**overrides):
+    """The packaged Lite0 at 32 px with a probe only: a real pretrained fit in seconds."""
+    kwargs = dict(image_size=32, schedule=PROBE, head="linear", val_size=0.25, mixed_precision="no",
+                  random_state=0, verbose=0)
+    kwargs.update(overrides)
+    return TransferClassifier("efficientnet_lite0", **kwargs)

@@ -11,7 +11,7 @@ from easytl import Callback, Phase, TransferClassifier
 from easytl.training.callbacks import LambdaCallback
 from easytl.models.inference import in_chunks, run_model
 
-from conftest import tiny_cnn, tiny_kwargs
+from conftest import InterruptAt, tiny_cnn, tiny_kwargs
 
 # Head only (on cached features, two augmented views), the top layer group, then everything.
 SCHEDULE = [Phase(3, 0), Phase(2, 1), Phase(1, "all")]
@@ -25,17 +25,6 @@ class Snapshots(Callback):
 
     def on_epoch_end(self, epoch, logs):
         self.states[epoch] = {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
-
-
-class InterruptAt(Callback):
-    """Presses Ctrl-C at the end of one epoch (before that epoch's checkpoint is written)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def assert_same_weights(a, b):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import easytl.training.trainer
 from easytl import TransferClassifier
 from easytl.cli import main
 
@@ -23,23 +22,6 @@ def cli(*args):
         return main([str(a) for a in args])
     except SystemExit as exc:  # argparse's own exits (--help, --version, usage errors)
         return exc.code
-
-
-@pytest.fixture
-def interrupt_at(monkeypatch):
-    """Make Ctrl-C arrive during the n-th training epoch."""
-    original = easytl.training.trainer.Trainer._train_epoch
-
-    def arm(n):
-        calls = []
-
-        def epoch(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) == n:
-                raise KeyboardInterrupt
-            return original(self, *args, **kwargs)
-        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
-    return arm
 
 
 def test_ctrl_c_in_cli_fit_exits_130_and_leaves_the_model_file_alone(digit_folder, tmp_path, capsys,

@@ -11,7 +11,7 @@ import torch
 from easytl import Callback, Phase, TransferClassifier
 from easytl.training.checkpoints import load_checkpoint
 
-from conftest import tiny_kwargs
+from conftest import InterruptAt, tiny_kwargs
 
 TWO_PHASES = [Phase(2, 0, name="head"), Phase(2, "all", name="all")]
 
@@ -91,21 +91,12 @@ class Counter(Callback):
         self.count = state["count"]
 
 
-class StopAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_callback_state_is_keyed_by_name_not_position(textures, tmp_path):
     kwargs = tiny_kwargs(schedule=[Phase(5, 0, name="head")], epochs=None, head="mlp", lr=0.05,
                          val_size=0.3, early_stopping=3)
     counter = Counter()
     with pytest.warns(UserWarning, match="interrupted"):
-        TransferClassifier(**kwargs, callbacks=[counter, StopAt(2)]).fit(
+        TransferClassifier(**kwargs, callbacks=[counter, InterruptAt(2)]).fit(
             *textures, checkpoint_dir=tmp_path)
     state = load_checkpoint(tmp_path)
     assert state["callbacks"] == {"Counter": {"count": 1}}
@@ -128,7 +119,7 @@ def test_two_stateful_callbacks_need_distinct_names(textures):
 def test_checkpoint_of_another_backbone_or_callback_set_is_refused(textures, tmp_path):
     kwargs = tiny_kwargs(schedule=TWO_PHASES, epochs=None)
     with pytest.warns(UserWarning, match="interrupted"):
-        TransferClassifier(**kwargs, callbacks=[StopAt(2)]).fit(*textures, checkpoint_dir=tmp_path)
+        TransferClassifier(**kwargs, callbacks=[InterruptAt(2)]).fit(*textures, checkpoint_dir=tmp_path)
     wider = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, stride=2, padding=1), torch.nn.ReLU())
     other = dict(kwargs, backbone=wider)
     with pytest.raises(ValueError, match="different fit .*backbone"):
@@ -141,7 +132,7 @@ def test_checkpoint_of_another_backbone_or_callback_set_is_refused(textures, tmp
 def test_unseeded_lr_auto_resumes_without_sweeping_again(textures, tmp_path, monkeypatch):
     kwargs = tiny_kwargs(schedule=TWO_PHASES, epochs=None, lr="auto", random_state=None)
     with pytest.warns(UserWarning, match="interrupted"):
-        first = TransferClassifier(**kwargs, callbacks=[StopAt(2)]).fit(
+        first = TransferClassifier(**kwargs, callbacks=[InterruptAt(2)]).fit(
             *textures, checkpoint_dir=tmp_path)
     monkeypatch.setattr(TransferClassifier, "lr_find",
                         lambda *a, **k: pytest.fail("lr='auto' swept again on resume"))

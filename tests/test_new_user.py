@@ -8,18 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from easytl import Phase, TransferClassifier
+from easytl import TransferClassifier
 from easytl.cli import main
 from easytl.io import check_writable
 
-PROBE = [Phase(1, 0, probe=True, name="probe")]
-
-
-def lite0(**overrides):
-    kwargs = dict(image_size=32, schedule=PROBE, head="linear", val_size=0.25, mixed_precision="no",
-                  random_state=0, verbose=0)
-    kwargs.update(overrides)
-    return TransferClassifier("efficientnet_lite0", **kwargs)
+from conftest import lite0
 
 
 @pytest.fixture
@@ -130,24 +123,6 @@ def test_a_torch_save_pickle_is_named_as_such_and_never_unpickled(tmp_path):
 
 
 FIT = ["--image-size", "32", "--epochs", "3", "--schedule", "feature_extraction", "--val-size", "0.25"]
-
-
-@pytest.fixture
-def interrupt_at(monkeypatch):
-    """Make Ctrl-C arrive during the n-th training epoch."""
-    import easytl.training.trainer
-    original = easytl.training.trainer.Trainer._train_epoch
-
-    def arm(n):
-        calls = []
-
-        def epoch(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) == n:
-                raise KeyboardInterrupt
-            return original(self, *args, **kwargs)
-        monkeypatch.setattr(easytl.training.trainer.Trainer, "_train_epoch", epoch)
-    return arm
 
 
 def test_ctrl_c_messages_count_epochs_and_promise_weights_only_when_an_epoch_finished(

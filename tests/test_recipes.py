@@ -19,7 +19,8 @@ from easytl.training.mixing import BatchMixer
 from easytl.training.tasks import MultiLabel, SingleLabel
 
 from conftest import tiny_kwargs
-from test_faults import SCHEDULE, InterruptAt, assert_same_weights
+from conftest import InterruptAt
+from test_faults import SCHEDULE, assert_same_weights
 
 
 # --------------------------------------------------------------------------- MixUp / CutMix

@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from easytl import Callback, FeatureExtractor, Phase, TransferClassifier, compare_backbones
+from easytl import FeatureExtractor, Phase, TransferClassifier, compare_backbones
 from easytl.data.sources import as_image_source
 from easytl.data.tables import read_table
 from easytl.export import export_model
 from easytl.params import validate_params
 
-from conftest import tiny_cnn, tiny_kwargs
+from conftest import InterruptAt, tiny_cnn, tiny_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,15 +213,6 @@ def test_a_second_fit_in_the_same_logging_dir_keeps_the_first_ones_rows(textures
     losses = first.history_.column("train_loss") + second.history_.column("train_loss")
     assert [float(r["train_loss"]) for r in rows] == pytest.approx(losses)
     assert sum(1 for r in metric_rows(tmp_path) if r["final/epochs"]) == 2
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_a_resumed_fit_keeps_the_rows_logged_before_the_interruption(textures, tmp_path):

@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from easytl import Phase, TransferClassifier, make_textures
+from easytl import TransferClassifier, make_textures
 from easytl.trust.statistics import (
     auroc, expected_calibration_error, fit_binary_temperatures, fit_temperature, softmax, threshold_for)
 
-from conftest import drifted_photos, tiny_kwargs
-
-PROBE = [Phase(1, 0, probe=True, name="probe")]
-
-
-def lite0(**overrides):
-    kwargs = dict(image_size=32, schedule=PROBE, head="linear", val_size=0.25, mixed_precision="no",
-                  random_state=0, verbose=0)
-    kwargs.update(overrides)
-    return TransferClassifier("efficientnet_lite0", **kwargs)
+from conftest import drifted_photos, lite0, tiny_kwargs
 
 
 def test_temperature_scaling_undoes_known_overconfidence():

@@ -17,9 +17,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import tiny_kwargs  # noqa: E402
+from conftest import InterruptAt, tiny_kwargs  # noqa: E402
 from easytl import Phase, TransferClassifier, make_textures  # noqa: E402
-from test_faults import InterruptAt  # noqa: E402
 
 HISTORY_KEYS = ("epoch", "phase", "phase_epoch", "lr", "train_loss", "train_accuracy", "val_loss",
                 "val_accuracy", "best")
