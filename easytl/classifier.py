@@ -312,7 +312,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             seed, self.lr_ = broadcast_object_list([seed, self.lr_])
             seed, self.lr_ = int(seed), float(self.lr_)
         facts = DataFacts(tuple(self.classes_.tolist()), tuple(int(c) for c in info.counts()),
-                          len(y_encoded), self.multi_label_)
+                          self.multi_label_)
         val_size = decide_val_size(params, facts, X_val is not None)
         split = self._validation_split(source, y_encoded, kept, X_val, y_val, seed, val_size)
         if self.image_size == "auto":

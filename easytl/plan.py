@@ -92,7 +92,6 @@ class DataFacts:
 
     classes: tuple
     counts: tuple            # images per class (multi-label: images holding the class)
-    n_images: int            # labelled images (before the validation split)
     multi_label: bool
     native_side: float | None = None   # median shorter side of the images (image_size="auto")
 

@@ -85,7 +85,7 @@ def test_fine_tuning_compute_is_capped_by_the_input_size(size, budget):
 def auto_plan(counts, batch_size, lr=1e-3, size=96, pretrained=224, **params):
     """The FitPlan of the default estimator for these class sizes (no data needed)."""
     params = TransferClassifier(batch_size=batch_size, lr=lr, image_size=size, **params).get_params()
-    facts = DataFacts(tuple(range(len(counts))), tuple(counts), sum(counts), False)
+    facts = DataFacts(tuple(range(len(counts))), tuple(counts), False)
     val_size = decide_val_size(params, facts, False)
     n_val = round(sum(counts) * val_size)
     backbone = SimpleNamespace(data_config={"input_size": pretrained}, name="test", stages=[],

@@ -231,7 +231,7 @@ def test_multi_label_plan_length_counts_images_not_label_occurrences():
     # compute budget does not bind): 40 images at batch 8 are 5 updates an epoch, stretched to
     # 60 updates = 12 epochs; counting label occurrences (before) gave 6.
     info = read_labels(y, "auto")
-    facts = DataFacts(tuple(info.classes.tolist()), tuple(info.counts()), len(y), True)
+    facts = DataFacts(tuple(info.classes.tolist()), tuple(info.counts()), True)
     backbone = SimpleNamespace(data_config={"input_size": 224}, name="test", stages=[],
                                layer_groups=[])
     params = TransferClassifier(image_size=32, batch_size=8).get_params()
