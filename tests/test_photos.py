@@ -42,11 +42,14 @@ def full_decode(path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
-def test_a_photo_decodes_at_a_reduced_scale_that_keeps_twice_the_input_size(photos):
+def test_a_photo_decodes_at_the_smallest_scale_that_keeps_one_and_a_half_times_the_input(photos):
     full = read_image_file(photos[0])
-    reduced = read_image_file(photos[0], min_side=448)
     assert tuple(full.shape) == (3, 2250, 3000)
-    assert tuple(reduced.shape) == (3, 563, 750)  # 1/4 scale: the smallest that keeps >= 448
+    # 224 px input: 1.5 x 224 = 336 px needed; 1/8 would leave 281, so 1/4
+    assert tuple(read_image_file(photos[0], min_side=336).shape) == (3, 563, 750)
+    # 160 px input: 240 px needed, which 1/8 keeps
+    assert tuple(read_image_file(photos[0], min_side=240).shape) == (3, 282, 375)
+    reduced = read_image_file(photos[0], min_side=336)
     source, _ = as_image_source([str(p) for p in photos], size=224)
     assert tuple(source.load(0).shape) == (3, 224, 224)
     # Resized exactly as an exported model resizes the decoded image (easytl.export), so an
@@ -58,10 +61,11 @@ def test_a_photo_decodes_at_a_reduced_scale_that_keeps_twice_the_input_size(phot
     assert torch.equal(source.load(0), exported[0].to(torch.uint8))
 
 
-def test_features_and_predictions_of_reduced_decoding_agree_with_full_decoding(photos):
+@pytest.mark.parametrize("size", [224, 160])  # the photos decode at 1/4 and at 1/8 scale
+def test_features_and_predictions_of_reduced_decoding_agree_with_full_decoding(photos, size):
     files = [str(p) for p in photos]
     arrays = [full_decode(p) for p in photos]  # a list: each is resized from its full size
-    extractor = FeatureExtractor(image_size=224, mixed_precision="no", verbose=0).fit()
+    extractor = FeatureExtractor(image_size=size, mixed_precision="no", verbose=0).fit()
     reduced, full = extractor.transform(files), extractor.transform(arrays)
     cosine = (reduced * full).sum(1) / np.linalg.norm(reduced, axis=1) / np.linalg.norm(full, axis=1)
     assert cosine.min() >= 0.99, cosine

@@ -100,7 +100,7 @@ class ListImages(ImageSource):
         if self.store is not None and self.size <= self.store.side:
             image = self.store.get(position)
         if image is None:
-            image = self.load_item(self.items[position], min_side=DRAFT_MARGIN * self.size)
+            image = self.load_item(self.items[position], min_side=int(DRAFT_MARGIN * self.size))
         if tuple(image.shape[-2:]) != (self.size, self.size):
             image = resize(image[None], self.size)[0]
         return image

@@ -53,7 +53,7 @@ def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int
     kept = np.arange(len(source))
     if not (isinstance(source, ListImages) and source.decodes_files):
         return source, labels, kept, []
-    store, bad_items = decode_once(source.items, DRAFT_MARGIN * source.size,
+    store, bad_items = decode_once(source.items, int(DRAFT_MARGIN * source.size),
                                    parse_bytes(memory, "cache_memory"), directory, verbose,
                                    positions=source.positions)
     source = ListImages(source.items, source.size, source.load_item, source.positions, store)
