@@ -226,3 +226,27 @@ def test_a_seeded_fit_on_files_is_the_same_with_and_without_threads(digit_folder
                                   serial.predict_proba(digit_folder))
     with pytest.raises(ValueError, match="num_workers"):
         TransferClassifier(num_workers="many").fit(digit_folder)
+
+
+@pytest.mark.parametrize("extra", [[], ["--reject-unknown", "--tta", "2"]])
+def test_cli_predict_decodes_each_file_once_and_answers_as_the_api(
+        digit_folder, capsys, monkeypatch, counted_decodes, extra):
+    import json
+
+    from easytl.cli import commands, main
+    clf = TransferClassifier(**tiny_kwargs()).fit(digit_folder)
+    monkeypatch.setattr(commands, "_load", lambda path: clf)  # a tiny custom backbone: no file
+    files = sorted(str(p) for p in digit_folder.rglob("*") if p.is_file())
+    counted_decodes.clear()
+    assert main(["predict", "model.easytl", str(digit_folder), "--format", "json",
+                 "--top-k", "3", *extra]) == 0
+    assert sorted(counted_decodes) == files and set(counted_decodes.values()) == {1}
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["path"] for row in rows] == files
+    expected = (clf.predict_tta(files, n_augment=2, return_proba=True) if extra
+                else clf.predict_proba(files))
+    got = np.array([[top["probability"] for top in row["top_k"]] for row in rows])
+    np.testing.assert_allclose(got, -np.sort(-expected, axis=1), atol=1e-4)
+    if extra:
+        novelty = clf.novelty_score(files)
+        assert [row["novelty"] for row in rows] == pytest.approx(novelty.tolist(), abs=1e-3)

@@ -32,10 +32,11 @@ def _load(path):
     return _classifier().load(path)
 
 
-def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest)."""
+def _collect_images(paths, size: int | None = None):
+    """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest,
+    and with ``size`` the readable files as a source decoded once at that model input size, so
+    that predicting, scoring novelty and test-time views decode nothing again)."""
     from ..data.sources import list_image_files
-    from ..data.images import find_unreadable
 
     files, bad = [], []
     for raw in paths:
@@ -49,12 +50,19 @@ def _collect_images(paths) -> tuple[list[Path], list[tuple[Path, str]]]:
             files.append(path)  # decoded below: an image without the usual extension still counts
         else:
             bad.append((path, "no such file or folder"))
-    unreadable = find_unreadable(files, verbose=1)
+    if size is None:
+        from ..data.images import find_unreadable
+        unreadable, source = find_unreadable(files, verbose=1), None
+    else:
+        from ..constants import DEFAULT_CACHE_MEMORY, parse_bytes
+        from ..data.decoded import read_files_once
+        source, unreadable = read_files_once(files, size, parse_bytes(DEFAULT_CACHE_MEMORY, "memory"),
+                                             verbose=1)
     if unreadable:
         broken = {p for p, _ in unreadable}
         files = [f for f in files if f not in broken]
         bad += unreadable
-    return files, bad
+    return (files, bad) if size is None else (files, bad, source)
 
 
 def _report_bad(bad) -> None:
@@ -207,15 +215,14 @@ def _weights_hint():
 
 def predict(args) -> int:
     clf = _load(args.model)
-    files, bad = _collect_images(args.paths)
+    files, bad, images = _collect_images(args.paths, size=clf.image_size_)
     _report_bad(bad)
     if files:
-        names = [str(f) for f in files]
         if args.tta > 1:
-            proba = clf.predict_tta(names, n_augment=args.tta, return_proba=True)
+            proba = clf.predict_tta(images, n_augment=args.tta, return_proba=True)
         else:
-            proba = clf.predict_proba(names)
-        novelty = clf.novelty_score(names) if args.reject_unknown else None
+            proba = clf.predict_proba(images)
+        novelty = clf.novelty_score(images) if args.reject_unknown else None
         _write_predictions(files, proba, clf.classes_, args.format,
                            min(args.top_k, len(clf.classes_)), args.results, novelty,
                            clf.unknown_threshold_ if args.reject_unknown else None,

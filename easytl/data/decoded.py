@@ -127,25 +127,29 @@ def shrink(image: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def decode_once(items: Sequence, side: int, budget: int, directory=None, verbose: int = 0,
-                positions: Sequence[int] | None = None, workers: int | None = None):
+                positions: Sequence[int] | None = None, workers: int | None = None,
+                draft_side: int | None = None, square: bool = False):
     """Decode ``items[p]`` (paths or encoded images) for each p in ``positions`` (default: all)
     once, in threads, into a :class:`DecodedImages` keyed by p.
 
-    JPEGs decode at the smallest DCT scale that keeps ``side`` px a side; each
-    image is then shrunk to at most ``side``. Returns the store and ``(index,
-    item, reason)`` for each item that cannot be decoded, ``index`` counting in
-    ``positions``, in order.
+    JPEGs decode at the smallest DCT scale that keeps ``draft_side`` (default
+    ``side``) px a side; each image is then shrunk to at most ``side`` a side,
+    or with ``square`` resized to exactly ``side`` × ``side``: what a model of
+    that input size sees, so reading it back equals decoding the file afresh.
+    Returns the store and ``(index, item, reason)`` for each item that cannot be
+    decoded, ``index`` counting in ``positions``, in order.
     """
     from ..progress import progress
+    from .sources import resize
     store = DecodedImages(side, budget, directory)
 
     def work(position: int) -> str | None:
         item = items[position]
         try:
-            image = decode_image(item, min_side=side)
+            image = decode_image(item, min_side=draft_side or side)
         except DECODE_ERRORS as exc:
             return reason_for(exc, item)
-        store.put(position, shrink(image, side))
+        store.put(position, resize(image[None], side)[0] if square else shrink(image, side))
         return None
 
     positions = list(range(len(items))) if positions is None else list(positions)
@@ -156,3 +160,22 @@ def decode_once(items: Sequence, side: int, budget: int, directory=None, verbose
     bad = [(i, items[p], reason) for i, (p, reason) in enumerate(zip(positions, reasons))
            if reason is not None]
     return store, bad
+
+
+def read_files_once(paths: Sequence, size: int, budget: int, directory=None, verbose: int = 0):
+    """Image files decoded once, at what a model of input ``size`` sees, for several uses.
+
+    Returns a source of the readable files (loading one reads the kept image:
+    the same pixels as decoding the file afresh at ``size``) and ``(path,
+    reason)`` for each file that cannot be read. The command line uses it so
+    that a folder is decoded once for the readability check, the prediction and
+    the novelty score together.
+    """
+    from .images import DRAFT_MARGIN, read_image_file
+    from .sources import ListImages
+    store, bad_items = decode_once(paths, size, budget, directory, verbose,
+                                   draft_side=int(DRAFT_MARGIN * size), square=True)
+    broken = {index for index, _, _ in bad_items}
+    kept = [i for i in range(len(paths)) if i not in broken]
+    source = ListImages(list(paths), size, read_image_file, kept, store)
+    return source, [(item, reason) for _, item, reason in bad_items]

@@ -44,6 +44,10 @@ class ImageSource(Dataset):
         """(height, width) of image ``index`` as given, before any resizing."""
         raise NotImplementedError
 
+    def at_size(self, size: int) -> "ImageSource":
+        """The same images, loaded at ``size`` where the source resizes on load."""
+        return self
+
 
 class ArrayImages(ImageSource):
     """Images already in memory as one uint8 tensor (N, 3, H, W)."""
@@ -108,6 +112,10 @@ class ListImages(ImageSource):
     def subset(self, indices) -> "ListImages":
         return ListImages(self.items, self.size, self.load_item,
                           [self.positions[int(i)] for i in indices], self.store)
+
+    def at_size(self, size: int) -> "ListImages":
+        return self if size == self.size else ListImages(self.items, size, self.load_item,
+                                                         self.positions, self.store)
 
     def native_size(self, index: int) -> tuple[int, int]:
         item = self.items[self.positions[index]]
@@ -258,7 +266,9 @@ def as_image_source(X, y=None, size: int = 224, name: str = "X"):
         # y names the label column, or is one label per row (checked and used there)
         paths, labels, _ = read_table(X, y)
         X, y = [str(p) for p in paths], None
-    if is_hf_dataset(X):
+    if isinstance(X, ImageSource):  # read already (the CLI decodes a folder once for every use)
+        source = X.at_size(size)
+    elif is_hf_dataset(X):
         X, labels = read_hf(X, y, name=name)
         if y is None or isinstance(y, str):  # else y holds the labels themselves
             y = None
