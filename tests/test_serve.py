@@ -292,6 +292,23 @@ def test_cli_binds_localhost_by_default_and_warns_on_every_interface(fitted, mon
     assert "easytl: warning: binding 0.0.0.0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_multi_label_model_answers_every_label_as_predict_does(fitted, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from easytl.serve import create_app
+    _, _, paths = fitted
+    X, y = make_textures(n_per_class=8, size=32, random_state=0)
+    tags = [(c,) if i % 3 else (c, "extra") for i, c in enumerate(y)]
+    clf = TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, tags)
+    expected = clf.predict([str(p) for p in paths[:MAX_IMAGES]])
+    with TestClient(create_app(clf)) as client:
+        rows = client.post("/predict", files=files_of(paths[:MAX_IMAGES])).json()["predictions"]
+        assert client.get("/model").json()["multi_label"] is True
+    assert [tuple(r["labels"]) for r in rows] == [tuple(e) for e in expected]
+    assert all("label" not in r for r in rows)
+
+
 # --------------------------------------------------------------------------- parts, no server
 
 def test_header_check_refuses_a_png_bomb_before_decoding_it():

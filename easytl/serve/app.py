@@ -278,7 +278,8 @@ def create_app(model, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_uplo
         return {"classes": [_plain(c) for c in served.classes], "input_size": served.size,
                 "backbone": backbone, "easytl_version": __version__,
                 "multi_label": served.multi_label, "reject_unknown": served.has_novelty,
-                "temperature": float(getattr(clf, "temperature_", 1.0) or 1.0),
+                # one temperature, or one per class (multi-label)
+                "temperature": np.asarray(getattr(clf, "temperature_", 1.0), float).tolist(),
                 "limits": {**asdict(limits), "max_batch": batcher.max_batch,
                            "max_wait_ms": batcher.max_wait * 1000.0}}
 

@@ -14,7 +14,7 @@ import binascii
 import torch
 from PIL import Image
 
-from ..data.images import DECODE_ERRORS, EncodedImage, open_image
+from ..data.images import EncodedImage, open_image
 
 
 class UploadError(Exception):
@@ -48,7 +48,7 @@ def check_header(data: bytes, name: str, max_pixels: int) -> None:
     except Image.DecompressionBombError:  # over twice Pillow's own limit: refused by Image.open
         raise UploadError(413, f"{name} is too large to decode (over Pillow's decompression-bomb "
                                "limit): send a smaller image.") from None
-    except DECODE_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: whatever Pillow raises is the upload's
         raise UploadError(400, f"{name} is not an image this server can read "
                                f"({type(exc).__name__}): send a JPEG, PNG, WebP, BMP, GIF or "
                                "TIFF file.") from None
@@ -63,7 +63,9 @@ def decode_upload(model, data: bytes, name: str, max_pixels: int) -> torch.Tenso
     check_header(data, name, max_pixels)
     try:
         return model.decode(data, name)
-    except (ValueError, *DECODE_ERRORS) as exc:  # truncated data, broken pixels, odd modes
-        raise UploadError(400, f"{name} could not be decoded: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise UploadError(413, f"{name} is too large to decode: {exc}") from None
+    except MemoryError:
+        raise UploadError(413, f"{name} is too large to decode on this server.") from None
+    except Exception as exc:  # noqa: BLE001 - truncated data, broken pixels, odd modes, any Pillow error
+        raise UploadError(400, f"{name} could not be decoded: {exc}") from None
