@@ -56,7 +56,7 @@ class ServedModel:
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """An image file's bytes → uint8 (3, size, size), decoded as ``predict`` decodes files
         (reduced-size JPEG decoding, EXIF orientation); ValueError when it cannot be read."""
-        image = read_image_file(EncodedImage(data, name), min_side=DRAFT_MARGIN * self.size)
+        image = read_image_file(EncodedImage(data, name), min_side=int(DRAFT_MARGIN * self.size))
         return resize(image[None], self.size)[0]
 
     @torch.inference_mode()
