@@ -1,4 +1,5 @@
-"""The ``easytl`` command line: fit, lr-find, predict, evaluate, compare, export, backbones, demo.
+"""The ``easytl`` command line: fit, lr-find, predict, evaluate, compare, export, backbones, demo,
+serve.
 
 Results go to stdout and nothing else does: progress bars, logs and per-file
 problems go to stderr, so ``easytl predict ... --format csv > out.csv`` gives
@@ -14,7 +15,7 @@ import functools
 import sys
 import warnings
 
-from . import commands
+from . import commands, serve_cmd
 from .commands import CommandError, _say
 from ..constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
 
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-per-class", type=_positive_int, default=100)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--verbose", type=int, default=1, choices=[0, 1])
+
+    serve_cmd.add_arguments(command("serve", serve_cmd.run, serve_cmd.HELP, serve_cmd.DESCRIPTION,
+                                    serve_cmd.EXAMPLES))
     return parser
 
 

@@ -1,0 +1,140 @@
+"""Dynamic batching: concurrent requests share one forward pass.
+
+Requests put their images on an asyncio queue; one worker takes what is there,
+waits at most ``max_wait_ms`` for more (up to ``max_batch`` images), and runs
+the forward pass on a single inference thread (torch releases the GIL, so the
+event loop keeps accepting and decoding uploads meanwhile). While one pass
+runs, the next batch gathers, so under load batches fill without any waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+@dataclass
+class BatchStats:
+    """Counters the server reports on ``GET /health``."""
+
+    requests: int = 0
+    images: int = 0
+    forward_passes: int = 0
+    largest_batch: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict:
+        with self.lock:
+            return {"requests": self.requests, "images": self.images,
+                    "forward_passes": self.forward_passes, "largest_batch": self.largest_batch}
+
+
+class DynamicBatcher:
+    """Run ``forward(uint8 batch) -> outputs`` on batches gathered from concurrent callers.
+
+    ``forward`` returns an object whose ``proba`` (and ``novelty``, or None) rows
+    follow the batch's images; each caller gets back its own rows.
+    """
+
+    def __init__(self, forward: Callable, max_batch: int = 32, max_wait_ms: float = 5.0):
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch} "
+                             f"and {max_wait_ms}.")
+        self.forward = forward
+        self.max_batch, self.max_wait = int(max_batch), max_wait_ms / 1000.0
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._held = None  # (images, future) taken from the queue but left for the next pass
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easytl-infer")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._thread.shutdown(wait=True)
+
+    async def submit(self, images: torch.Tensor):
+        """Outputs for a uint8 batch (n, 3, H, W); split into parts of ``max_batch`` if bigger."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not running: call start() first.")
+        with self.stats.lock:
+            self.stats.requests += 1
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(images), self.max_batch):
+            future = loop.create_future()
+            await self._queue.put((images[start:start + self.max_batch], future))
+            futures.append(future)
+        parts = await asyncio.gather(*futures)
+        if len(parts) == 1:
+            return parts[0]
+        novelty = None if parts[0].novelty is None else np.concatenate([p.novelty for p in parts])
+        return type(parts[0])(np.concatenate([p.proba for p in parts]), novelty)
+
+    async def _gather(self) -> list:
+        """The next batch: the first waiting request, then others until full or time is up."""
+        loop = asyncio.get_running_loop()
+        if self._held is not None:  # the request that did not fit the previous pass goes first
+            batch, self._held = [self._held], None
+        else:
+            batch = [await self._queue.get()]
+        count = len(batch[0][0])
+        deadline = loop.time() + self.max_wait
+        while count < self.max_batch:
+            try:
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except asyncio.TimeoutError:
+                break
+            if count + len(item[0]) > self.max_batch:
+                self._held = item  # too big for this pass: it opens the next one
+                break
+            batch.append(item)
+            count += len(item[0])
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            batch = [(images, future) for images, future in batch if not future.cancelled()]
+            if not batch:
+                continue
+            images = torch.cat([images for images, _ in batch])
+            try:
+                outputs = await loop.run_in_executor(self._thread, self.forward, images)
+            except Exception as exc:  # every waiting request learns of it; the worker goes on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            with self.stats.lock:
+                self.stats.forward_passes += 1
+                self.stats.images += len(images)
+                self.stats.largest_batch = max(self.stats.largest_batch, len(images))
+            start = 0
+            for part, future in batch:
+                stop = start + len(part)
+                if not future.done():
+                    novelty = None if outputs.novelty is None else outputs.novelty[start:stop]
+                    future.set_result(type(outputs)(outputs.proba[start:stop], novelty))
+                start = stop
