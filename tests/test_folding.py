@@ -73,3 +73,23 @@ def test_predictions_equal_the_unfolded_model(textures):
         expected = torch.softmax(clf.model_(images) / clf.temperature_, dim=1).numpy()
     np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=0, atol=1e-5)
     assert len(batchnorms(clf.model_)) == 2  # the estimator's own model is never modified
+
+
+def test_predict_folds_once_per_model_state_and_again_after_the_weights_change(monkeypatch, textures):
+    from easytl import TransferClassifier
+    from easytl.models import folding
+
+    from conftest import tiny_kwargs
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, y)
+    calls = []
+    real = folding.fold_batchnorm
+    monkeypatch.setattr(folding, "fold_batchnorm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = clf.predict_proba(X[:5])
+    for k in range(3):
+        np.testing.assert_array_equal(clf.predict_proba(X[:5]), first)
+    assert len(calls) == 1
+    with torch.no_grad():  # an in-place change of a weight (what an optimizer step does)
+        next(clf.model_.parameters()).mul_(0.5)
+    changed = clf.predict_proba(X[:5])
+    assert len(calls) == 2 and not np.allclose(changed, first)

@@ -17,6 +17,8 @@ lose the speed-up, never change results.
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 
 import torch
 from torch import nn
@@ -64,4 +66,32 @@ def fold_batchnorm(module: nn.Module, example: torch.Tensor, rtol: float = 1e-3)
     scale = max(1.0, float(expected.abs().max()))
     if not torch.isfinite(got).all() or float((got - expected).abs().max()) > rtol * scale:
         return module
+    return folded
+
+
+# Folded copies by module: predicting batch after batch, or call after call (a server, a loop
+# over single images), folds once. A copy is reused only while every parameter and buffer of
+# the original is the same tensor, unchanged (torch counts in-place writes in ``_version``:
+# an optimizer step or load_state_dict makes a new copy).
+_FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_FOLDED_LOCK = threading.Lock()
+
+
+def _state_key(module: nn.Module) -> tuple:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return tuple((id(t), t._version, t.device, t.dtype) for t in tensors)
+
+
+def folded_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
+    """:func:`fold_batchnorm` of ``module``, kept and reused while the module is unchanged."""
+    if module.training:
+        return module
+    key = _state_key(module)
+    with _FOLDED_LOCK:
+        kept = _FOLDED.get(module)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    folded = fold_batchnorm(module, example)
+    with _FOLDED_LOCK:
+        _FOLDED[module] = (key, folded)
     return folded

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data.augment import Preprocessor
 from ..data.sources import as_image_source, batches
-from .folding import fold_batchnorm
+from .folding import folded_for_inference
 from ..progress import progress
 from .device import inference_setup
 
@@ -44,7 +44,7 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
         views = (preprocess.test_time_views(images, n_views, generator) if n_views > 1
                  else [preprocess(images, train=False)])
         if not folded:
-            folded.append(fold_batchnorm(module, views[0][:2]).to(memory_format=torch.channels_last))
+            folded.append(folded_for_inference(module, views[0][:2]).to(memory_format=torch.channels_last))
         with autocast():
             out = sum(output(folded[0], x).float() for x in views) / len(views)
         return out.cpu().numpy()

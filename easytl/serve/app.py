@@ -151,8 +151,10 @@ def create_app(model, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_uplo
         yield
         await batcher.stop()
 
-    app = FastAPI(title="easytl", version=__version__, lifespan=lifespan,
-                  description="Image classification with a model fitted by easytl.")
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and the service must
+    # work offline and never make a browser fetch remote code (/openapi.json stays).
+    app = FastAPI(title="easytl", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="Image classification with a model fitted by easytl.")
     app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
     app.state.served, app.state.batcher, app.state.limits = served, batcher, limits
 
