@@ -122,6 +122,8 @@ def test_health_and_model_describe_the_served_model(server, fitted):
     assert info["easytl_version"] == easytl.__version__
     assert info["multi_label"] is False and info["reject_unknown"] is True
     assert info["limits"]["max_images"] == MAX_IMAGES and info["limits"]["max_pixels"] == MAX_PIXELS
+    # FastAPI's /docs and /redoc pages load scripts from a CDN: not served
+    assert httpx.get(url + "/docs").status_code == httpx.get(url + "/redoc").status_code == 404
 
 
 @pytest.mark.slow
