@@ -191,6 +191,8 @@ def test_report_finds_the_planted_faults(planted, tmp_path):
     assert page.count("Grad-CAM") >= 2
     assert re.findall(r'src="(?!data:image/png;base64,)', page) == []  # every image inlined
     assert result["html"] == tmp_path / "report.html"
+    test, train = duplicates[0]  # arrays come from no file: named by their index
+    assert f"test #{test} ~ train #{train} (" in page
 
 
 def test_report_opens_in_headless_chromium_with_every_image(planted, tmp_path):
@@ -252,3 +254,41 @@ def test_cli_predict_rejects_unknown_images_and_evaluate_writes_the_report(tmp_p
     out = capsys.readouterr().out
     assert f"report written to {html}" in out and "calibration: temperature" in out
     assert "Near-duplicates" in html.read_text()
+
+
+def test_report_names_images_by_file_and_escapes_the_names(digit_folder, digits, tmp_path):
+    """Images from files are named by their path (relative to the folder given, or to the
+    folder the listed files share), HTML-escaped; arrays keep '#index'."""
+    import html
+    import shutil
+
+    from PIL import Image
+
+    from easytl.data.sources import read_class_folders
+    from easytl.trust.report import analyse
+    train_paths, train_labels = read_class_folders(digit_folder)
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(str(digit_folder))
+    X, y = digits
+    test = tmp_path / "test"
+    for label in (0, 1, 2):
+        (test / f"class_{label}").mkdir(parents=True)
+        for k, index in enumerate(np.flatnonzero(y == label)[8:12]):
+            image = Image.fromarray((X[index] * 255).astype(np.uint8)).resize((24, 24))
+            image.save(test / f"class_{label}" / f"t{k}.png")
+    odd = "dup <1> & co.png"  # a planted near-duplicate, with a name HTML must escape
+    shutil.copy(digit_folder / "class_0" / "0.png", test / "class_0" / odd)
+    clf.report(str(test), html=tmp_path / "report.html",
+               X_train=[str(p) for p in train_paths], y_train=train_labels)
+    page = (tmp_path / "report.html").read_text()
+    # the duplicate, named on both sides: relative to the test folder and to the training files' folder
+    assert re.search(re.escape(html.escape("class_0/" + odd)) + r"</span> ~ train <span[^>]*>"
+                     r"class_0/0\.png</span>", page)
+    assert odd not in page and "dup &lt;1&gt; &amp; co.png" in page  # escaped, never raw
+    # every image the page lists is named by its file
+    test_paths, test_labels = read_class_folders(test)
+    found = analyse(clf, str(test), test_labels, clf.predict_proba(str(test)))
+    listed = found["suspected_label_errors"] + [i for v in found["worst_errors"].values() for i in v]
+    assert listed
+    for i in listed:
+        assert html.escape(test_paths[i].relative_to(test).as_posix()) in page
+    assert re.search(r"(>|test |train )#\d+", page) is None  # no bare index for a file

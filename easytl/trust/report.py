@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,51 @@ def analyse(clf, X, y, proba: np.ndarray, X_train=None, y_train=None) -> dict:
             "suspected_label_errors": suspects, "near_duplicates": duplicates}
 
 
+# --------------------------------------------------------------------------- names
+
+def _file_paths(source) -> list[str | None]:
+    """The absolute path of each image of ``source`` read from a file; None for the others."""
+    items = getattr(source, "items", None)
+    if items is None:
+        return [None] * len(source)
+    positions = getattr(source, "positions", range(len(items)))
+    return [os.path.abspath(items[p]) if isinstance(items[p], (str, os.PathLike)) else None
+            for p in positions]
+
+
+def image_names(X, source) -> list[str | None]:
+    """How the page names each image of ``source`` (built from ``X``): the path of an image
+    read from a file, relative to ``X`` when ``X`` is a folder, else to the folder the listed
+    files share; None for an image that came from no file (an array), shown as its index."""
+    paths = _file_paths(source)
+    files = [p for p in paths if p is not None]
+    if not files:
+        return paths
+    try:
+        root = (os.path.abspath(X) if isinstance(X, (str, os.PathLike)) and Path(X).is_dir()
+                else os.path.commonpath([os.path.dirname(f) for f in files]))
+    except ValueError:  # files on different drives share no folder: keep their full paths
+        return paths
+    return [None if p is None else Path(os.path.relpath(p, root)).as_posix() for p in paths]
+
+
+class _Names:
+    """The names of one image set on the page: ``html(i)`` is the escaped path of image ``i``
+    (its full path on hover) or ``#i``; ``text(i)`` the same, unescaped, for alt texts."""
+
+    def __init__(self, X, source):
+        self.names, self.paths = image_names(X, source), _file_paths(source)
+
+    def text(self, i: int) -> str:
+        return f"#{i}" if self.names[i] is None else self.names[i]
+
+    def html(self, i: int) -> str:
+        if self.names[i] is None:
+            return f"#{i}"
+        return (f'<span class="name" title="{html.escape(self.paths[i])}">'
+                f"{html.escape(self.names[i])}</span>")
+
+
 # --------------------------------------------------------------------------- pictures
 
 def _png(image: np.ndarray) -> str:
@@ -191,7 +237,8 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;
 text-align:right}th{background:#f4f4f4}.cm td{min-width:2.5em}.gallery{display:flex;
 flex-wrap:wrap;gap:10px}.card{font-size:.8em;text-align:center;width:200px}
-.card img{border:1px solid #999;margin:1px}.note{color:#666;font-size:.9em}"""
+.card img{border:1px solid #999;margin:1px}.note{color:#666;font-size:.9em}
+.name{font-family:monospace;overflow-wrap:anywhere}"""
 
 
 def _table(header, rows) -> str:
@@ -230,6 +277,7 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
     names = [str(c) for c in clf.classes_]
     labels, predictions, novelty = found["labels"], found["predictions"], found["novelty"]
     thumbs = Thumbnails(clf, X)
+    name = _Names(X, thumbs.source)  # file paths where the images came from files, else "#i"
     k = len(names)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (labels, predictions), 1)
@@ -260,9 +308,10 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
         parts.append("<p>No image was confused.</p>")
     for true, pred, count in found["confused_pairs"]:
         shown = np.flatnonzero((labels == true) & (predictions == pred))[:6]
-        pictures = "".join(_img(_png(thumbs.image(i)), f"image {i}") for i in shown)
+        pictures = "".join(f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}<br>'
+                           f"{name.html(i)}</div>" for i in shown)
         parts.append(f"<p><b>{html.escape(names[true])}</b> taken for <b>{html.escape(names[pred])}"
-                     f"</b>: {count} images</p><div>{pictures}</div>")
+                     f'</b>: {count} images</p><div class="gallery">{pictures}</div>')
     if any(found["worst_errors"].values()):  # no heading over nothing when no image is wrong
         parts.append("<h2>Worst errors per class</h2>"
                      '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
@@ -273,8 +322,9 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
         cards = []
         for i, cam in zip(indices, cams):
             score = "" if novelty is None else f", novelty {novelty[i]:.2f}"
-            cards.append(f'<div class="card">{_img(_png(thumbs.image(i)), f"image {i}")}'
-                         f'{_img(_png(cam), f"Grad-CAM {i}")}<br>#{i}: {html.escape(names[c])} → '
+            cards.append(f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}'
+                         f'{_img(_png(cam), f"Grad-CAM {name.text(i)}")}<br>{name.html(i)}: '
+                         f"{html.escape(names[c])} → "
                          f"{html.escape(names[predictions[i]])} ({proba[i, predictions[i]]:.2f}"
                          f"{score})</div>")
         parts.append(f"<h3>{html.escape(names[c])}</h3><div class=\"gallery\">{''.join(cards)}</div>")
@@ -283,7 +333,7 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
                  f"{NEIGHBOURS} most similar images</p>")
     suspects = found["suspected_label_errors"][:24]
     parts.append("<p>None found.</p>" if not suspects else '<div class="gallery">' + "".join(
-        f'<div class="card">{_img(_png(thumbs.image(i)), f"image {i}")}<br>#{i}: labelled '
+        f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}<br>{name.html(i)}: labelled '
         f"{html.escape(names[labels[i]])}, looks like {html.escape(names[predictions[i]])}</div>"
         for i in suspects) + "</div>")
     if X_train is not None:
@@ -292,9 +342,11 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
                      "to a training image measures memory, not generalisation</p>")
         duplicates = found["near_duplicates"][:24]
         train_thumbs = Thumbnails(clf, X_train)
+        train_name = _Names(X_train, train_thumbs.source)
         parts.append("<p>None found.</p>" if not duplicates else '<div class="gallery">' + "".join(
-            f'<div class="card">{_img(_png(thumbs.image(i)), f"test {i}")}'
-            f'{_img(_png(train_thumbs.image(j)), f"train {j}")}<br>test #{i} ~ train #{j} '
+            f'<div class="card">{_img(_png(thumbs.image(i)), f"test {name.text(i)}")}'
+            f'{_img(_png(train_thumbs.image(j)), f"train {train_name.text(j)}")}<br>test '
+            f"{name.html(i)} ~ train {train_name.html(j)} "
             f"({cos:.4f})</div>" for i, j, cos in duplicates) + "</div>")
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>easytl report"
             f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
