@@ -15,7 +15,7 @@ __version__ = "0.2.0.dev0"
 _EXPORTS = {
     "Backbone": "models.backbones", "WeightsUnavailableError": "models.backbones",
     "available_backbones": "models.backbones", "create_backbone": "models.adapters",
-    "list_backbones": "models.backbones",
+    "list_backbones": "models.zoo",
     "TransferClassifier": "classifier",
     "make_textures": "data.synthetic", "make_texture_mosaics": "data.synthetic",
     "make_inspection_images": "data.synthetic",

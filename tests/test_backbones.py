@@ -1,4 +1,5 @@
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,28 @@ def test_list_backbones_table():
     assert np.all([set(r) == {"name", "params_m", "top1", "input_size", "fixed_input_size", "source",
                               "offline", "default"}
                    for r in rows.values()])
+
+
+def test_the_torch_free_zoo_table_agrees_with_torchvision(monkeypatch, tmp_path):
+    """easytl backbones prints easytl.models.zoo's figures without importing torch: they must be
+    torchvision's own, and the weights cache it looks in torch.hub's."""
+    import sys
+
+    from easytl.models.backbones import _torchvision_data_config, _torchvision_weights_enum
+    from easytl.models.zoo import TORCHVISION, torch_hub_dir
+    for name, recorded in TORCHVISION.items():
+        weights, config = _torchvision_weights_enum(name), _torchvision_data_config(name)
+        top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert (recorded.num_params, recorded.top1, recorded.input_size, recorded.fixed_input_size,
+                recorded.file) == (weights.meta["num_params"], top1, config["input_size"],
+                                   config["fixed_input_size"], weights.url.rsplit("/", 1)[-1]), name
+    for variable in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv("TORCH_HOME", raising=False)
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+        expected = torch.hub.get_dir()
+        with monkeypatch.context() as no_torch:
+            no_torch.delitem(sys.modules, "torch")
+            assert torch_hub_dir() == Path(expected)
 
 
 def test_a_timm_model_passed_as_a_module_keeps_its_groups():

@@ -460,7 +460,7 @@ def demo(args) -> int:
 
 
 def backbones(args) -> int:
-    from ..models.backbones import BACKBONE_TABLE_HEADER, backbone_table, list_backbones
+    from ..models.zoo import BACKBONE_TABLE_HEADER, backbone_table, list_backbones  # no torch
 
     table = [BACKBONE_TABLE_HEADER] + backbone_table(list_backbones())
     if args.format == "markdown":

