@@ -200,7 +200,8 @@ def test_usage_errors_exit_2(capsys):
 def test_runtime_errors_exit_1_with_one_line_and_no_traceback(workspace, tmp_path):
     missing = run("predict", tmp_path / "nope.easytl", workspace["test"])
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
-    assert "nope.easytl" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    announced, *error = missing.stderr.strip().splitlines()  # what it does, then the one-line error
+    assert announced.startswith("easytl predict: loading") and len(error) == 1 and "nope.easytl" in error[0]
 
     corrupt = tmp_path / "corrupt.easytl"
     data = bytearray(workspace["model"].read_bytes())

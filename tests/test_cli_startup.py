@@ -62,7 +62,7 @@ def test_every_command_says_what_it_does_before_importing_torch(tmp_path):
     model.write_bytes(b"easytl")  # never read: torch is needed first
     commands = {"fit": ["fit", data, "--out", tmp_path / "out.easytl"], "lr-find": ["lr-find", data],
                 "predict": ["predict", model, data], "evaluate": ["evaluate", model, data],
-                "compare": ["compare", data], "demo": ["demo"],
+                "compare": ["compare", data], "demo": ["demo", "--n-per-class", "8"],
                 "export": ["export", model, "--format", "onnx", "--out", tmp_path / "m.onnx"]}
     every = set(build_parser()._subparsers._group_actions[0].choices) - {"backbones"}
     assert every <= set(commands), (f"add {sorted(every - set(commands))} here: each command prints "

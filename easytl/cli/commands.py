@@ -23,6 +23,14 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _announce(args, doing: str) -> None:
+    """A command's first line, on stderr before it imports torch (3-4 s): the user sees at once
+    what it is doing. Every command but ``backbones`` (which needs no torch) starts with it;
+    ``--verbose 0`` silences it, as it does progress."""
+    if getattr(args, "verbose", 1):
+        _say(f"easytl {args.command}: {doing} ...")
+
+
 def _classifier():
     from ..classifier import TransferClassifier
     return TransferClassifier
@@ -112,6 +120,7 @@ def _recipes(args) -> dict:
 
 
 def fit(args) -> int:
+    _announce(args, f"reading the images in {args.data_dir}")
     import numpy as np
 
     from ..data.images import UnreadableImagesError, describe_unreadable
@@ -160,6 +169,7 @@ def fit(args) -> int:
 
 
 def lr_find(args) -> int:
+    _announce(args, f"reading the images in {args.data_dir}")
     paths, labels = _training_data(args)
     clf = _classifier()(backbone=args.backbone, schedule=args.schedule, image_size=args.image_size,
                         batch_size=args.batch_size, random_state=args.seed, verbose=args.verbose,
@@ -214,6 +224,7 @@ def _weights_hint():
 
 
 def predict(args) -> int:
+    _announce(args, f"loading {args.model}")
     clf = _load(args.model)
     files, bad, images = _collect_images(args.paths, size=clf.image_size_)
     _report_bad(bad)
@@ -320,6 +331,7 @@ def _plain(value):
 
 
 def evaluate(args) -> int:
+    _announce(args, f"loading {args.model}")
     clf = _load(args.model)
     if args.html:
         if clf.multi_label_:  # refused before any image is read or predicted
@@ -398,6 +410,7 @@ def _labelled_folder(folder, clf):
 
 
 def compare(args) -> int:
+    _announce(args, f"reading the images in {args.data_dir}")
     from ..io import check_writable
     from ..selection import compare_backbones, format_rows
 
@@ -426,6 +439,7 @@ def compare(args) -> int:
 
 
 def export(args) -> int:
+    _announce(args, f"loading {args.model}")
     from ..export import export_model
 
     clf = _load(args.model)
@@ -436,6 +450,8 @@ def export(args) -> int:
 
 
 def demo(args) -> int:
+    _announce(args, f"making synthetic textures ({args.n_per_class} per class)")
+    classifier = _classifier()  # torch (and sklearn with it) first: the announcement covers the wait
     from sklearn.metrics import classification_report
     from sklearn.model_selection import train_test_split
 
@@ -446,8 +462,8 @@ def demo(args) -> int:
         X, y, test_size=0.25, stratify=y, random_state=args.seed)
     _say(f"easytl demo: synthetic textures, {len(X_train)} training and {len(X_test)} held-out "
          f"images, backbone {args.backbone}")
-    clf = _classifier()(backbone=args.backbone, epochs=args.epochs, image_size=args.image_size,
-                        random_state=args.seed, verbose=args.verbose)
+    clf = classifier(backbone=args.backbone, epochs=args.epochs, image_size=args.image_size,
+                     random_state=args.seed, verbose=args.verbose)
     start = time.perf_counter()
     clf.fit(X_train, y_train)
     seconds = time.perf_counter() - start
