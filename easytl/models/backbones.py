@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..constants import DEFAULT_BACKBONE  # noqa: F401  (importable from here, as before)
 # The registry is plain data in .zoo (no torch); these names stay importable from here.
 from .zoo import (BACKBONE_TABLE_HEADER, PACKAGED, REGISTRY, TORCHVISION, BackboneInfo,  # noqa: F401
                   PackagedWeights, backbone_table, list_backbones, offline_ready, packaged_available)
