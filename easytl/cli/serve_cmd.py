@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import CommandError, _say
+from .commands import CommandError, _announce, _say
 
 HELP = "serve a model file over HTTP, with a page to try it in a browser"
 DESCRIPTION = ("Serve MODEL (a file written by 'easytl fit' or TransferClassifier.save) with "
@@ -53,6 +53,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    _announce(args, f"loading {args.model}")
     try:
         import fastapi  # noqa: F401
         import multipart  # noqa: F401  (python-multipart: FastAPI's form parsing)
