@@ -253,7 +253,10 @@ def test_cli_predict_rejects_unknown_images_and_evaluate_writes_the_report(tmp_p
     assert main(["evaluate", str(model), str(data), "--html", str(html), "--train", str(data)]) == 0
     out = capsys.readouterr().out
     assert f"report written to {html}" in out and "calibration: temperature" in out
-    assert "Near-duplicates" in html.read_text()
+    page = html.read_text()
+    assert "Near-duplicates" in page
+    # the CLI passes the folder's files: named relative to the folder, e.g. "dots/3.png"
+    assert re.search(r'test <span class="name" title="[^"]+">\w+/\d+\.png</span> ~ train', page)
 
 
 def test_report_names_images_by_file_and_escapes_the_names(digit_folder, digits, tmp_path):
