@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .data.sources import as_image_source
+from .data.sources import ImageSource, as_image_source
 from .models.inference import run_model
 from .data.hf import is_hf_dataset, read_hf
 from .data.labels import decode, encode_like
@@ -225,14 +225,17 @@ class PredictionMixin:
         items = getattr(source, "items", None)
         if items is None or not all(isinstance(p, (str, os.PathLike)) for p in items):
             return X, y
-        keep = [i for i, p in enumerate(items) if os.path.abspath(p) not in skipped]
-        if len(keep) == len(items):
+        positions = getattr(source, "positions", range(len(items)))
+        keep = [i for i, p in enumerate(positions) if os.path.abspath(items[p]) not in skipped]
+        if len(keep) == len(positions):
             return X, y
-        warnings.warn(f"X_train: left out {len(items) - len(keep)} files that fit skipped as "
+        warnings.warn(f"X_train: left out {len(positions) - len(keep)} files that fit skipped as "
                       "unreadable (skipped_images_)", stacklevel=3)
         kept_labels = None if labels is None else (
             [labels[i] for i in keep] if isinstance(labels, list) else np.asarray(labels)[keep])
-        return [str(items[i]) for i in keep], kept_labels
+        if isinstance(X, ImageSource):  # decoded already (the command line): keep it so
+            return source.subset(keep), kept_labels
+        return [str(items[positions[i]]) for i in keep], kept_labels
 
     def _labels_for(self, X, y):
         """``y``, or the labels a class folder / labelled Dataset carries; all seen in fit."""

@@ -250,3 +250,22 @@ def test_cli_predict_decodes_each_file_once_and_answers_as_the_api(
     if extra:
         novelty = clf.novelty_score(files)
         assert [row["novelty"] for row in rows] == pytest.approx(novelty.tolist(), abs=1e-3)
+
+
+def test_cli_evaluate_with_its_html_report_decodes_each_file_once(
+        digit_folder, tmp_path, capsys, monkeypatch, counted_decodes):
+    from easytl.cli import commands, main
+    # 96 px input: the kept images serve the 96 px thumbnails too
+    clf = TransferClassifier(**tiny_kwargs(image_size=96)).fit(digit_folder)
+    monkeypatch.setattr(commands, "_load", lambda path: clf)  # a tiny custom backbone: no file
+    files = sorted(str(p) for p in digit_folder.rglob("*") if p.is_file())
+    counted_decodes.clear()
+    page = tmp_path / "report.html"
+    assert main(["evaluate", "model.easytl", str(digit_folder), "--train", str(digit_folder),
+                 "--html", str(page)]) == 0
+    # the same folder as test and training set: each file is read twice (once per role), and
+    # thumbnails, Grad-CAM and the near-duplicate search decode nothing again
+    assert sorted(counted_decodes) == files and set(counted_decodes.values()) == {2}
+    expected = clf.score([str(f) for f in files], [os.path.basename(os.path.dirname(f)) for f in files])
+    assert f"accuracy {expected:.3f} on {len(files)} images" in capsys.readouterr().out
+    assert "class_0/0.png" in page.read_text()

@@ -343,27 +343,26 @@ def evaluate(args) -> int:
         from ..data.tables import read_table
         files, y, _ = read_table(args.labels, args.label_column, args.data_dir, args.path_column,
                                  args.label_delim)
-        bad = []
-    else:
-        files, y, bad = _labelled_folder(args.data_dir, clf)
-    train_files = train_y = None
+        images, bad = [str(f) for f in files], []
+    else:  # decoded once, at the model's input size, for every use below
+        images, y, bad = _labelled_folder(args.data_dir, clf)
+    train_images = train_y = None
     if args.train:
-        train_files, train_y, train_bad = _labelled_folder(args.train, clf)
+        train_images, train_y, train_bad = _labelled_folder(args.train, clf)
         if train_bad:  # they only narrow the near-duplicate search: a note, not a failure
             _say(f"easytl: {_count(len(train_bad), 'training image')} in {args.train} could not be "
                  "read (listed above) and were left out of the near-duplicate search.")
-    result = clf.report([str(f) for f in files], y, n_augment=args.tta, html=args.html,
-                        X_train=None if train_files is None else [str(f) for f in train_files],
+    result = clf.report(images, y, n_augment=args.tta, html=args.html, X_train=train_images,
                         y_train=train_y)
     calibration = result["calibration"]
     if clf.multi_label_:
-        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {_count(len(files), 'image')}; "
+        args.emit(f"sample-averaged F1 {result['f1_samples']:.3f} on {_count(len(images), 'image')}; "
                   f"micro F1 {result['f1_micro']:.3f}, macro F1 {result['f1_macro']:.3f}, mean average "
                   f"precision {result['mean_average_precision']:.3f}")
         args.emit()
         args.emit(result["report"])
         return 0
-    args.emit(f"accuracy {result['accuracy']:.3f} on {_count(len(files), 'image')}")
+    args.emit(f"accuracy {result['accuracy']:.3f} on {_count(len(images), 'image')}")
     if calibration["ece_before"] is not None:
         args.emit(f"calibration: temperature {calibration['temperature']:.3g}, expected calibration "
                   f"error {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
@@ -384,7 +383,7 @@ def evaluate(args) -> int:
     if bad:
         raise CommandError(f"{_count(len(bad), 'image')} could not be read (listed above) and "
                            f"{'was' if len(bad) == 1 else 'were'} not evaluated; the other "
-                           f"{_count(len(files), 'image')} were.")
+                           f"{_count(len(images), 'image')} were.")
     return 0
 
 
@@ -399,14 +398,14 @@ def _labelled_folder(folder, clf):
         raise CommandError(f"{folder} has no class sub-folders: evaluation needs "
                            "DIR/<class name>/<images>.")
     label_of = dict(zip(paths, labels))  # by class sub-folder, however deeply nested
-    files, bad = _collect_images(paths)
+    files, bad, images = _collect_images(paths, size=clf.image_size_)
     _report_bad(bad)
     if not files:
         raise CommandError(f"no readable images in {folder}.")
     y = np.array([label_of[f] for f in files])
     if clf.classes_.dtype.kind in "iu" and all(name.isdigit() for name in y):
         y = y.astype(clf.classes_.dtype)  # a model fitted on integer labels, folders named 0, 1, ...
-    return files, y, bad
+    return images, y, bad
 
 
 def compare(args) -> int:

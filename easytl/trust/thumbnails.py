@@ -31,7 +31,9 @@ class Thumbnails:
         config = self.clf.model_.backbone.data_config
         prep = Preprocessor(self.clf.image_size_, config["mean"], config["std"], augment=None)
         model = copy.deepcopy(self.clf.model_).float().cpu()  # the fitted model stays as it is
-        batch = torch.stack([self.source.load(int(i)) for i in indices])
+        # At the model's input size, as it predicted them (not thumbnails scaled back up).
+        at_model_size = self.source.at_size(self.clf.image_size_)
+        batch = torch.stack([at_model_size.load(int(i)) for i in indices])
         x = prep(batch, train=False).contiguous()
         maps = grad_cam(model, x, np.asarray(classes))
         small = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=THUMBNAIL,
