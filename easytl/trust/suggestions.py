@@ -1,0 +1,273 @@
+"""Which pool images to label next: uncertain, diverse, and the unknown ones apart.
+
+``clf.suggest_labels(X_pool, n=50)`` scores every pool image in one pass of
+the fitted model (calibrated probabilities, pooled backbone features and the
+novelty score) and picks ``n`` of them:
+
+* **Uncertainty** of the calibrated probabilities: the margin ``1 - (p1 - p2)``
+  between the two most probable classes (default; Scheffer et al. 2001), or the
+  entropy divided by ``log(n_classes)``. Multi-label models score each class by
+  how close its probability is to that class's threshold (``1 - |p - t|``
+  scaled so that a probability at 0 or 1 scores 0) and an image by its most
+  uncertain class: the label that would most likely flip.
+* **Diversity**: uncertainty-weighted farthest-first traversal (a k-center
+  greedy, Sener & Savarese 2018, whose gain is weighted by uncertainty) on the
+  unit-length pooled features: each pick maximises ``uncertainty × distance to
+  the nearest image already picked``. Uncertain images from one corner of
+  feature space are suggested once, not fifty times. An image whose features
+  are near-duplicates (cosine ≥ 0.998, the error report's rule) of one already
+  picked is never picked while any other image remains.
+* **Unknown** images (novelty score above ``unknown_threshold_``) are left out
+  of the suggestions and listed apart, most novel first: they may belong to a
+  class the model has never seen, and labelling them is a different decision.
+
+Why this combination (``benchmarks/active_learning.py``, README "Which images
+to label next"): it is measured against random picks and against uncertainty
+alone (``diversity=False``), which on small batches wastes labels on near
+copies of one confusing image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .report import DUPLICATE_COSINE
+from .statistics import unit_length
+
+UNCERTAINTY = ("margin", "entropy")
+
+
+@dataclass
+class LabelSuggestions:
+    """What :meth:`TransferClassifier.suggest_labels` returns.
+
+    Attributes
+    ----------
+    indices : ndarray of int
+        Positions in the pool of the images to label, in the order they were picked
+        (the first is the most useful).
+    scores : ndarray of float
+        Their uncertainty in [0, 1] (1: the model cannot decide).
+    guesses : ndarray or list
+        The model's prediction for each (multi-label: a tuple of labels).
+    probabilities : ndarray of float
+        The calibrated probability of the guess (multi-label: of the class closest to its
+        threshold).
+    paths : list of str or None
+        Their file paths, when the pool was files, a folder or a table.
+    unknown : ndarray of int
+        Pool positions the novelty score calls unknown (possibly a new class), most novel
+        first; never among ``indices``.
+    unknown_scores : ndarray of float
+        Their novelty scores.
+    unknown_paths : list of str or None
+    unknown_guesses : ndarray or list
+        The class each unknown image would have been given.
+    unknown_probabilities : ndarray of float
+        Its calibrated probability.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    guesses: object
+    probabilities: np.ndarray
+    paths: list | None
+    unknown: np.ndarray
+    unknown_scores: np.ndarray
+    unknown_paths: list | None
+    unknown_guesses: object = field(default=None)
+    unknown_probabilities: np.ndarray = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def uncertainty_scores(proba: np.ndarray, kind: str = "margin", multi_label: bool = False,
+                       thresholds=None) -> np.ndarray:
+    """Uncertainty in [0, 1] of each row of calibrated probabilities (see the module)."""
+    proba = np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
+    if multi_label:
+        t = np.full(proba.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, float)
+        if kind == "margin":
+            # distance to the threshold, scaled by the room on that side of it
+            room = np.where(proba >= t, 1.0 - t, t)
+            per_class = 1.0 - np.abs(proba - t) / np.maximum(room, 1e-12)
+        else:
+            p = np.clip(proba, 1e-12, 1 - 1e-12)
+            per_class = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+        return np.clip(per_class.max(axis=1), 0.0, 1.0)
+    if proba.shape[1] < 2:
+        return np.zeros(len(proba))
+    if kind == "margin":
+        top = np.sort(proba, axis=1)[:, -2:]
+        return np.clip(1.0 - (top[:, 1] - top[:, 0]), 0.0, 1.0)
+    p = np.clip(proba, 1e-12, 1.0)
+    return np.clip(-(p * np.log(p)).sum(axis=1) / np.log(proba.shape[1]), 0.0, 1.0)
+
+
+def diverse_picks(features: np.ndarray, uncertainty: np.ndarray, n: int) -> np.ndarray:
+    """``n`` row positions by uncertainty-weighted farthest-first traversal.
+
+    The first pick is the most uncertain row; each next one maximises ``(uncertainty + ε) ×
+    distance to the nearest pick`` (unit-length features, Euclidean). Rows within the
+    near-duplicate distance of a pick come last, whatever their uncertainty.
+    """
+    f = unit_length(np.asarray(features, dtype=np.float32))
+    weight = np.asarray(uncertainty, dtype=np.float64) + 1e-6  # all-confident pools still spread out
+    duplicate = float(np.sqrt(2.0 - 2.0 * DUPLICATE_COSINE))
+    nearest = np.full(len(f), 2.0)  # the largest distance on the unit sphere
+    picked = np.zeros(len(f), dtype=bool)
+    order = []
+    for _ in range(min(n, len(f))):
+        gain = weight * nearest
+        gain[nearest < duplicate] -= 10.0  # below every distinct row's gain (those are >= 0)
+        gain[picked] = -np.inf
+        best = int(np.argmax(gain))
+        order.append(best)
+        picked[best] = True
+        distance = np.sqrt(np.maximum(2.0 - 2.0 * (f @ f[best]).astype(np.float64), 0.0))
+        nearest = np.minimum(nearest, distance)
+    return np.asarray(order, dtype=np.int64)
+
+
+def pool_paths(X):
+    """The file paths of a pool given as a folder, a list of paths or a table's paths; else None."""
+    import os
+    from pathlib import Path
+    if isinstance(X, (str, os.PathLike)) and Path(X).is_dir():
+        from ..data.sources import read_class_folders
+        return [str(p) for p in read_class_folders(X)[0]]
+    if isinstance(X, (list, tuple)) and X and all(isinstance(p, (str, os.PathLike)) for p in X):
+        return [str(p) for p in X]
+    return None
+
+
+def suggest(clf, X_pool, n: int = 50, uncertainty: str = "margin", diversity: bool = True,
+            root=None) -> LabelSuggestions:
+    """:meth:`TransferClassifier.suggest_labels` (see there)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer (how many images to suggest), got {n!r}.")
+    if uncertainty not in UNCERTAINTY:
+        raise ValueError(f"uncertainty must be one of {UNCERTAINTY}, got {uncertainty!r}.")
+    X_pool, _ = clf._from_table(X_pool, root=root)
+    paths = pool_paths(X_pool)
+    if paths is not None:
+        X_pool = paths  # a folder is read once, here, in a known order
+    proba, features, novelty = _pool_pass(clf, X_pool)
+    if n > len(proba):
+        raise ValueError(f"n={n} but the pool holds {len(proba)} images: ask for at most "
+                         f"{len(proba)} (every pool image), or add images to the pool.")
+    multi = bool(getattr(clf, "multi_label_", False))
+    thresholds = getattr(clf, "thresholds_", None)
+    scores = uncertainty_scores(proba, uncertainty, multi, thresholds)
+    threshold = getattr(clf, "unknown_threshold_", None)
+    is_unknown = (np.zeros(len(proba), bool) if novelty is None or threshold is None
+                  else novelty > threshold)
+    known = np.flatnonzero(~is_unknown)
+    if len(known) < n:
+        warnings.warn(f"only {len(known)} of the {len(proba)} pool images are like the training "
+                      f"images; the other {int(is_unknown.sum())} are listed apart as unknown "
+                      f"(LabelSuggestions.unknown), so {len(known)} are suggested, not {n}.",
+                      stacklevel=3)
+    if diversity:
+        chosen = known[diverse_picks(features[known], scores[known], n)]
+    else:
+        chosen = known[np.argsort(-scores[known], kind="stable")[:n]]
+    unknown = np.flatnonzero(is_unknown)
+    if len(unknown):
+        unknown = unknown[np.argsort(-novelty[unknown], kind="stable")]
+    guesses = clf._decode(proba)
+
+    def take(values, positions):
+        return [values[i] for i in positions] if isinstance(values, list) else values[positions]
+
+    if multi:
+        t = np.full(proba.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+        shown = proba[np.arange(len(proba)), np.argmin(np.abs(proba - t), axis=1)]
+    else:
+        shown = proba.max(axis=1)
+    return LabelSuggestions(
+        indices=chosen, scores=scores[chosen], guesses=take(guesses, chosen),
+        probabilities=shown[chosen], paths=None if paths is None else [paths[i] for i in chosen],
+        unknown=unknown, unknown_scores=(np.zeros(0) if novelty is None else novelty[unknown]),
+        unknown_paths=None if paths is None else [paths[i] for i in unknown],
+        unknown_guesses=take(guesses, unknown), unknown_probabilities=shown[unknown])
+
+
+def _pool_pass(clf, X):
+    """Calibrated probabilities, pooled features and novelty scores (or None) in one pass."""
+    with_novelty = getattr(clf, "novelty_", None) is not None
+
+    def outputs(model, x):
+        features = model.features(x)
+        proba = clf._task.proba(model.head(features), clf.temperature_)
+        parts = [proba.float(), features.float()]
+        if with_novelty:
+            parts.append(clf._novelty(features).float())
+        return torch.cat(parts, dim=1)
+    out = clf._run(X, outputs, desc="scoring the pool")
+    k = len(clf.classes_)
+    proba = out[:, :k]
+    features = out[:, k:k + clf.n_features_]
+    novelty = out[:, -1].astype(np.float64) if with_novelty else None
+    return proba, features, novelty
+
+
+def write_html(suggestions: LabelSuggestions, X_pool, path, title: str = "Images to label next"):
+    """One self-contained page to label from: a thumbnail, the file name, the model's guess and
+    its probability for each suggestion, then the unknown images. Returns the path written."""
+    import html
+    from pathlib import Path
+
+    from ..io import atomic_file, check_writable
+    from .report import _STYLE, _img, _png
+    from .thumbnails import Thumbnails
+    check_writable(path)
+    if suggestions.paths is not None:  # files: only the shown ones are read
+        shown = list(suggestions.paths) + list(suggestions.unknown_paths)
+        thumbs = Thumbnails(None, shown) if shown else None
+        at = {int(i): k for k, i in enumerate(np.r_[suggestions.indices, suggestions.unknown])}
+    else:
+        thumbs, at = Thumbnails(None, X_pool), None
+
+    def card(rank, index, file, guess, probability, note):
+        name = f"#{index}" if file is None else Path(file).name
+        image = thumbs.image(int(index) if at is None else at[int(index)])
+        return (f'<div class="card">{_img(_png(image), name)}<br><b>{rank}. '
+                f"{html.escape(name)}</b><br>guess: {html.escape(_label_text(guess))} "
+                f"({probability:.2f})<br>{note}</div>")
+
+    def gallery(cards):
+        return '<div class="gallery">' + "".join(cards) + "</div>" if cards else "<p>None.</p>"
+
+    files = suggestions.paths or [None] * len(suggestions)
+    unknown_files = suggestions.unknown_paths or [None] * len(suggestions.unknown)
+    parts = [f"<h1>{html.escape(title)}: {len(suggestions)} suggested</h1>",
+             '<p class="note">most useful first: images the model is unsure of, spread over what '
+             "the pool holds (uncertainty 1: it cannot decide)</p>",
+             gallery([card(r + 1, i, f, g, p, f"uncertainty {s:.2f}") for r, (i, f, g, p, s) in
+                      enumerate(zip(suggestions.indices, files, suggestions.guesses,
+                                    suggestions.probabilities, suggestions.scores))]),
+             f"<h2>Unknown: {len(suggestions.unknown)} images unlike the training images</h2>",
+             '<p class="note">the novelty score is above the unknown threshold: a class the model '
+             "has never seen, or a kind of photo it was not trained on; most novel first</p>",
+             gallery([card(r + 1, i, f, g, p, f"novelty {s:.2f}") for r, (i, f, g, p, s) in
+                      enumerate(zip(suggestions.unknown, unknown_files, suggestions.unknown_guesses,
+                                    suggestions.unknown_probabilities, suggestions.unknown_scores))])]
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
+            f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}"
+            "</body></html>")
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return Path(path)
+
+
+def _label_text(guess) -> str:
+    """A guess as text: a label, or a multi-label tuple joined with ';'."""
+    if isinstance(guess, (tuple, list)):
+        return ";".join(str(g) for g in guess)
+    return str(guess.item() if hasattr(guess, "item") else guess)
