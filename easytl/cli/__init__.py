@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-per-class", type=_positive_int, default=100)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--verbose", type=int, default=1, choices=[0, 1])
+
+    from .suggest_cmd import add_parser as add_suggest  # active learning: easytl suggest
+    add_suggest(command, _positive_int)
     return parser
 
 
