@@ -440,11 +440,11 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
 
         Uncertain images under the calibrated probabilities (``uncertainty``: "margin"
         between the two most probable classes, or "entropy"; multi-label: the class
-        closest to its threshold), spread over the backbone's feature space by an
-        uncertainty-weighted farthest-first traversal (``diversity=False``: the most
-        uncertain, near-copies included). Images the novelty score calls unknown are
-        left out and listed apart: they may be a class the model has never seen.
-        See :mod:`easytl.trust.suggestions`.
+        closest to its threshold), spread over the backbone's feature space: a
+        farthest-first traversal of the ``3 n`` most uncertain distinct images
+        (``diversity=False``: the ``n`` most uncertain, near-copies included). Images
+        the novelty score calls unknown are left out and listed apart: they may be a
+        class the model has never seen. See :mod:`easytl.trust.suggestions`.
 
         Parameters
         ----------

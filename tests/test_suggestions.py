@@ -139,3 +139,15 @@ def test_cli_round_trip_suggest_fill_the_csv_fit_on_it(tmp_path, capsys):
     assert main(fit_args) == 0
     refit = TransferClassifier.load(tmp_path / "m2.easytl")
     assert sorted(refit.classes_.tolist()) == sorted({truth[r["path"]] for r in rows})
+
+
+def test_multi_label_models_suggest_by_the_class_closest_to_its_threshold():
+    from easytl import make_texture_mosaics
+    X, y = make_texture_mosaics(100, size=32, random_state=0)
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0.3)).fit(X[:60], y[:60])
+    found = clf.suggest_labels(X[60:], n=6)
+    proba = clf.predict_proba(X[60:])
+    expected = uncertainty_scores(proba, "margin", True, clf.thresholds_)
+    np.testing.assert_allclose(found.scores, expected[found.indices], rtol=1e-5)
+    assert len(set(found.indices.tolist())) == 6
+    assert found.guesses == [clf.predict(X[60:])[i] for i in found.indices]  # label tuples

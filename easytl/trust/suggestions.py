@@ -10,21 +10,28 @@ novelty score) and picks ``n`` of them:
   how close its probability is to that class's threshold (``1 - |p - t|``
   scaled so that a probability at 0 or 1 scores 0) and an image by its most
   uncertain class: the label that would most likely flip.
-* **Diversity**: uncertainty-weighted farthest-first traversal (a k-center
-  greedy, Sener & Savarese 2018, whose gain is weighted by uncertainty) on the
-  unit-length pooled features: each pick maximises ``uncertainty × distance to
-  the nearest image already picked``. Uncertain images from one corner of
-  feature space are suggested once, not fifty times. An image whose features
-  are near-duplicates (cosine ≥ 0.998, the error report's rule) of one already
-  picked is never picked while any other image remains.
+* **Diversity**: the ``3 n`` most uncertain images (near-duplicates of a more
+  uncertain one, feature cosine ≥ 0.998 as in the error report, skipped) are the
+  candidates, and a farthest-first traversal of their unit-length pooled
+  features (k-center greedy; Sener & Savarese, ICLR 2018) picks ``n`` of them,
+  starting from the most uncertain. Uncertain images from one corner of
+  feature space are suggested once, not fifty times, and two near-duplicates
+  are suggested together only when the pool holds fewer than ``n`` distinct
+  images.
 * **Unknown** images (novelty score above ``unknown_threshold_``) are left out
   of the suggestions and listed apart, most novel first: they may belong to a
   class the model has never seen, and labelling them is a different decision.
 
 Why this combination (``benchmarks/active_learning.py``, README "Which images
-to label next"): it is measured against random picks and against uncertainty
-alone (``diversity=False``), which on small batches wastes labels on near
-copies of one confusing image.
+to label next"): on digits (Lite0 features, 20 labels a round, 5 rounds, 5
+seeds) the mean test accuracy over the five rounds was 0.709 for random picks,
+0.720 for uncertainty alone, 0.716 with 10 n candidates, 0.725 for
+uncertainty × distance over the whole pool, and 0.738-0.740 with 2, 3 or 4 n
+candidates. A tight candidate list keeps the picks uncertain; the traversal
+keeps them apart. On 3 other seeds both uncertainty-driven strategies saved
+about 30 of random's 120 labels; on a pool without near-duplicates the
+diversity step is no consistent gain over uncertainty alone, and on a pool of
+near-copies it is what keeps the batch from being one image n times.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from .report import DUPLICATE_COSINE
 from .statistics import unit_length
 
 UNCERTAINTY = ("margin", "entropy")
+# Candidates per suggestion: on digits (5 seeds, 20 labels a round) 2, 3 and 4 did alike
+# (mean accuracy over five rounds 0.738-0.740) and 10 worse (0.716); see the module's note.
+CANDIDATES_PER_PICK = 3
 
 
 @dataclass
@@ -109,29 +119,39 @@ def uncertainty_scores(proba: np.ndarray, kind: str = "margin", multi_label: boo
     return np.clip(-(p * np.log(p)).sum(axis=1) / np.log(proba.shape[1]), 0.0, 1.0)
 
 
-def diverse_picks(features: np.ndarray, uncertainty: np.ndarray, n: int) -> np.ndarray:
-    """``n`` row positions by uncertainty-weighted farthest-first traversal.
+def diverse_picks(features: np.ndarray, uncertainty: np.ndarray, n: int,
+                  candidates_per_pick: int = CANDIDATES_PER_PICK) -> np.ndarray:
+    """``n`` row positions: farthest-first among the most uncertain distinct rows.
 
-    The first pick is the most uncertain row; each next one maximises ``(uncertainty + ε) ×
-    distance to the nearest pick`` (unit-length features, Euclidean). Rows within the
-    near-duplicate distance of a pick come last, whatever their uncertainty.
+    Candidates are the ``candidates_per_pick × n`` most uncertain rows, skipping any whose
+    unit-length features are a near-duplicate (cosine ≥ 0.998) of a more uncertain candidate;
+    the picks are a farthest-first traversal of them (k-center greedy), starting from the
+    most uncertain. Near-duplicates are picked only when the pool holds fewer than ``n``
+    distinct images.
     """
     f = unit_length(np.asarray(features, dtype=np.float32))
-    weight = np.asarray(uncertainty, dtype=np.float64) + 1e-6  # all-confident pools still spread out
-    duplicate = float(np.sqrt(2.0 - 2.0 * DUPLICATE_COSINE))
-    nearest = np.full(len(f), 2.0)  # the largest distance on the unit sphere
-    picked = np.zeros(len(f), dtype=bool)
-    order = []
-    for _ in range(min(n, len(f))):
-        gain = weight * nearest
-        gain[nearest < duplicate] -= 10.0  # below every distinct row's gain (those are >= 0)
-        gain[picked] = -np.inf
-        best = int(np.argmax(gain))
-        order.append(best)
-        picked[best] = True
-        distance = np.sqrt(np.maximum(2.0 - 2.0 * (f @ f[best]).astype(np.float64), 0.0))
+    order = np.argsort(-np.asarray(uncertainty, dtype=np.float64), kind="stable")
+    n = min(n, len(f))
+    wanted = min(len(f), candidates_per_pick * n)
+    kept = []
+    for i in order:
+        if len(kept) == wanted:
+            break
+        if not kept or float((f[kept] @ f[i]).max()) < DUPLICATE_COSINE:
+            kept.append(int(i))
+    if len(kept) < n:  # fewer distinct images than asked for: the most uncertain of the rest
+        taken = set(kept)
+        kept += [int(i) for i in order if int(i) not in taken][:n - len(kept)]
+    candidates = f[kept]
+    nearest = np.full(len(kept), np.inf)
+    picks = []
+    for _ in range(n):
+        best = 0 if not picks else int(np.argmax(nearest))
+        picks.append(best)
+        distance = np.sqrt(np.maximum(2.0 - 2.0 * (candidates @ candidates[best]).astype(np.float64), 0))
         nearest = np.minimum(nearest, distance)
-    return np.asarray(order, dtype=np.int64)
+        nearest[picks] = -np.inf
+    return np.asarray(kept, dtype=np.int64)[picks]
 
 
 def pool_paths(X):
