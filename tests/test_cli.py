@@ -182,7 +182,7 @@ def in_process(*args):
 
 
 def test_help_has_examples_for_every_command(capsys):
-    for command in ("fit", "predict", "evaluate", "compare", "export", "backbones", "demo"):
+    for command in ("fit", "predict", "evaluate", "compare", "export", "backbones", "demo", "suggest"):
         assert in_process(command, "--help") == 0
         out = capsys.readouterr().out
         assert "examples:" in out and f"easytl {command}" in out

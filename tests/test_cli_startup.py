@@ -64,7 +64,8 @@ def test_every_command_says_what_it_does_before_importing_torch(tmp_path):
                 "predict": ["predict", model, data], "evaluate": ["evaluate", model, data],
                 "compare": ["compare", data], "demo": ["demo", "--n-per-class", "8"],
                 "export": ["export", model, "--format", "onnx", "--out", tmp_path / "m.onnx"],
-                "serve": ["serve", model, "--port", "1"]}
+                "serve": ["serve", model, "--port", "1"],
+                "suggest": ["suggest", model, data, "--out", tmp_path / "s.csv"]}
     every = set(build_parser()._subparsers._group_actions[0].choices) - {"backbones"}
     assert every <= set(commands), (f"add {sorted(every - set(commands))} here: each command prints "
                                     "what it does before importing torch")

@@ -269,3 +269,16 @@ def test_cli_evaluate_with_its_html_report_decodes_each_file_once(
     expected = clf.score([str(f) for f in files], [os.path.basename(os.path.dirname(f)) for f in files])
     assert f"accuracy {expected:.3f} on {len(files)} images" in capsys.readouterr().out
     assert "class_0/0.png" in page.read_text()
+
+
+def test_cli_suggest_decodes_each_pool_file_once(digit_folder, tmp_path, monkeypatch, counted_decodes):
+    from easytl.cli import commands, main, suggest_cmd
+    clf = TransferClassifier(**tiny_kwargs()).fit(digit_folder)
+    monkeypatch.setattr(commands, "_load", lambda path: clf)  # a tiny custom backbone: no file
+    monkeypatch.setattr(suggest_cmd, "_load", lambda path: clf)
+    files = sorted(str(p) for p in digit_folder.rglob("*") if p.is_file())
+    counted_decodes.clear()
+    assert main(["suggest", "model.easytl", str(digit_folder), "--n", "5",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert sorted(counted_decodes) == files and set(counted_decodes.values()) == {1}
+    assert len((tmp_path / "s.csv").read_text().splitlines()) >= 6  # header + 5 suggestions

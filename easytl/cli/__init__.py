@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_cmd.add_arguments(command("serve", serve_cmd.run, serve_cmd.HELP, serve_cmd.DESCRIPTION,
                                     serve_cmd.EXAMPLES))
+    from .suggest_cmd import add_parser as add_suggest  # active learning: easytl suggest
+    add_suggest(command, _positive_int)
     return parser
 
 

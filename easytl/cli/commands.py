@@ -85,9 +85,15 @@ def _training_data(args):
     from ..data.sources import read_class_folders
     if args.labels:  # a table of paths (relative to DATA_DIR) and labels
         from ..data.tables import read_table
-        paths, labels, _ = read_table(args.labels, args.label_column, args.data_dir,
-                                      args.path_column, args.label_delim,
-                                      "skip" if getattr(args, "skip_bad_images", False) else "error")
+        try:
+            paths, labels, _ = read_table(args.labels, args.label_column, args.data_dir,
+                                          args.path_column, args.label_delim,
+                                          "skip" if getattr(args, "skip_bad_images", False) else "error")
+        except ValueError as exc:  # the library's hint, as the shell spells it
+            hint = (", or pass --skip-bad-images to leave them out" if hasattr(args, "skip_bad_images")
+                    else "")
+            raise CommandError(str(exc).replace(", or pass on_bad_image='skip' to leave them out",
+                                                hint)) from None
         if labels is None:
             raise CommandError(f"{args.labels} has no label column: name it with --label-column.")
     else:
