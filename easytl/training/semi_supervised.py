@@ -167,11 +167,19 @@ def decide(features_l: np.ndarray, y_l: np.ndarray, features_u: np.ndarray, n_cl
     """Whether pseudo-labels help (the cross-validated check) and, when they do, which
     unlabeled images get which label. Returns the decision, positions and labels (empty
     when not used)."""
-    empty = np.zeros(0, np.int64)
-    n_u = len(features_u)
+    from threadpoolctl import threadpool_limits
     if y_l.ndim != 1:
         raise ValueError("X_unlabeled (and -1/None in y) are for single-label data; a multi-label "
                          "fit cannot use unlabeled images.")
+    # One BLAS thread: these fits are small (a few thousand rows), and on a busy machine a
+    # BLAS thread pool that spins waiting for cores made them 20-50x slower (measured).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _decide(features_l, y_l, features_u, n_classes, seed)
+
+
+def _decide(features_l, y_l, features_u, n_classes: int, seed: int):
+    empty = np.zeros(0, np.int64)
+    n_u = len(features_u)
     check = cross_validated_check(features_l, y_l, features_u, n_classes, seed)
     if check is None:
         note = (f"{n_u} unlabeled images not used: the check on the labeled images needs at least "
