@@ -68,13 +68,14 @@ def forced_fits(split_data):
     patch.setattr(semi_supervised, "MIN_GAIN_IMAGES", -10**9)
     patch.setattr(semi_supervised, "MIN_GAIN", -1.0)
     try:
-        fits = {"none": TransferClassifier(**tiny_kwargs()).fit(X_l, codes),
-                "X_unlabeled": TransferClassifier(**tiny_kwargs()).fit(X_l, codes, X_unlabeled=X_u)}
+        fits = {"none": TransferClassifier(**tiny_kwargs(epochs=1)).fit(X_l, codes),
+                "X_unlabeled": TransferClassifier(**tiny_kwargs(epochs=1)).fit(X_l, codes,
+                                                                               X_unlabeled=X_u)}
         X_all = np.concatenate([X_l, X_u])
-        fits["-1"] = TransferClassifier(**tiny_kwargs()).fit(
+        fits["-1"] = TransferClassifier(**tiny_kwargs(epochs=1)).fit(
             X_all, np.concatenate([codes, np.full(len(X_u), -1)]))
         names = np.array([f"class{c}" for c in codes], dtype=object)
-        fits["None"] = TransferClassifier(**tiny_kwargs()).fit(
+        fits["None"] = TransferClassifier(**tiny_kwargs(epochs=1)).fit(
             X_all, np.concatenate([names, np.full(len(X_u), None, dtype=object)]))
     finally:
         patch.undo()
@@ -131,5 +132,10 @@ def test_unlabeled_folder_and_errors(split_data, tmp_path):
         Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
     clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(X_l, y_l, X_unlabeled=folder)
     assert clf.plan_["semi_supervised"]["n_unlabeled"] == 10
+    loaded = TransferClassifier.load(clf.save(tmp_path / "m.easytl"), backbone=tiny_kwargs()["backbone"])
+    assert loaded.plan_["semi_supervised"] == clf.plan_["semi_supervised"]
+    with pytest.raises(ValueError, match="single-label"):
+        TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(
+            X_l, [(label,) for label in y_l], X_unlabeled=X_u[:4])
     with pytest.raises(ValueError, match="every label in y marks an unlabeled image"):
         TransferClassifier(**tiny_kwargs()).fit(X_l[:4], np.full(4, -1))
