@@ -1,7 +1,7 @@
 """Learning from unlabeled images: accuracy and fit time with and without ``X_unlabeled``.
 
     python benchmarks/semi_supervised.py [--tasks digits,textures] [--k 5,10,20] [--seeds 3]
-                                         [--max-unlabeled N] [--max-test N] [--quick]
+                                         [--max-unlabeled N] [--max-test N] [--quick] [--noise]
 
 For each visible task (scikit-learn digits; the synthetic textures), a stratified
 30% of the images is the held-out test set; from the rest (the pool) ``k``
@@ -12,7 +12,9 @@ pool), with the same seed; each fit is timed and scored on the test set. Prints 
 Markdown table: mean (± std) accuracy over seeds, how many seeds used the
 pseudo-labels (the others fell back), how many images were pseudo-labeled, mean
 fit seconds. ``--quick`` caps the unlabeled images at 300 and the test set at 300
-(digits' pool otherwise holds ~1,200 unlabeled images).
+(digits' pool otherwise holds ~1,200 unlabeled images). ``--noise`` replaces the
+unlabeled images by as many images of uniform noise (a useless ``X_unlabeled``:
+the fit should fall back and equal the one without).
 """
 
 from __future__ import annotations
@@ -51,15 +53,19 @@ def draw(y: np.ndarray, k: int, seed: int, max_unlabeled: int | None, max_test: 
     return labeled, unlabeled, test
 
 
-def one_fit(X, y, parts, seed: int, with_unlabeled: bool) -> dict:
+def one_fit(X, y, parts, seed: int, with_unlabeled: bool, noise: bool = False) -> dict:
     from easytl import TransferClassifier
     labeled, unlabeled, test = parts
+    U = X[unlabeled]
+    if noise:
+        U = np.random.default_rng(seed).random(U.shape, dtype=np.float32)
     clf = TransferClassifier(random_state=seed, verbose=0)
     start = time.perf_counter()
-    clf.fit(X[labeled], y[labeled], X_unlabeled=X[unlabeled] if with_unlabeled else None)
+    clf.fit(X[labeled], y[labeled], X_unlabeled=U if with_unlabeled else None)
     seconds = time.perf_counter() - start
     semi = clf.plan_.get("semi_supervised") or {}
     return {"accuracy": float(clf.score(X[test], y[test])), "seconds": seconds,
+            "predictions": clf.predict(X[test]),
             "used": bool(semi.get("used", False)), "pseudo": int(semi.get("n_pseudo_labeled", 0)),
             "note": semi.get("note")}
 
@@ -71,6 +77,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-unlabeled", type=int, default=None)
     parser.add_argument("--max-test", type=int, default=None)
+    parser.add_argument("--noise", action="store_true",
+                        help="unlabeled images of uniform noise instead of the pool's (a useless U)")
     parser.add_argument("--quick", action="store_true",
                         help="at most 300 unlabeled and 300 test images per draw")
     args = parser.parse_args(argv)
@@ -85,10 +93,13 @@ def main(argv=None) -> None:
             for seed in range(args.seeds):
                 parts = draw(y, k, seed, args.max_unlabeled, args.max_test)
                 runs["without"].append(one_fit(X, y, parts, seed, False))
-                runs["with"].append(one_fit(X, y, parts, seed, True))
+                runs["with"].append(one_fit(X, y, parts, seed, True, args.noise))
+                same = np.array_equal(runs["with"][-1]["predictions"], runs["without"][-1]["predictions"])
                 print(f"{task} k={k} seed={seed}: without {runs['without'][-1]['accuracy']:.3f}, "
-                      f"with {runs['with'][-1]['accuracy']:.3f} ({runs['with'][-1]['note']})", flush=True)
-            rows.append((task, k, len(parts[1]), len(parts[2]), runs))
+                      f"with {runs['with'][-1]['accuracy']:.3f}, same predictions: {same} "
+                      f"({runs['with'][-1]['note']})", flush=True)
+            rows.append((task + (" (noise U)" if args.noise else ""), k, len(parts[1]), len(parts[2]),
+                         runs))
     print("\n| task | labeled / class | unlabeled | test | accuracy without U | accuracy with U | "
           "pseudo-labels used (seeds) | pseudo-labeled images | fit s without | fit s with |")
     print("|---|---|---|---|---|---|---|---|---|---|")
