@@ -39,6 +39,14 @@ def test_check_uses_pseudo_labels_that_help_and_refuses_noise():
     assert not decision.used and len(positions) == 0 and "not used" in decision.note
 
 
+def test_a_perfect_probe_skips_the_unlabeled_images():
+    """Nothing to gain when cross-validation already gets every labeled image right (the
+    unlabeled images' features are then not even computed)."""
+    from easytl.training.semi_supervised import probe_is_perfect
+    assert probe_is_perfect(*clusters(4, seed=0, separation=4.0), 5, seed=0)
+    assert not probe_is_perfect(*clusters(4, seed=0, separation=0.5), 5, seed=0)
+
+
 def test_check_needs_two_labels_per_class():
     X_l, y_l = clusters(4, seed=0)
     keep = np.r_[0, 4:len(y_l)]                                  # class 0 keeps one image
@@ -67,6 +75,7 @@ def forced_fits(split_data):
     patch = pytest.MonkeyPatch()
     patch.setattr(semi_supervised, "MIN_GAIN_IMAGES", -10**9)
     patch.setattr(semi_supervised, "MIN_GAIN", -1.0)
+    patch.setattr(semi_supervised, "probe_is_perfect", lambda *args: False)
     try:
         fits = {"none": TransferClassifier(**tiny_kwargs(epochs=1)).fit(X_l, codes),
                 "X_unlabeled": TransferClassifier(**tiny_kwargs(epochs=1)).fit(X_l, codes,
@@ -110,14 +119,16 @@ def test_pseudo_labeled_images_never_enter_validation_or_trust_statistics(forced
     assert "pseudo-labeled and added" in semi.history_[0]["semi_supervised"]
 
 
-def test_useless_unlabeled_images_change_nothing(split_data):
+def test_useless_unlabeled_images_change_nothing(split_data, monkeypatch):
     """Noise images: the check finds no gain, and the fit equals the one without them."""
+    monkeypatch.setattr(semi_supervised, "probe_is_perfect", lambda *args: False)  # run the check
     X_l, y_l, _, X_test = split_data
     noise = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
     without = TransferClassifier(**tiny_kwargs(val_size=0)).fit(X_l, y_l)
     semi = TransferClassifier(**tiny_kwargs(val_size=0)).fit(X_l, y_l, X_unlabeled=noise)
     decision = semi.plan_["semi_supervised"]
     assert not decision["used"] and decision["n_unlabeled"] == 60
+    assert decision["cv_accuracy_with"] is not None                  # the check ran
     assert "not used" in semi.history_[0]["semi_supervised"]
     np.testing.assert_array_equal(semi.predict(X_test), without.predict(X_test))
     np.testing.assert_allclose(semi.predict_proba(X_test), without.predict_proba(X_test), atol=1e-6)

@@ -139,16 +139,14 @@ def cross_validated_check(features_l: np.ndarray, y_l: np.ndarray, features_u: n
                           n_classes: int, seed: int) -> tuple[int, int, int] | None:
     """(correct without, correct with pseudo-labels, images scored) over stratified folds of
     the labeled images; None when a class has fewer than 2 labeled images."""
-    from sklearn.model_selection import StratifiedKFold
-    counts = np.bincount(y_l, minlength=n_classes)
-    folds = int(min(FOLDS, counts[counts > 0].min()))
-    if folds < 2 or (counts > 0).sum() < 2:
+    folds = _folds(y_l, n_classes, seed)
+    if folds is None:
         return None
     if len(features_u) > CHECK_UNLABELED:
         features_u = features_u[np.random.default_rng(seed).choice(len(features_u), CHECK_UNLABELED,
                                                                    replace=False)]
     without = with_ = scored = 0
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features_l, y_l):
+    for train, test in folds:
         base = _probe(features_l[train], y_l[train])
         without += int((base.predict(features_l[test]) == y_l[test]).sum())
         positions, labels = pseudo_labels(features_l[train], y_l[train], features_u, n_classes)
@@ -160,6 +158,29 @@ def cross_validated_check(features_l: np.ndarray, y_l: np.ndarray, features_u: n
             with_ += int((base.predict(features_l[test]) == y_l[test]).sum())
         scored += len(test)
     return without, with_, scored
+
+
+def _folds(y_l: np.ndarray, n_classes: int, seed: int) -> list | None:
+    """Stratified folds of the labeled images (train, test positions); None when a class has
+    fewer than 2 of them."""
+    from sklearn.model_selection import StratifiedKFold
+    counts = np.bincount(y_l, minlength=n_classes)
+    folds = int(min(FOLDS, counts[counts > 0].min()))
+    if folds < 2 or (counts > 0).sum() < 2:
+        return None
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(y_l[:, None], y_l))
+
+
+def probe_is_perfect(features_l: np.ndarray, y_l: np.ndarray, n_classes: int, seed: int) -> bool:
+    """Whether the probe already classifies every labeled image right in cross-validation
+    (then pseudo-labels cannot show a gain, and the unlabeled images need no features)."""
+    from threadpoolctl import threadpool_limits
+    folds = _folds(y_l, n_classes, seed)
+    if folds is None:
+        return False
+    with threadpool_limits(limits=1, user_api="blas"):
+        return all((_probe(features_l[train], y_l[train]).predict(features_l[test]) == y_l[test]).all()
+                   for train, test in folds)
 
 
 def decide(features_l: np.ndarray, y_l: np.ndarray, features_u: np.ndarray, n_classes: int,
@@ -211,11 +232,15 @@ def learn_from_unlabeled(split: Split, unlabeled, backbone, preprocess, batch_si
     """
     features_l = pooled_features(backbone, split.train, preprocess, batch_size, accelerator,
                                  num_workers)
+    y_l = np.asarray(split.train_y)
+    labeled = np.ones(len(y_l), dtype=bool)
+    if probe_is_perfect(features_l, y_l, n_classes, seed):
+        note = (f"{len(unlabeled)} unlabeled images not used: the probe already classifies every "
+                f"labeled image right in cross-validation ({len(y_l)} images); nothing to gain")
+        return split, SemiSupervised(False, len(unlabeled), 0, 1.0, None, len(y_l), note), labeled
     features_u = pooled_features(backbone, unlabeled, preprocess, batch_size, accelerator,
                                  num_workers)
-    y_l = np.asarray(split.train_y)
     decision, positions, labels = decide(features_l, y_l, features_u, n_classes, seed)
-    labeled = np.ones(len(y_l), dtype=bool)
     if not decision.used:
         return split, decision, labeled
     train = combine([split.train, unlabeled.subset(positions)])
