@@ -10,9 +10,10 @@ images per class are labeled and every other pool image is unlabeled.
 is fitted on the labeled images alone, then with ``X_unlabeled`` (the rest of the
 pool), with the same seed; each fit is timed and scored on the test set. Prints a
 Markdown table: mean (± std) accuracy over seeds, how many seeds used the
-pseudo-labels (the others fell back), how many images were pseudo-labeled, mean
-fit seconds. ``--quick`` caps the unlabeled images at 300 and the test set at 300
-(digits' pool otherwise holds ~1,200 unlabeled images). ``--noise`` replaces the
+pseudo-labels (the others fell back), how many images got a confident
+pseudo-label (added to training only where used), mean fit seconds.
+``--quick`` caps the unlabeled images at 300 and the test set at 300 (digits'
+pool otherwise holds ~1,200 unlabeled images). ``--noise`` replaces the
 unlabeled images by as many images of uniform noise (a useless ``X_unlabeled``:
 the fit should fall back and equal the one without).
 """
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
             rows.append((task + (" (noise U)" if args.noise else ""), k, len(parts[1]), len(parts[2]),
                          runs))
     print("\n| task | labeled / class | unlabeled | test | accuracy without U | accuracy with U | "
-          "pseudo-labels used (seeds) | pseudo-labeled images | fit s without | fit s with |")
+          "pseudo-labels used (seeds) | confident pseudo-labels | fit s without | fit s with |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for task, k, n_unlabeled, n_test, runs in rows:
         def stat(side, key):

@@ -150,3 +150,16 @@ def test_unlabeled_folder_and_errors(split_data, tmp_path):
             X_l, [(label,) for label in y_l], X_unlabeled=X_u[:4])
     with pytest.raises(ValueError, match="every label in y marks an unlabeled image"):
         TransferClassifier(**tiny_kwargs()).fit(X_l[:4], np.full(4, -1))
+
+
+def test_a_table_label_column_is_read_as_before(split_data, tmp_path):
+    """-1 in a table's label column is a class, as it always was: only y given as labels follows
+    scikit-learn's convention (an empty cell stays an error; README: Learning from unlabeled images)."""
+    import pandas as pd
+    from PIL import Image
+    X_l = split_data[0]
+    for i in range(6):
+        Image.fromarray((X_l[i] * 255).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
+    table = pd.DataFrame({"path": [f"{i}.png" for i in range(6)], "label": [0, 0, 1, 1, -1, -1]})
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(table, "label", root=tmp_path)
+    assert clf.classes_.tolist() == [-1, 0, 1] and "semi_supervised" not in clf.plan_
