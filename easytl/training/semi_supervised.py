@@ -20,7 +20,7 @@ convention) runs these steps after the validation split, before training:
    used only if they gain at least :data:`MIN_GAIN` of the labeled images (and
    two images); otherwise the fit falls back to the labeled images alone, equal
    to a fit without ``U``, and says so. When the probe alone already gets every
-   labeled image right there is nothing to gain, and ``U`` is not even read.
+   labeled image right there is nothing to gain, and no feature of ``U`` is computed.
 4. **Training.** When used, the pseudo-labeled images join the *training* part of
    the split: the validation split, the best epoch, calibration and the novelty
    statistics see labeled images only.
