@@ -163,3 +163,18 @@ def test_a_table_label_column_is_read_as_before(split_data, tmp_path):
     table = pd.DataFrame({"path": [f"{i}.png" for i in range(6)], "label": [0, 0, 1, 1, -1, -1]})
     clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(table, "label", root=tmp_path)
     assert clf.classes_.tolist() == [-1, 0, 1] and "semi_supervised" not in clf.plan_
+
+
+@pytest.mark.slow  # the CLI fits the packaged EfficientNet-Lite0
+def test_cli_fit_learns_from_an_unlabeled_folder(digit_folder, tmp_path, capsys):
+    import shutil
+    from easytl.cli import main
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for i, path in enumerate(sorted(digit_folder.rglob("*.png"))[:6]):
+        shutil.copy(path, unlabeled / f"{i}.png")
+    model = tmp_path / "m.easytl"
+    assert main(["fit", str(digit_folder), "--out", str(model), "--image-size", "32", "--epochs", "1",
+                 "--unlabeled", str(unlabeled), "--verbose", "0"]) == 0
+    assert "unlabeled images: 6 unlabeled images" in capsys.readouterr().out
+    assert TransferClassifier.load(model).plan_["semi_supervised"]["n_unlabeled"] == 6
