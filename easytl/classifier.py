@@ -239,7 +239,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------- fit
     def fit(self, X, y=None, X_val=None, y_val=None, checkpoint_dir=None, resume=False, *,
-            root=None, label_delim=None, path_column=None):
+            root=None, label_delim=None, path_column=None, X_unlabeled=None):
         """Fit the backbone and head on images ``X`` with labels ``y``.
 
         Ctrl-C during fit stops training but keeps the best weights so far
@@ -265,6 +265,17 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             For a table ``X``: the folder its paths are relative to (default: the
             CSV's folder), the delimiter of several labels in one cell (then the
             fit is multi-label), and the path column (default: "path", "file", ...).
+        X_unlabeled : images without labels, optional (any form ``X`` takes; labels it carries are ignored)
+            Semi-supervised learning (:mod:`easytl.training.semi_supervised`): the
+            images the frozen backbone's features label confidently join the
+            training images, if cross-validation on the labeled images shows that
+            they help; otherwise the fit is the one without them.
+            ``plan_["semi_supervised"]`` and ``history_[0]["semi_supervised"]`` say
+            what happened. Following scikit-learn, ``-1`` in integer ``y`` or
+            ``None`` in ``y`` of strings marks an image of ``X`` as unlabeled too
+            (the same fit). Not for labels read from a table or folders: an empty
+            label cell stays an error (or a skipped row); pass such images here.
+            Unlabeled images never enter validation, calibration or the novelty statistics.
 
         Returns
         -------
@@ -283,6 +294,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         table_skips = []
         # later tables (X_val, predict, report, score) are read the way this one is
         self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
+        # scikit-learn's -1/None for an unlabeled image applies to labels given as y, not read
+        # from a table's column (an empty cell there is an error, as it always was)
+        marks_unlabeled = not (is_table(X) and (y is None or isinstance(y, str)))
         if is_table(X):
             X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
         X_val, y_val = self._from_table(X_val, y_val)
@@ -294,6 +308,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if labels is None:
             raise ValueError("y is required: pass labels, a directory with one sub-folder per "
                              "class, a table, or a Dataset yielding (image, label).")
+        source, labels, kept, unlabeled = self._unlabeled(source, labels, kept, X_unlabeled,
+                                                          marks_unlabeled)
         info = read_labels(labels, self.multi_label)
         self.classes_, y_encoded = info.classes, info.encoded
         self.multi_label_, self._label_form = info.multi_label, info.form
@@ -328,6 +344,15 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                              n_val=0 if split.val_y is None else len(split.val_y),
                              val_size=val_size, callback_names=callback_names,
                              bytes_per_value=4 if accelerator.mixed_precision == "no" else 2)
+            semi, labeled = None, None
+            if unlabeled is not None:
+                split, semi, labeled = self._pseudo_labeled(split, unlabeled, backbone, plan,
+                                                            accelerator)
+                if semi.used:  # the plan's length follows the training images, pseudo-labeled too
+                    plan = make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
+                                     n_train=len(split.train_y), n_val=plan.n_val,
+                                     val_size=val_size, callback_names=callback_names,
+                                     bytes_per_value=4 if accelerator.mixed_precision == "no" else 2)
             if checkpoint is not None:
                 check_fingerprint(checkpoint_dir, checkpoint, plan.fingerprint())
 
@@ -336,13 +361,13 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                                     checkpoint_dir)
             try:
                 result = trainer.fit(split.train, split.train_y, split.val, split.val_y,
-                                     resume_from=checkpoint)
+                                     resume_from=checkpoint, labeled=labeled)
             except FloatingPointError:  # the trainer restored the last good weights: keep them
-                self._keep(trainer.result(), plan)
+                self._keep(trainer.result(), plan, semi)
                 raise
 
         # 4. keep the results
-        self._keep(result, plan)
+        self._keep(result, plan, semi)
         if self.interrupted_ and not self.history_:
             warnings.warn("fit was interrupted before its first epoch ended: the model is NOT "
                           "trained (its head is random) and its predictions mean nothing; save() "
@@ -398,7 +423,48 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         return Split(source, y_encoded, val_source,
                      encode_like(val_labels, self.classes_, self._label_form, "y_val"))
 
-    def _keep(self, result: FitResult, plan: FitPlan) -> None:
+    def _unlabeled(self, source, labels, kept, X_unlabeled, marks_unlabeled: bool):
+        """Take the images marked unlabeled in ``labels`` (-1 / None) out of ``source`` and put
+        them before ``X_unlabeled``'s: (labeled source, labels, their positions in X,
+        unlabeled source or None)."""
+        from .data.combined import combine
+        from .training.semi_supervised import labeled_part, unlabeled_mask
+        parts = []
+        mask = unlabeled_mask(labels) if marks_unlabeled else None
+        if mask is not None:
+            if mask.all():
+                raise ValueError("every label in y marks an unlabeled image (-1 or None): at least "
+                                 "some images need a label.")
+            parts.append(source.subset(np.flatnonzero(mask)))
+            keep = np.flatnonzero(~mask)
+            source, labels, kept = source.subset(keep), labeled_part(labels, mask), kept[keep]
+        if X_unlabeled is not None:
+            extra, _ = as_image_source(X_unlabeled, None, name="X_unlabeled",
+                                       size=placeholder_size(self.image_size))
+            extra, _, _, bad = drop_unreadable(extra, None, self.on_bad_image, self.verbose,
+                                               "X_unlabeled", memory=self.cache_memory,
+                                               directory=self.cache_dir)
+            self.skipped_images_ += bad
+            parts.append(extra)
+        return source, labels, kept, (combine(parts) if parts else None)
+
+    def _pseudo_labeled(self, split, unlabeled, backbone, plan, accelerator):
+        """The split with pseudo-labeled images added to training when they help
+        (:func:`easytl.training.semi_supervised.learn_from_unlabeled`)."""
+        from .data.augment import Preprocessor
+        from .training.semi_supervised import learn_from_unlabeled
+        if self.multi_label_:
+            raise ValueError("X_unlabeled (and -1/None in y) are for single-label data; a "
+                             "multi-label fit cannot use unlabeled images.")
+        for part in (split.train, unlabeled):
+            if hasattr(part, "size"):
+                part.size = plan.image_size
+        preprocess = Preprocessor(plan.image_size, backbone.data_config["mean"],
+                                  backbone.data_config["std"], augment=None)
+        return learn_from_unlabeled(split, unlabeled, backbone, preprocess, self.batch_size,
+                                    accelerator, len(self.classes_), plan.seed, self.num_workers)
+
+    def _keep(self, result: FitResult, plan: FitPlan, semi=None) -> None:
         """The fit's results as fitted attributes."""
         trust = result.trust
         temperature = trust.temperature
@@ -417,6 +483,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         self.image_size_ = plan.image_size
         self.phases_ = list(plan.phases)
         self.plan_ = plan.describe()
+        if semi is not None:  # what the unlabeled images did, in the plan and the first history row
+            self.plan_["semi_supervised"] = semi.describe()
+            if self.history_:
+                self.history_[0]["semi_supervised"] = semi.note
         self._head_used = plan.head
 
     def lr_find(self, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,

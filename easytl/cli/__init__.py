@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="image decoding: auto (threads), 0 (none) or N worker processes")
     _recipe_arguments(fit)
     _table_arguments(fit)
+    fit.add_argument("--unlabeled", metavar="DIR", default=None,
+                     help="a folder of unlabeled images to learn from too (semi-supervised; used "
+                          "only where cross-validation shows they help)")
     fit.add_argument("--skip-bad-images", action="store_true",
                      help="leave out unreadable image files instead of failing")
     fit.add_argument("--save-interrupted", action="store_true",

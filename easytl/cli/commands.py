@@ -146,7 +146,7 @@ def fit(args) -> int:
     start = time.perf_counter()
     try:
         with _weights_hint():
-            clf.fit([str(p) for p in paths], labels)
+            clf.fit([str(p) for p in paths], labels, X_unlabeled=args.unlabeled)
     except UnreadableImagesError as exc:
         raise CommandError(f"{len(exc.bad)} image files in {args.data_dir} cannot be read:\n"
                            f"{describe_unreadable(exc.bad)}\nRemove or re-save them, or pass "
@@ -155,6 +155,8 @@ def fit(args) -> int:
     if clf.interrupted_:
         return _interrupted_fit(clf, args)
     out = clf.save(args.out)
+    if "semi_supervised" in clf.plan_:
+        args.emit(f"unlabeled images: {clf.plan_['semi_supervised']['note']}")
     args.emit(f"fitted in {seconds:.1f} s; best epoch {clf.best_epoch_} of {len(clf.history_)}; "
               f"model written to {out}")
     if clf.validation_indices_ is None:

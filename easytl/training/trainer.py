@@ -103,6 +103,7 @@ class Trainer:
         self.feeds: PhaseFeeds | None = None
         self.image_feeds = None
         self.trust = None  # the calibration and novelty statistics, once training is done
+        self.labeled = None  # which training rows carry a given label (None: all of them)
 
     # -- what callbacks read -----------------------------------------------------------------
     @property
@@ -133,8 +134,12 @@ class Trainer:
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, train: ImageSource, train_targets: np.ndarray, val: ImageSource | None = None,
-            val_targets: np.ndarray | None = None, *, resume_from: dict | None = None) -> FitResult:
+            val_targets: np.ndarray | None = None, *, resume_from: dict | None = None,
+            labeled: np.ndarray | None = None) -> FitResult:
         """Train through the plan's phases; return the model with the best epoch's weights.
+
+        ``labeled`` marks the training rows whose label was given (False: pseudo-labeled,
+        :mod:`easytl.training.semi_supervised`); the trust statistics use only those.
 
         Ctrl-C ends training early, keeping the best weights so far (``interrupted``);
         a non-finite loss raises FloatingPointError after restoring the last good
@@ -152,6 +157,7 @@ class Trainer:
             self.criterion = self.task.loss(weight, self.plan.label_smoothing)
             self.val_criterion = self.task.loss()
             self.callbacks.fire("on_train_begin", {})
+            self.labeled = None if labeled is None or np.all(labeled) else np.asarray(labeled, bool)
             train, train_targets, val, val_targets = self._shard(train, train_targets, val, val_targets)
             self.image_feeds = (
                 ImageFeed(train, train_targets, self.preprocess, self.batch_size, device,
@@ -238,6 +244,8 @@ class Trainer:
             return train, train_targets, val, val_targets
         shard = shard_positions(len(train_targets), rank, world, pad=True)
         train, train_targets = train.subset(shard), np.asarray(train_targets)[shard]
+        if self.labeled is not None:
+            self.labeled = self.labeled[shard]
         if val is not None:
             shard = shard_positions(len(val_targets), rank, world, pad=False)
             val, val_targets = val.subset(shard), np.asarray(val_targets)[shard]

@@ -44,9 +44,14 @@ def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -
     """
     result = TrustResult()
     train_feed, val_feed = trainer.image_feeds
-    if len(train_feed) > MAX_STATISTICS_IMAGES:
-        picks = np.sort(np.random.default_rng(seed).choice(
-            len(train_feed), MAX_STATISTICS_IMAGES, replace=False))
+    # pseudo-labeled training images (semi-supervised fits) are left out: labeled ones only
+    labeled = getattr(trainer, "labeled", None)
+    positions = np.arange(len(train_feed)) if labeled is None else np.flatnonzero(labeled)
+    if len(positions) > MAX_STATISTICS_IMAGES:
+        positions = np.sort(np.random.default_rng(seed).choice(
+            positions, MAX_STATISTICS_IMAGES, replace=False))
+    if len(positions) < len(train_feed):
+        picks = positions
         train_feed = ImageFeed(train_feed.source.subset(picks), train_feed.targets[picks],
                                train_feed.preprocess, train_feed.batch_size, train_feed.device,
                                None, train_feed.num_workers)
