@@ -93,3 +93,25 @@ def test_predict_folds_once_per_model_state_and_again_after_the_weights_change(m
         next(clf.model_.parameters()).mul_(0.5)
     changed = clf.predict_proba(X[:5])
     assert len(calls) == 2 and not np.allclose(changed, first)
+
+
+def test_the_folded_copy_follows_writes_through_data_and_is_not_kept_for_unfoldable_modules():
+    import gc
+    import weakref
+
+    from easytl.models.folding import _FOLDED, folded_for_inference
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    module[1].running_mean.normal_()
+    x = torch.randn(2, 3, 8, 8)
+    first = folded_for_inference(module, x)
+    assert folded_for_inference(module, x) is first  # reused while nothing changed
+    module[0].weight.data.mul_(3)  # no _version bump: what EMA and pruning code do
+    with torch.no_grad():
+        torch.testing.assert_close(folded_for_inference(module, x)(x), module(x))
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()  # no BatchNorm: nothing to fold or keep
+    assert folded_for_inference(plain, x) is plain
+    gone = weakref.ref(plain)
+    del plain
+    gc.collect()
+    assert gone() is None and all(m is not None for m in list(_FOLDED.keys()))

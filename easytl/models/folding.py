@@ -71,20 +71,27 @@ def fold_batchnorm(module: nn.Module, example: torch.Tensor, rtol: float = 1e-3)
 
 # Folded copies by module: predicting batch after batch, or call after call (a server, a loop
 # over single images), folds once. A copy is reused only while every parameter and buffer of
-# the original is the same tensor, unchanged (torch counts in-place writes in ``_version``:
-# an optimizer step or load_state_dict makes a new copy).
+# the original is the same tensor with the same values: torch counts in-place writes in
+# ``_version`` (an optimizer step, load_state_dict), but not writes through ``.data`` (EMA or
+# pruning code), so each tensor's sum is part of the key too (a few ms, against ~50 ms for a
+# fold). A module that cannot be folded is not kept: the cache holds its modules weakly and
+# must not hold a strong reference to one as its own value.
 _FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 _FOLDED_LOCK = threading.Lock()
 
 
+@torch.no_grad()
 def _state_key(module: nn.Module) -> tuple:
     tensors = list(module.parameters()) + list(module.buffers())
-    return tuple((id(t), t._version, t.device, t.dtype) for t in tensors)
+    sums = torch.stack([t.detach().double().sum() for t in tensors if t.is_floating_point()]
+                       or [torch.zeros((), dtype=torch.float64)]).cpu().tolist()
+    return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors) + \
+        tuple(sums) + (tuple(id(m) for m in module.modules()),)
 
 
 def folded_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     """:func:`fold_batchnorm` of ``module``, kept and reused while the module is unchanged."""
-    if module.training:
+    if module.training or not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
         return module
     key = _state_key(module)
     with _FOLDED_LOCK:
@@ -92,6 +99,8 @@ def folded_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     if kept is not None and kept[0] == key:
         return kept[1]
     folded = fold_batchnorm(module, example)
+    if folded is module:  # nothing folded, or the fold disagreed: nothing worth keeping
+        return module
     with _FOLDED_LOCK:
         _FOLDED[module] = (key, folded)
     return folded
