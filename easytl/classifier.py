@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import replace
 
@@ -385,6 +386,13 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             return float(self.lr)
         if checkpoint is not None and "lr" in (checkpoint.get("fingerprint") or {}):
             return float(checkpoint["fingerprint"]["lr"])
+        from .training.semi_supervised import labeled_part, unlabeled_mask
+        mask = None if y is None or isinstance(y, str) else unlabeled_mask(y)
+        if mask is not None and isinstance(X, (np.ndarray, torch.Tensor, list, tuple)):
+            # the sweep runs on the labeled images, as it does when the rest come as X_unlabeled
+            keep = np.flatnonzero(~mask)
+            X = [X[i] for i in keep] if isinstance(X, (list, tuple)) else X[keep]
+            y = labeled_part(y, mask)
         self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
                                      path_column=path_column)
         suggestion = self.lr_find_.suggestion
@@ -435,9 +443,20 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             if mask.all():
                 raise ValueError("every label in y marks an unlabeled image (-1 or None): at least "
                                  "some images need a label.")
+            mark = "-1" if np.asarray(labels).dtype.kind in "iu" else "None"
+            remaining = labeled_part(labels, mask)
+            if len(np.unique(remaining)) < 2:
+                raise ValueError(f"y holds {len(np.unique(remaining))} class besides {mask.sum()} "
+                                 f"labels {mark}, which mark unlabeled images (scikit-learn's "
+                                 f"semi-supervised convention). If {mark} is a class, give the "
+                                 "labels as strings (y.astype(str)) or re-encode them.")
+            warnings.warn(f"{mask.sum()} of {len(mask)} labels in y are {mark}: those images are "
+                          "used as unlabeled images (scikit-learn's semi-supervised convention), "
+                          f"not as a class. If {mark} is a class, give the labels as strings "
+                          "(y.astype(str)) or re-encode them.", stacklevel=3)
             parts.append(source.subset(np.flatnonzero(mask)))
             keep = np.flatnonzero(~mask)
-            source, labels, kept = source.subset(keep), labeled_part(labels, mask), kept[keep]
+            source, labels, kept = source.subset(keep), remaining, kept[keep]
         if X_unlabeled is not None:
             extra, _ = as_image_source(X_unlabeled, None, name="X_unlabeled",
                                        size=placeholder_size(self.image_size))
@@ -445,6 +464,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                                                "X_unlabeled", memory=self.cache_memory,
                                                directory=self.cache_dir)
             self.skipped_images_ += bad
+            extra = _without_labeled_files(extra, source)
             parts.append(extra)
         return source, labels, kept, (combine(parts) if parts else None)
 
@@ -557,3 +577,28 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             Needed only when the model was fitted with a custom head callable.
         """
         return load_estimator(cls, path, backbone, head)
+
+
+def _without_labeled_files(unlabeled, labeled):
+    """``unlabeled`` without the image files that are in ``labeled`` too (``--unlabeled pool/``
+    over the folder a label table points into): labeled images, validation ones among them,
+    must not come back as pseudo-labeled training images."""
+    def files(source):
+        items, positions = getattr(source, "items", None), getattr(source, "positions", None)
+        if items is None or positions is None:
+            return None
+        return [os.path.abspath(items[p]) if isinstance(items[p], (str, os.PathLike)) else None
+                for p in positions]
+    mine, theirs = files(unlabeled), files(labeled)
+    if not mine or not theirs:
+        return unlabeled
+    known = set(theirs) - {None}
+    keep = [i for i, path in enumerate(mine) if path is None or path not in known]
+    if len(keep) == len(mine):
+        return unlabeled
+    warnings.warn(f"X_unlabeled: left out {len(mine) - len(keep)} files that are labeled images "
+                  "of X too", stacklevel=4)
+    if not keep:
+        raise ValueError("every image of X_unlabeled is a labeled image of X: give images "
+                         "without labels as X_unlabeled.")
+    return unlabeled.subset(keep)

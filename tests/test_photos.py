@@ -282,3 +282,14 @@ def test_cli_suggest_decodes_each_pool_file_once(digit_folder, tmp_path, monkeyp
                  "--out", str(tmp_path / "s.csv")]) == 0
     assert sorted(counted_decodes) == files and set(counted_decodes.values()) == {1}
     assert len((tmp_path / "s.csv").read_text().splitlines()) >= 6  # header + 5 suggestions
+
+
+def test_commands_keep_decoded_images_within_the_budget_and_write_no_temporary_file(digit_folder):
+    from easytl.data.decoded import read_files_once
+    files = sorted(digit_folder.rglob("*.png"))
+    one = 32 * 32 * 3
+    source, bad = read_files_once(files, 32, budget=3 * one)
+    assert bad == [] and len(source.store) == 3 and source.store.path is None
+    fresh, _ = as_image_source([str(f) for f in files], size=32)
+    for i in range(len(files)):  # kept or decoded again: the same pixels
+        assert torch.equal(source.load(i), fresh.load(i))

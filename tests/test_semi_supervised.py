@@ -178,3 +178,47 @@ def test_cli_fit_learns_from_an_unlabeled_folder(digit_folder, tmp_path, capsys)
                  "--unlabeled", str(unlabeled), "--verbose", "0"]) == 0
     assert "unlabeled images: 6 unlabeled images" in capsys.readouterr().out
     assert TransferClassifier.load(model).plan_["semi_supervised"]["n_unlabeled"] == 6
+
+
+def test_minus_one_marks_are_announced_and_a_minus_one_class_is_not_dropped_silently(textures):
+    X, names = textures
+    y = np.unique(names, return_inverse=True)[1]  # integer classes 0-3
+    marked = np.where(y == 0, -1, y)  # a user whose classes are -1, 1, 2, 3
+    with pytest.warns(UserWarning, match=r"20 of 80 labels in y are -1: .*unlabeled.*astype\(str\)"):
+        TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, marked)
+    two = np.where(y < 2, -1, 1)  # SVM-style -1/+1
+    with pytest.raises(ValueError, match=r"1 class besides 40 labels -1.*astype\(str\)"):
+        TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, two)
+    clf = TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, two.astype(str))
+    assert sorted(clf.classes_.tolist()) == ["-1", "1"]
+
+
+def test_unlabeled_files_that_are_labeled_images_are_left_out(digit_folder):
+    files = sorted(str(p) for p in digit_folder.rglob("*.png")) + \
+        sorted(str(p) for p in digit_folder.rglob("*.PNG"))
+    labels = [p.split("/")[-2] for p in files]
+    clf = TransferClassifier(**tiny_kwargs(epochs=1))
+    with pytest.warns(UserWarning, match="X_unlabeled: left out 24 files that are labeled images"):
+        with pytest.raises(ValueError, match="every image of X_unlabeled is a labeled image of X"):
+            clf.fit(files, labels, X_unlabeled=digit_folder)
+    half = files[::2]
+    with pytest.warns(UserWarning, match="left out 12 files"):
+        clf.fit(half, [p.split("/")[-2] for p in half], X_unlabeled=digit_folder)
+    assert clf.plan_["semi_supervised"]["n_unlabeled"] == 12
+
+
+def test_lr_auto_sweeps_on_the_labeled_images_only(textures, monkeypatch):
+    X, names = textures
+    y = np.unique(names, return_inverse=True)[1]
+    seen = []
+    real = TransferClassifier.lr_find
+
+    def spy(self, X, y=None, **kwargs):
+        seen.append((len(X), sorted(set(np.asarray(y).tolist()))))
+        return real(self, X, y, num_steps=20, **kwargs)
+    monkeypatch.setattr(TransferClassifier, "lr_find", spy)
+    marked = y.copy()
+    marked[::4] = -1
+    with pytest.warns(UserWarning, match="-1"):
+        TransferClassifier(**tiny_kwargs(epochs=1, lr="auto")).fit(X, marked)
+    assert seen == [(60, sorted(set(y.tolist())))]

@@ -151,3 +151,17 @@ def test_multi_label_models_suggest_by_the_class_closest_to_its_threshold():
     np.testing.assert_allclose(found.scores, expected[found.indices], rtol=1e-5)
     assert len(set(found.indices.tolist())) == 6
     assert found.guesses == [clf.predict(X[60:])[i] for i in found.indices]  # label tuples
+
+
+def test_multi_label_models_fitted_on_an_indicator_matrix_name_their_guesses():
+    from easytl import make_texture_mosaics
+    from easytl.trust.suggestions import _label_text
+    X, y = make_texture_mosaics(100, size=32, random_state=0)
+    classes = sorted({c for labels in y for c in labels})
+    indicator = np.array([[int(c in labels) for c in classes] for labels in y])
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0.3)).fit(X[:60], indicator[:60])
+    found = clf.suggest_labels(X[60:], n=6)
+    rows = clf.predict(X[60:])
+    assert found.guesses == [tuple(clf.classes_[np.flatnonzero(rows[i])].tolist())
+                             for i in found.indices]
+    assert all(isinstance(_label_text(g), str) for g in found.guesses)

@@ -133,6 +133,9 @@ def fit(args) -> int:
     from ..io import check_writable
 
     paths, labels = _training_data(args)
+    if args.unlabeled is not None and not Path(args.unlabeled).is_dir():
+        raise CommandError(f"--unlabeled {args.unlabeled} is not a folder: give a folder of "
+                           "images without labels.")
     check_writable(args.out)  # before training: a bad --out must not cost a fit
     weights = None if args.no_pretrained else (args.weights or "default")
     clf = _classifier()(backbone=args.backbone, weights=weights,
@@ -148,7 +151,10 @@ def fit(args) -> int:
         with _weights_hint():
             clf.fit([str(p) for p in paths], labels, X_unlabeled=args.unlabeled)
     except UnreadableImagesError as exc:
-        raise CommandError(f"{len(exc.bad)} image files in {args.data_dir} cannot be read:\n"
+        unlabeled = args.unlabeled is not None and str(exc).split(" cannot be read")[0].endswith(
+            "X_unlabeled")
+        where = f"--unlabeled {args.unlabeled}" if unlabeled else args.data_dir
+        raise CommandError(f"{len(exc.bad)} image files in {where} cannot be read:\n"
                            f"{describe_unreadable(exc.bad)}\nRemove or re-save them, or pass "
                            "--skip-bad-images to leave them out.") from None
     seconds = time.perf_counter() - start

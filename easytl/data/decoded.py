@@ -31,8 +31,8 @@ class DecodedImages:
     Thread-safe; picklable for DataLoader worker processes (they read the file by its name).
     """
 
-    def __init__(self, side: int, budget: int, directory=None):
-        self.side, self.budget, self.directory = int(side), int(budget), directory
+    def __init__(self, side: int, budget: int, directory=None, spill: bool = True):
+        self.side, self.budget, self.directory, self.spill = int(side), int(budget), directory, spill
         self.ram: dict = {}
         self.disk: dict = {}  # key -> (offset, shape)
         self.ram_bytes = self.disk_bytes = 0
@@ -55,6 +55,8 @@ class DecodedImages:
             if self.ram_bytes + nbytes <= self.budget:
                 self.ram[key] = image
                 self.ram_bytes += nbytes
+                return
+            if not self.spill:  # beyond the budget this image is decoded again when needed
                 return
             try:
                 if self.file is None:
@@ -128,7 +130,7 @@ def shrink(image: torch.Tensor, side: int) -> torch.Tensor:
 
 def decode_once(items: Sequence, side: int, budget: int, directory=None, verbose: int = 0,
                 positions: Sequence[int] | None = None, workers: int | None = None,
-                draft_side: int | None = None, square: bool = False):
+                draft_side: int | None = None, square: bool = False, spill: bool = True):
     """Decode ``items[p]`` (paths or encoded images) for each p in ``positions`` (default: all)
     once, in threads, into a :class:`DecodedImages` keyed by p.
 
@@ -136,12 +138,13 @@ def decode_once(items: Sequence, side: int, budget: int, directory=None, verbose
     ``side``) px a side; each image is then shrunk to at most ``side`` a side,
     or with ``square`` resized to exactly ``side`` × ``side``: what a model of
     that input size sees, so reading it back equals decoding the file afresh.
+    ``spill=False`` keeps what fits in ``budget`` and no more (no temporary file).
     Returns the store and ``(index, item, reason)`` for each item that cannot be
     decoded, ``index`` counting in ``positions``, in order.
     """
     from ..progress import progress
     from .sources import resize
-    store = DecodedImages(side, budget, directory)
+    store = DecodedImages(side, budget, directory, spill)
 
     def work(position: int) -> str | None:
         item = items[position]
@@ -173,8 +176,10 @@ def read_files_once(paths: Sequence, size: int, budget: int, directory=None, ver
     """
     from .images import DRAFT_MARGIN, read_image_file
     from .sources import ListImages
+    # Within ``budget`` only: a command streams a folder of any size, and must not write a
+    # temporary file as large as it (the images beyond the budget are decoded twice).
     store, bad_items = decode_once(paths, size, budget, directory, verbose,
-                                   draft_side=int(DRAFT_MARGIN * size), square=True)
+                                   draft_side=int(DRAFT_MARGIN * size), square=True, spill=False)
     broken = {index for index, _, _ in bad_items}
     kept = [i for i in range(len(paths)) if i not in broken]
     source = ListImages(list(paths), size, read_image_file, kept, store)

@@ -168,7 +168,7 @@ def analyse(clf, X, y, proba: np.ndarray, X_train=None, y_train=None) -> dict:
 def _file_paths(source) -> list[str | None]:
     """The absolute path of each image of ``source`` read from a file; None for the others."""
     items = getattr(source, "items", None)
-    if items is None:
+    if not isinstance(items, (list, tuple)):  # arrays, or a Dataset (indexing it would decode)
         return [None] * len(source)
     positions = getattr(source, "positions", range(len(items)))
     return [os.path.abspath(items[p]) if isinstance(items[p], (str, os.PathLike)) else None

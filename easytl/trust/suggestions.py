@@ -205,6 +205,8 @@ def suggest(clf, X_pool, n: int = 50, uncertainty: str = "margin", diversity: bo
     if len(unknown):
         unknown = unknown[np.argsort(-novelty[unknown], kind="stable")]
     guesses = clf._decode(proba)
+    if isinstance(guesses, np.ndarray) and guesses.ndim == 2:  # multi-label indicator rows: names
+        guesses = [tuple(clf.classes_[np.flatnonzero(row)].tolist()) for row in guesses]
 
     def take(values, positions):
         return [values[i] for i in positions] if isinstance(values, list) else values[positions]
