@@ -163,7 +163,9 @@ def fit(args) -> int:
     out = clf.save(args.out)
     if "semi_supervised" in clf.plan_:
         args.emit(f"unlabeled images: {clf.plan_['semi_supervised']['note']}")
-    args.emit(f"fitted in {seconds:.1f} s; best epoch {clf.best_epoch_} of {len(clf.history_)}; "
+    kept = (f"the last epoch ({len(clf.history_)}) kept" if clf.best_epoch_ is None
+            else f"best epoch {clf.best_epoch_} of {len(clf.history_)}")
+    args.emit(f"fitted in {seconds:.1f} s; {kept}; "
               f"model written to {out}")
     if clf.validation_indices_ is None:
         args.emit("no validation report: no images were held out (fewer than 30 per class, "

@@ -93,7 +93,7 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
     text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
     if n_val == 0 and val_size == 0:
-        why = (f"{facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
+        why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")
         return text + f"; {why}: all of them train, none held out, the last epoch is kept"
     held = f"{val_size:.0%} held out" if isinstance(val_size, float) and val_size > 0 else \

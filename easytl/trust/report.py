@@ -310,8 +310,9 @@ def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=
         shown = np.flatnonzero((labels == true) & (predictions == pred))[:6]
         pictures = "".join(f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}<br>'
                            f"{name.html(i)}</div>" for i in shown)
+        plural = "" if count == 1 else "s"
         parts.append(f"<p><b>{html.escape(names[true])}</b> taken for <b>{html.escape(names[pred])}"
-                     f'</b>: {count} images</p><div class="gallery">{pictures}</div>')
+                     f'</b>: {count} image{plural}</p><div class="gallery">{pictures}</div>')
     if any(found["worst_errors"].values()):  # no heading over nothing when no image is wrong
         parts.append("<h2>Worst errors per class</h2>"
                      '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
