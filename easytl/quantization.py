@@ -10,7 +10,8 @@ which a threshold cuts, are not rounded a second time.
 Calibration images enter through the graph's own input, uint8 (N, H, W, 3), so
 the ranges are those of real inputs after the graph's own resize and
 normalisation. ONNX: ONNX Runtime's static QDQ quantization, int8 weights per
-output channel, int8 activations, min/max ranges. OpenVINO: NNCF's
+output channel (7 bits used: ``reduce_range``, see :func:`int8_nodes`), int8
+activations, min/max ranges; the first convolution stays fp32. OpenVINO: NNCF's
 ``nncf.quantize`` on the model converted from the ONNX export.
 """
 
@@ -67,12 +68,13 @@ def quantize_onnx(fp32_path: str, out_path: str, batches: list[np.ndarray]) -> N
             return None if images is None else {"images": images}
 
     model = onnx.load(fp32_path)
-    excluded = [node.name for node in model.graph.node if node.name not in backbone_nodes(model)]
+    quantized = int8_nodes(model)
+    excluded = [node.name for node in model.graph.node if node.name not in quantized]
     # quant_pre_process (symbolic shape inference) fails on the antialiased Resize, and the
     # quantizer then logs, twice, on the root logger, that it was not run: not the user's to act on.
     with _without_log_lines("Please consider"):
         quantize_static(fp32_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=excluded,
                         # ranges merged after every batch: the calibrator otherwise keeps every
@@ -119,6 +121,21 @@ def novelty_scores(run, batches: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(run(images), dtype=np.float64).reshape(-1) for images in batches])
 
 
+def int8_nodes(model) -> set[str]:
+    """The ONNX nodes int8 quantizes: the backbone but its first convolution (the stem).
+
+    The stem sees the raw image, whose sharp edges int8 rounds worst, for ~3% of
+    the compute. With it in int8, and without ``reduce_range`` (7-bit weights,
+    which keep the int16 sums of x86 CPUs without VNNI from saturating), a Lite0
+    probe on scikit-learn digits at 64 px agreed with fp32 on 74% of held-out
+    images on an AVX2 machine; with both, 94%.
+    """
+    backbone = backbone_nodes(model)
+    stem = next((node.name for node in model.graph.node
+                 if node.op_type == "Conv" and node.name in backbone), None)
+    return backbone - {stem}
+
+
 def backbone_nodes(model) -> set[str]:
     """Names of the ONNX nodes that compute the backbone (what int8 quantizes).
 
@@ -153,7 +170,7 @@ def quantize_openvino(model, onnx_model_path: str, batches: list[np.ndarray]):
     the ops outside the backbone are left fp32."""
     import nncf
     import onnx
-    backbone = backbone_nodes(onnx.load(onnx_model_path, load_external_data=False))
+    backbone = int8_nodes(onnx.load(onnx_model_path, load_external_data=False))
     # OpenVINO names each op after the ONNX node it came from ("node_Conv_12", and
     # "node_Conv_12/WithoutBiases" for the convolution split from its bias)
     ignored = [op.get_friendly_name() for op in model.get_ops()
