@@ -418,16 +418,6 @@ def compare(args) -> int:
     return 0
 
 
-def export(args) -> int:
-    from ..export import export_model
-
-    clf = _load(args.model)
-    out = export_model(clf, args.out, args.format)
-    args.emit(f"{args.format} model written to {out} (input: uint8 images (N, H, W, 3); "
-              f"output: probabilities over {_count(len(clf.classes_), 'class')})")
-    return 0
-
-
 def demo(args) -> int:
     from sklearn.metrics import classification_report
     from sklearn.model_selection import train_test_split
