@@ -103,10 +103,14 @@ class Predictor:
             return _MANIFEST_KEY.encode() in f.read(1 << 16)
 
     def _open_torchscript(self) -> None:
+        import warnings
+
         import torch
         files = {f"{key}.json": "" for key in ("classes", "multi_label", "thresholds", "easytl")}
         try:
-            module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=files)
+            with warnings.catch_warnings():  # torch's notice that TorchScript is deprecated
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+                module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=files)
         except RuntimeError as exc:
             raise ValueError(_NOT_AN_EXPORT.format(path=self.path, why="a zip file, but not "
                                                    "a TorchScript module")) from exc

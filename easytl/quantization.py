@@ -170,6 +170,7 @@ def quantize_openvino(model, onnx_model_path: str, batches: list[np.ndarray]):
     the ops outside the backbone are left fp32."""
     import nncf
     import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     backbone = int8_nodes(onnx.load(onnx_model_path, load_external_data=False))
     # OpenVINO names each op after the ONNX node it came from ("node_Conv_12", and
     # "node_Conv_12/WithoutBiases" for the convolution split from its bias)
@@ -178,5 +179,14 @@ def quantize_openvino(model, onnx_model_path: str, batches: list[np.ndarray]):
                and op.get_friendly_name().split("/")[0] not in backbone]
     # NNCF gathers statistics image by image (its recommendation for batch-norm-free ranges)
     images = [image[None] for batch in batches for image in batch]
-    return nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
-                         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+    logger = logging.getLogger("nncf")  # one INFO line per node otherwise
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        # 7-bit weights in every layer, as reduce_range for ONNX: CPUs without VNNI saturate
+        return nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
+                             ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+                             advanced_parameters=AdvancedQuantizationParameters(
+                                 overflow_fix=OverflowFix.ENABLE))
+    finally:
+        logger.setLevel(level)
