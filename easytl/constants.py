@@ -13,7 +13,7 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 SCHEDULE_NAMES = ("auto", "progressive", "fine_tune", "feature_extraction")
 
 # ``easytl export --format`` and easytl.export.export_model.
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 
 # RAM budget of the frozen-feature cache before it spills to disk.
 DEFAULT_CACHE_MEMORY = "2GB"

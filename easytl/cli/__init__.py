@@ -15,9 +15,9 @@ import functools
 import sys
 import warnings
 
-from . import commands, serve_cmd
+from . import commands, export_cmd, serve_cmd
 from .commands import CommandError, _say
-from ..constants import DEFAULT_BACKBONE, EXPORT_FORMATS, SCHEDULE_NAMES
+from ..constants import DEFAULT_BACKBONE, SCHEDULE_NAMES
 
 
 # --------------------------------------------------------------------------- arguments
@@ -231,15 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--verbose", type=int, default=1, choices=[0, 1],
                          help="0: no progress (1: a bar per stage, epochs of the --out fit)")
 
-    export = command("export", commands.export, "export a model file as ONNX or TorchScript",
-                     "Write the whole predictor (resize + normalisation + network + softmax) as one "
-                     "graph: input uint8 images (N, H, W, 3) of any size, output class "
-                     "probabilities; class labels are stored in the file.",
-                     ["easytl export model.easytl --format onnx --out model.onnx",
-                      "easytl export model.easytl --format torchscript --out model.pt"])
-    export.add_argument("model", metavar="MODEL")
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    export.add_argument("--out", required=True)
+    export_cmd.add_parser(command)
 
     backbones = command("backbones", commands.backbones, "list the backbone registry (model zoo)",
                         "Backbones by name, with parameters, ImageNet top-1, input size, where the "

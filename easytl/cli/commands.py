@@ -453,17 +453,6 @@ def compare(args) -> int:
     return 0
 
 
-def export(args) -> int:
-    _announce(args, f"loading {args.model}")
-    from ..export import export_model
-
-    clf = _load(args.model)
-    out = export_model(clf, args.out, args.format)
-    args.emit(f"{args.format} model written to {out} (input: uint8 images (N, H, W, 3); "
-              f"output: probabilities over {_count(len(clf.classes_), 'class')})")
-    return 0
-
-
 def demo(args) -> int:
     _announce(args, f"making synthetic textures ({args.n_per_class} per class)")
     classifier = _classifier()  # torch (and sklearn with it) first: the announcement covers the wait
