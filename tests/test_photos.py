@@ -293,3 +293,22 @@ def test_commands_keep_decoded_images_within_the_budget_and_write_no_temporary_f
     fresh, _ = as_image_source([str(f) for f in files], size=32)
     for i in range(len(files)):  # kept or decoded again: the same pixels
         assert torch.equal(source.load(i), fresh.load(i))
+
+
+def test_kept_images_settle_at_the_input_size_without_changing_the_fit(digit_folder, monkeypatch):
+    # 24 px PNGs kept at 1.5 x 32 = 48 px a side at most, then settled at the plan's 32 px: the
+    # training passes read them without resizing, and every number comes out the same
+    files = sorted(str(p) for p in digit_folder.rglob("*") if p.is_file())
+    settled = TransferClassifier(**tiny_kwargs(cache_features=False)).fit(digit_folder)
+    monkeypatch.setattr(DecodedImages, "settle", lambda self, size: None)
+    unsettled = TransferClassifier(**tiny_kwargs(cache_features=False)).fit(digit_folder)
+    np.testing.assert_array_equal(settled.predict_proba(files), unsettled.predict_proba(files))
+    assert [r["train_loss"] for r in settled.history_] == [r["train_loss"] for r in unsettled.history_]
+    monkeypatch.undo()
+    store = DecodedImages(side=48, budget=10**6)
+    image = torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)
+    store.put(0, image)
+    store.settle(32)
+    assert store.side == 32 and tuple(store.get(0).shape) == (3, 32, 32)
+    from easytl.data.sources import resize
+    assert torch.equal(store.get(0), resize(image[None], 32)[0])

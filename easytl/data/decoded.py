@@ -74,6 +74,22 @@ class DecodedImages:
             self.disk[key] = (offset, tuple(image.shape))
             self.disk_bytes += nbytes
 
+    def settle(self, size: int) -> None:
+        """Once the input size is known: resize every image kept in RAM to exactly ``size`` ×
+        ``size`` (what loading it at that size would compute, bit for bit), so that the many
+        later passes of a fit load it without resizing it each time; ``side`` becomes
+        ``size`` (loading at a larger size decodes the file again)."""
+        from .sources import resize
+        size = int(size)
+        if size > self.side:
+            return
+        with self.lock:
+            for key, image in self.ram.items():
+                if tuple(image.shape[-2:]) != (size, size):
+                    self.ram[key] = resize(image[None], size)[0].contiguous()
+            self.ram_bytes = sum(image.numel() for image in self.ram.values())
+            self.side = size
+
     def get(self, key) -> torch.Tensor | None:
         """The kept image, or None if ``key`` was not kept."""
         image = self.ram.get(key)

@@ -34,6 +34,9 @@ def build_trainer(plan, estimator, backbone, split, accelerator, user_callbacks,
     for part in (split.train, split.val):
         if part is not None and hasattr(part, "size"):
             part.size = plan.image_size
+        store = getattr(part, "store", None)
+        if store is not None:  # decoded images kept by fit's check: at the input size from now on
+            store.settle(plan.image_size)
     model = TransferModel(backbone, build_head(plan.head, backbone.num_features, len(plan.classes)))
     preprocess = Preprocessor(plan.image_size, backbone.data_config["mean"],
                               backbone.data_config["std"], plan.augment)
