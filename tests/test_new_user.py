@@ -156,7 +156,7 @@ def test_counts_in_cli_messages_are_singular_for_one(tmp_path, capsys):
     X = rng.random((8, 32, 32, 3)).astype(np.float32)
     model = lite0().fit(X, [("a",)] * 8, ).save(tmp_path / "one.easytl")  # multi-label, 1 class
     assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
-    assert "probabilities over 1 class)" in capsys.readouterr().out
+    assert "probabilities over 1 class;" in capsys.readouterr().out
 
 
 def test_a_one_class_folder_is_named_with_its_one_sub_folder(digit_folder, tmp_path, capsys, monkeypatch):
