@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .data.sources import ImageSource, as_image_source
 from .models.inference import run_model
 from .data.hf import is_hf_dataset, read_hf
-from .data.labels import decode, encode_like
+from .data.labels import decode, encode_like, mark_unknown
 from .data.tables import is_table, read_table
 from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
 from .training.tasks import task_for
@@ -184,13 +184,7 @@ class PredictionMixin:
         out = self._run(X, proba_and_novelty)
         unknown = out[:, -1] > self.unknown_threshold_
         labels = self._decode(out[:, :-1])
-        if self.multi_label_:
-            rows = labels if isinstance(labels, list) else [
-                tuple(self.classes_[np.flatnonzero(r)].tolist()) for r in labels]
-            return [(unknown_label,) if u else row for row, u in zip(rows, unknown)]
-        labels = labels.astype(object)
-        labels[unknown] = unknown_label
-        return labels
+        return mark_unknown(labels, unknown, self.classes_, self.multi_label_, unknown_label)
 
     def _decode(self, proba: np.ndarray):
         decisions = self._task.decide(proba, getattr(self, "thresholds_", None))

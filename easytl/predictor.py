@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.labels import mark_unknown
 from .export import EXPORT_VERSION, OPENVINO_METADATA
 
 _NOT_AN_EXPORT = ("{path} is not an easytl export ({why}): write one with "
@@ -200,13 +201,7 @@ class Predictor:
         proba, novelty = self._outputs_of(X, novelty=True)
         unknown = novelty > self.unknown_threshold_
         labels = self._decode(proba)
-        if self.multi_label_:
-            rows = labels if isinstance(labels, list) else [
-                tuple(self.classes_[np.flatnonzero(r)].tolist()) for r in labels]
-            return [(unknown_label,) if u else row for row, u in zip(rows, unknown)]
-        labels = labels.astype(object)
-        labels[unknown] = unknown_label
-        return labels
+        return mark_unknown(labels, unknown, self.classes_, self.multi_label_, unknown_label)
 
     def _require_novelty(self) -> None:
         if self.unknown_threshold_ is None:

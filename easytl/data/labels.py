@@ -116,3 +116,16 @@ def encode(labels: np.ndarray, classes: np.ndarray, where: str) -> np.ndarray:
         raise ValueError(f"{where} has labels never seen in fit: {unseen[:10]}; "
                          f"known classes: {classes.tolist()[:20]}.")
     return np.array([index[v] for v in labels.tolist()], dtype=np.int64)
+
+
+def mark_unknown(labels, unknown: np.ndarray, classes: np.ndarray, multi_label: bool,
+                 unknown_label="unknown"):
+    """Decoded ``labels`` with ``unknown_label`` where ``unknown`` is True: an object array, or
+    for multi-label a list of tuples (``(unknown_label,)`` for the rejected images)."""
+    if multi_label:
+        rows = labels if isinstance(labels, list) else [
+            tuple(classes[np.flatnonzero(r)].tolist()) for r in labels]
+        return [(unknown_label,) if u else row for row, u in zip(rows, unknown)]
+    labels = labels.astype(object)
+    labels[unknown] = unknown_label
+    return labels
