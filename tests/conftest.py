@@ -117,3 +117,17 @@ def lite0(**overrides):
                   random_state=0, verbose=0)
     kwargs.update(overrides)
     return TransferClassifier("efficientnet_lite0", **kwargs)
+
+
+def chromium():
+    """(playwright.sync_api, the Chromium executable) for a test that opens a page; skipped when
+    Chromium is missing, failed instead under EASYTL_REQUIRE_BROWSER (which .ci/run sets)."""
+    import os
+    import shutil
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    if browser_path is None:
+        if os.environ.get("EASYTL_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return playwright, browser_path

@@ -5,8 +5,6 @@ import asyncio
 import base64
 import functools
 import io
-import os
-import shutil
 import socket
 import threading
 import time
@@ -24,7 +22,7 @@ from easytl.serve.batching import DynamicBatcher
 from easytl.serve.model import Outputs
 from easytl.serve.uploads import UploadError, check_header
 
-from conftest import tiny_cnn, tiny_kwargs
+from conftest import chromium, tiny_cnn, tiny_kwargs
 
 httpx = pytest.importorskip("httpx", reason="httpx is a dev dependency")
 pytest.importorskip("fastapi", reason="easytl serve needs the serve extra")
@@ -245,12 +243,7 @@ def test_every_bad_upload_gets_a_4xx_with_a_message_and_the_server_keeps_serving
 
 @pytest.mark.slow
 def test_the_page_shows_the_label_and_grad_cam_in_headless_chromium(server, fitted):
-    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
-    if browser_path is None:
-        if os.environ.get("EASYTL_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    playwright, browser_path = chromium()
     url, _ = server
     clf, _, paths = fitted
     with playwright.sync_playwright() as p:

@@ -1,8 +1,6 @@
 """Trust: calibrated probabilities, "unknown" images, and the HTML report of errors."""
 
-import os
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from easytl import TransferClassifier, make_textures
 from easytl.trust.statistics import (
     auroc, expected_calibration_error, fit_binary_temperatures, fit_temperature, softmax, threshold_for)
 
-from conftest import drifted_photos, lite0, tiny_kwargs
+from conftest import chromium, drifted_photos, lite0, tiny_kwargs
 
 
 def test_temperature_scaling_undoes_known_overconfidence():
@@ -196,12 +194,7 @@ def test_report_finds_the_planted_faults(planted, tmp_path):
 
 
 def test_report_opens_in_headless_chromium_with_every_image(planted, tmp_path):
-    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
-    if browser_path is None:
-        if os.environ.get("EASYTL_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    playwright, browser_path = chromium()
     clf, X_train, y_train, X_test, y_test, _, _ = planted
     clf.report(X_test, y_test, html=tmp_path / "report.html", X_train=X_train, y_train=y_train)
     with playwright.sync_playwright() as p:
