@@ -40,10 +40,10 @@ def _load(path):
     return _classifier().load(path)
 
 
-def _collect_images(paths, size: int | None = None):
+def _collect_images(paths, size: int):
     """Files and folders (recursed) → (readable image files, [(path, reason), ...] for the rest,
-    and with ``size`` the readable files as a source decoded once at that model input size, so
-    that predicting, scoring novelty and test-time views decode nothing again)."""
+    the readable files as a source decoded once at the model input ``size``, so that
+    predicting, scoring novelty and test-time views decode nothing again)."""
     from ..data.sources import list_image_files
 
     files, bad = [], []
@@ -58,19 +58,15 @@ def _collect_images(paths, size: int | None = None):
             files.append(path)  # decoded below: an image without the usual extension still counts
         else:
             bad.append((path, "no such file or folder"))
-    if size is None:
-        from ..data.images import find_unreadable
-        unreadable, source = find_unreadable(files, verbose=1), None
-    else:
-        from ..constants import DEFAULT_CACHE_MEMORY, parse_bytes
-        from ..data.decoded import read_files_once
-        source, unreadable = read_files_once(files, size, parse_bytes(DEFAULT_CACHE_MEMORY, "memory"),
-                                             verbose=1)
+    from ..constants import DEFAULT_CACHE_MEMORY, parse_bytes
+    from ..data.decoded import read_files_once
+    source, unreadable = read_files_once(files, size, parse_bytes(DEFAULT_CACHE_MEMORY, "memory"),
+                                         verbose=1)
     if unreadable:
         broken = {p for p, _ in unreadable}
         files = [f for f in files if f not in broken]
         bad += unreadable
-    return (files, bad) if size is None else (files, bad, source)
+    return files, bad, source
 
 
 def _report_bad(bad) -> None:
