@@ -501,8 +501,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         self.interrupted_ = result.interrupted
         self.n_features_ = result.model.backbone.num_features
         self.image_size_ = plan.image_size
-        self.phases_ = list(plan.phases)
+        self.phases_ = list(result.phases or plan.phases)  # what ran (a weak probe goes deeper)
         self.plan_ = plan.describe()
+        if plan.if_probe_weak is not None:
+            self.plan_["if_probe_weak"]["applied"] = any(row.get("weak_probe") for row in self.history_)
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()
             if self.history_:

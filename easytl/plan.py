@@ -101,6 +101,23 @@ class DataFacts:
 
 
 @dataclass(frozen=True)
+class WeakProbeRule:
+    """The fine-tuning a fit runs instead of its planned one when the linear probe's balanced
+    accuracy on the held-out images is under ``below`` (:mod:`easytl.training.adaptive`)."""
+
+    below: float
+    phases: tuple                   # replace every phase after the probe
+    cache_phases: tuple
+
+    def note(self, score: float, size: int) -> str:
+        """What the fit does instead, and why (the probe's ``history_`` row)."""
+        return adaptive.weak_probe_note(score, size, self.phases[0].epochs, self.phases[0].lr)
+
+    def describe(self) -> dict:
+        return {"below": self.below, "phases": [_phase_dict(p) for p in self.phases]}
+
+
+@dataclass(frozen=True)
 class FitPlan:
     """Everything a fit will do, resolved (see the module docstring).
 
@@ -127,6 +144,8 @@ class FitPlan:
     callback_names: tuple = ()
     note: str | None = None         # what the adaptive plan decided, in words
     stop_if_probe_perfect: bool = False
+    if_probe_weak: WeakProbeRule | None = None   # decided after the probe, on validation data
+    test_turns: bool = False        # after the probe: add turns to the augmentation if they keep labels
 
     def __getattr__(self, name: str):
         options = object.__getattribute__(self, "options")
@@ -149,7 +168,9 @@ class FitPlan:
                 "n_train": self.n_train, "n_val": self.n_val,
                 "classes": [str(c) for c in self.classes], "multi_label": self.multi_label,
                 "monitor": self.monitor.name, "updates_per_epoch": self.updates_per_epoch,
-                "callbacks": list(self.callback_names), "options": repr(options)}
+                "callbacks": list(self.callback_names), "options": repr(options),
+                "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak),
+                "test_turns": self.test_turns}
 
     def describe(self) -> dict:
         """The plan as JSON-able values (recorded in the model file)."""
@@ -159,13 +180,16 @@ class FitPlan:
                 "val_size": _name_of(self.val_size), "n_train": self.n_train, "n_val": self.n_val,
                 "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
                 "updates_per_epoch": self.updates_per_epoch, "note": self.note,
-                "callbacks": list(self.callback_names)}
+                "callbacks": list(self.callback_names),
+                "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe(),
+                "test_turns": self.test_turns}
 
 
 def _phase_dict(phase: Phase) -> dict:
     return {"name": phase.name, "epochs": phase.epochs, "trainable_groups": phase.trainable_groups,
             "lr": phase.lr, "backbone_lr_mult": phase.backbone_lr_mult,
-            "warmup_epochs": phase.warmup_epochs, "probe": phase.probe}
+            "warmup_epochs": phase.warmup_epochs, "probe": phase.probe,
+            "layer_lr_decay": phase.layer_lr_decay}
 
 
 def backbone_identity(backbone) -> str:
@@ -222,7 +246,7 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
     effective_batch = params["batch_size"] * params["accumulate"]
     batches = math.ceil(n_train / params["batch_size"])
     updates_per_epoch = max(1, math.ceil(batches / params["accumulate"]))
-    note = None
+    note, weak_probe = None, None
     if uses_adaptive_plan(params):
         mult = 1.0 if params["backbone_lr_mult"] == "auto" else params["backbone_lr_mult"]
         warmup = adaptive.WARMUP_EPOCHS if params["warmup_epochs"] == "auto" else params["warmup_epochs"]
@@ -232,7 +256,16 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
         phases = [Phase(1, 0, name="probe", probe=True),
                   Phase(epochs, groups, lr=fine_lr, backbone_lr_mult=mult, warmup_epochs=warmup,
                         name="all" if groups == "all" else f"top{groups}")]
-        note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size)
+        deep_epochs = None
+        if n_val > 0 and groups != "all" and not facts.multi_label:
+            deep_epochs = adaptive.fine_tune_epochs(n_train, effective_batch, size, pretrained,
+                                                    length=adaptive.DEEP_LENGTH)
+            deep = (Phase(deep_epochs, "all", lr=fine_lr, backbone_lr_mult=mult, warmup_epochs=warmup,
+                          name="all", layer_lr_decay=adaptive.LAYER_LR_DECAY),)
+            weak_probe = WeakProbeRule(
+                adaptive.WEAK_PROBE_BELOW, deep,
+                _cache_phases(params, deep, backbone, size, n_train + n_val, bytes_per_value))
+        note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs)
     else:
         mult, warmup = params["backbone_lr_mult"], params["warmup_epochs"]
         mult = SCHEDULE_BACKBONE_LR_MULT if mult == "auto" else mult
@@ -252,7 +285,9 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
                    multi_label=facts.multi_label, monitor=monitor, cache_phases=cache_phases,
                    updates_per_epoch=updates_per_epoch, backbone_name=backbone_name,
                    callback_names=tuple(callback_names), note=note,
-                   stop_if_probe_perfect=note is not None and len(phases) > 1)
+                   stop_if_probe_perfect=note is not None and len(phases) > 1,
+                   if_probe_weak=weak_probe,
+                   test_turns=weak_probe is not None and params["augment"] == "default")
 
 
 def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:

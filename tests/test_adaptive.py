@@ -195,3 +195,70 @@ def test_explicit_choices_keep_todays_behaviour(textures):
     assert [r["phase"] for r in clf.history_] == ["head", "head", "top3", "top3", "all"]
     assert isinstance(clf.model_.head, torch.nn.Sequential)
     assert len(clf.validation_indices_) == 8
+
+
+@pytest.fixture
+def short_plans(monkeypatch):
+    """Adaptive plans of 1 epoch (2 after a weak probe) on the tiny test data."""
+    from easytl.training import adaptive
+    monkeypatch.setattr(adaptive, "FINE_TUNE_EPOCHS", 1)
+    monkeypatch.setattr(adaptive, "MIN_FINE_TUNE_STEPS", 1)
+
+
+def _weak_probe_data():
+    """Labels the tiny backbone's features cannot predict (40 per class: 10% held out)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), np.repeat(["a", "b"], 40)
+
+
+def test_a_weak_probe_fine_tunes_every_layer_longer_and_says_why(monkeypatch, short_plans):
+    from easytl.training import adaptive
+    X, y = _weak_probe_data()
+    kwargs = tiny_kwargs(schedule="auto", epochs=None, head="auto", val_size="auto")
+    clf = TransferClassifier(**kwargs).fit(X, y)
+    probe_row = clf.history_[0]
+    assert probe_row["val_balanced_accuracy"] < adaptive.WEAK_PROBE_BELOW
+    assert probe_row["weak_probe"] is True and "every layer fine-tunes instead" in probe_row["note"]
+    deep = clf.phases_[-1]
+    assert (deep.trainable_groups, deep.layer_lr_decay) == ("all", adaptive.LAYER_LR_DECAY)
+    planned = clf.plan_["phases"][-1]  # what the plan would have run after a strong probe
+    assert planned["trainable_groups"] == adaptive.TOP_GROUPS
+    assert deep.epochs == clf.plan_["if_probe_weak"]["phases"][0]["epochs"] > planned["epochs"]
+    assert [r["phase"] for r in clf.history_] == ["probe"] + ["all"] * deep.epochs
+    assert clf.plan_["if_probe_weak"]["applied"] is True
+    # the same data with the rule's bar at 0: today's plan, unchanged
+    monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)
+    strong = TransferClassifier(**kwargs).fit(X, y)
+    assert [p.name for p in strong.phases_] == ["probe", "top3"]
+    assert "weak_probe" not in strong.history_[0] and strong.plan_["if_probe_weak"]["applied"] is False
+
+
+@pytest.mark.slow
+def test_a_fit_that_went_deeper_resumes_in_the_deeper_phase(tmp_path, short_plans):
+    import warnings
+    from conftest import InterruptAt
+    X, y = _weak_probe_data()
+    kwargs = tiny_kwargs(schedule="auto", epochs=None, head="auto", val_size="auto")
+    full = TransferClassifier(**kwargs).fit(X, y)
+    stopped = TransferClassifier(**kwargs, callbacks=[InterruptAt(2)])  # in the first deep epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped.fit(X, y, checkpoint_dir=tmp_path)
+    resumed = TransferClassifier(**kwargs).fit(X, y, checkpoint_dir=tmp_path, resume=True)
+    assert [r["phase"] for r in resumed.history_] == [r["phase"] for r in full.history_]
+    assert [p.name for p in resumed.phases_] == ["probe", "all"]
+    for name, value in full.model_.state_dict().items():
+        torch.testing.assert_close(resumed.model_.state_dict()[name], value)
+
+
+def test_layer_lr_decay_gives_each_lower_group_a_smaller_lr():
+    from easytl.training.optimizers import make_optimizer
+    groups = [[torch.nn.Parameter(torch.zeros(1))] for _ in range(3)]  # stem, middle, top
+    head = [torch.nn.Parameter(torch.zeros(1))]
+    opt = make_optimizer("adamw", head, groups, 1e-3, 1e-4, 0.0, layer_lr_decay=0.5)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-4, 5e-5, 2.5e-5])
+    assert opt.param_groups[-1]["params"][0] is groups[0][0]  # the stem gets the smallest
+    flat = make_optimizer("adamw", head, groups, 1e-3, 1e-4, 0.0)
+    assert [len(g["params"]) for g in flat.param_groups] == [1, 3]
+    with pytest.raises(ValueError, match="layer_lr_decay"):
+        Phase(1, "all", layer_lr_decay=0)

@@ -33,19 +33,27 @@ class Preprocessor:
         Normalisation of the backbone's pretrained weights.
     augment : "default", "light", "strong", None, a torchvision v2 transform, or callable
         Training-time augmentation (:func:`augmentation` says what each does).
+    turns : bool, default=False
+        Training images also get a random symmetry of the square (:func:`square_symmetries`),
+        after ``augment``: set by a fit whose images keep their labels when turned
+        (:mod:`easytl.training.symmetry`).
     """
 
-    def __init__(self, size: int, mean, std, augment="default"):
+    def __init__(self, size: int, mean, std, augment="default", turns: bool = False):
         self.size = int(size)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.augment = augment
+        self.augment, self.turns = augment, turns
 
     def __call__(self, images: torch.Tensor, train: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         if train and self.augment is not None:
-            return self.normalise(augmentation(self.augment)(images, self.size, generator))
-        return self.normalise(resize(images.float().div_(255.0), self.size))
+            x = augmentation(self.augment)(images, self.size, generator)
+        else:
+            x = resize(images.float().div_(255.0), self.size)
+        if train and self.turns:
+            x = square_symmetries(x, generator)
+        return self.normalise(x)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
@@ -106,6 +114,22 @@ def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0)
     brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean).mul(brightness).clamp_(0.0, 1.0)
+
+
+def square_symmetries(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """Each square image of the batch under one of the 8 symmetries of the square, drawn at
+    random: a turn by 0, 90, 180 or 270 degrees, mirrored or not (the dihedral group D4)."""
+    n = x.shape[0]
+    turns = torch.randint(0, 4, (n,), generator=generator).tolist()
+    mirror = (torch.rand(n, generator=generator) < 0.5).tolist()
+    out = torch.empty_like(x)
+    for k in range(4):
+        for flip in (False, True):
+            picked = [i for i in range(n) if turns[i] == k and mirror[i] == flip]
+            if picked:
+                part = torch.rot90(x[picked], k, dims=(-2, -1))
+                out[picked] = part.flip(-1) if flip else part
+    return out
 
 
 # --------------------------------------------------------------------------- recipes

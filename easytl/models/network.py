@@ -37,15 +37,15 @@ def trainable_groups(model: TransferModel, spec) -> list[nn.Module]:
     return list(groups[len(groups) - spec:]) if spec else []
 
 
-def freeze_for_phase(model: TransferModel, spec) -> list[nn.Parameter]:
-    """Set ``requires_grad`` for a phase; return the trainable backbone parameters."""
+def freeze_for_phase(model: TransferModel, spec) -> list[list[nn.Parameter]]:
+    """Set ``requires_grad`` for a phase; return the trainable backbone parameters, one list
+    per layer group, from the lowest trainable group to the top."""
     model.backbone.requires_grad_(False)
     model.head.requires_grad_(True)
-    params = []
-    for group in trainable_groups(model, spec):
+    groups = trainable_groups(model, spec)
+    for group in groups:
         group.requires_grad_(True)
-        params += [p for p in group.parameters() if p.requires_grad]
-    return params
+    return [[p for p in group.parameters() if p.requires_grad] for group in groups]
 
 
 def set_train_mode(model: TransferModel, train_bn: bool) -> None:

@@ -44,6 +44,11 @@ WARMUP_EPOCHS = 0.5
 BUDGET_EPOCHS = 2        # fine-tuning compute: at most this many epochs at the pretrained size
 VAL_FRACTION = 0.1
 
+# A weak probe: features that do not separate the classes (see weak_probe_note)
+WEAK_PROBE_BELOW = 0.85  # probe's balanced accuracy on the held-out images under which ...
+DEEP_LENGTH = 2          # ... every layer fine-tunes, this many times as long (and budget) ...
+LAYER_LR_DECAY = 0.8     # ... each layer group below the top at this x the LR of the one above
+
 
 def auto_image_size(native_short_side: float, pretrained: int) -> int:
     """The input size for images whose median shorter side is ``native_short_side`` px."""
@@ -64,7 +69,8 @@ def is_few_shot(counts) -> bool:
     return float(np.median(counts)) < FEW_SHOT_PER_CLASS
 
 
-def fine_tune_epochs(n_train: int, batch_size: int, size: int = 224, pretrained: int = 224) -> int:
+def fine_tune_epochs(n_train: int, batch_size: int, size: int = 224, pretrained: int = 224,
+                     length: float = 1) -> int:
     """Epochs of the fine-tuning phase.
 
     :data:`FINE_TUNE_EPOCHS`, stretched to at least :data:`MIN_FINE_TUNE_STEPS`
@@ -73,12 +79,14 @@ def fine_tune_epochs(n_train: int, batch_size: int, size: int = 224, pretrained:
     of :data:`BUDGET_EPOCHS` epochs at the pretrained size, scaled by the
     pixels saved at a smaller input (2 epochs at 224 px, 10 at 96 px): the
     whole fit then stays several times cheaper than the notebook's 3 + 3
-    epochs at 224 px.
+    epochs at 224 px. ``length`` scales the epochs, the step bounds and the budget
+    together (:data:`DEEP_LENGTH` after a weak probe).
     """
     steps_per_epoch = max(1, math.ceil(n_train / batch_size))
-    steps = FINE_TUNE_EPOCHS * steps_per_epoch
-    steps = min(max(steps, MIN_FINE_TUNE_STEPS), max(MAX_FINE_TUNE_STEPS, steps_per_epoch))
-    budget = max(1, math.floor(BUDGET_EPOCHS * (pretrained / size) ** 2))
+    steps = FINE_TUNE_EPOCHS * length * steps_per_epoch
+    steps = min(max(steps, MIN_FINE_TUNE_STEPS * length),
+                max(MAX_FINE_TUNE_STEPS * length, steps_per_epoch))
+    budget = max(1, math.floor(BUDGET_EPOCHS * length * (pretrained / size) ** 2))
     return max(1, min(round(steps / steps_per_epoch), budget))
 
 
@@ -88,10 +96,14 @@ def fine_tune_groups(per_class: int):
     return "all" if per_class >= ALL_LAYERS_PER_CLASS else TOP_GROUPS
 
 
-def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size) -> str:
+def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size,
+             deep_epochs: int | None = None) -> str:
     """What the plan does, in words (progress output and the probe's ``history_`` row)."""
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
     text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
+    if deep_epochs is not None:
+        text += (f" (every layer for {deep_epochs} epochs instead if the probe's balanced accuracy "
+                 f"on the held-out images is under {WEAK_PROBE_BELOW:g})")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")
@@ -100,3 +112,11 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
         f"{n_val} validation images"
     return text + (f"; the best epoch on {held} is kept, and fine-tuning is skipped if the probe "
                    "gets every held-out image right")
+
+
+def weak_probe_note(score: float, size: int, epochs: int, lr: float) -> str:
+    """Why a fit went deeper (the probe's ``history_`` row and the progress output)."""
+    return (f"{size} px input; the linear probe reaches only {score:.2f} balanced accuracy on the "
+            f"held-out images (under {WEAK_PROBE_BELOW:g}): the pretrained features do not separate "
+            f"these classes well, so every layer fine-tunes instead, for {epochs} epochs at lr "
+            f"{lr:g} with layer-wise decay {LAYER_LR_DECAY:g}")

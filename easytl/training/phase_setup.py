@@ -38,10 +38,11 @@ class PhaseSetup:
     def __init__(self, plan, accelerator, generator, verbose: int):
         self.plan, self.accelerator, self.generator, self.verbose = plan, accelerator, generator, verbose
         self.generator_at_phase_start = None
+        self.symmetry = None   # the probe's SymmetryTest, when the plan asks for one
 
-    def begin(self, model, image_feeds, index: int, resuming: dict | None,
+    def begin(self, model, image_feeds, phase, cache: bool, resuming: dict | None,
               class_weights) -> PhaseFeeds:
-        phase = self.plan.phases[index]
+        """Set up ``phase`` (``cache``: train on cached activations of the frozen prefix)."""
         backbone_params = freeze_for_phase(model, phase.trainable_groups)
         if resuming is not None and self.generator is not None:
             # The cached views were drawn from the generator as it stood when the phase began.
@@ -53,10 +54,10 @@ class PhaseSetup:
             train, val = self._probe(model, image_feeds, class_weights)
             feeds = PhaseFeeds(train, val, None, model)
         else:
-            train, val = self._feeds(model, image_feeds, phase, self.plan.cache_phases[index])
+            train, val = self._feeds(model, image_feeds, phase, cache)
             optimizer = make_optimizer(self.plan.optimizer, model.head.parameters(), backbone_params,
                                        phase.lr, phase.lr * phase.backbone_lr_mult,
-                                       self.plan.weight_decay)
+                                       self.plan.weight_decay, phase.layer_lr_decay)
             prepared_model, optimizer = self.accelerator.prepare(model, optimizer)
             feeds = PhaseFeeds(train, val, optimizer, prepared_model)
         feeds.seconds = time.perf_counter() - start
@@ -119,4 +120,37 @@ class PhaseSetup:
             targets = acc.gather(targets.to(acc.device)).cpu()
         weights = None if class_weights is None else class_weights.cpu().numpy()
         fit_linear_probe(model.head, features.float().numpy(), targets.numpy(), weights)
+        if self.plan.test_turns and val is not None and acc.num_processes == 1 \
+                and not self._perfect(model, val):
+            self.symmetry = self._test_turns(model, train_feed, train, val, everything)
         return train, val
+
+    def _perfect(self, model, val) -> bool:
+        """The probe classifies every held-out image right (and the fit will end there)."""
+        import torch
+        with torch.no_grad():
+            predicted = model.head(val.all_rows().float().to(next(model.head.parameters()).device))
+        return self.plan.stop_if_probe_perfect and bool(
+            (predicted.argmax(1).cpu() == val.targets.cpu()).all())
+
+    def _test_turns(self, model, train_feed, train, val, everything: int):
+        """Features of (a sample of) the training images turned and mirrored at random, and
+        the probe with and without them (:mod:`easytl.training.symmetry`)."""
+        import copy
+        import torch
+        from .feeds import ImageFeed
+        from .symmetry import sample_positions, symmetry_test
+        pick = sample_positions(len(train_feed), self.plan.seed)
+        turner = copy.copy(train_feed.preprocess)
+        turner.augment, turner.turns = None, True
+        # its own generator: the fit's random draws are the same whether the test runs or not
+        generator = torch.Generator().manual_seed(self.plan.seed + 1)
+        targets = train.targets.cpu().numpy()
+        feed = ImageFeed(train_feed.source.subset(pick), targets[pick], turner,
+                         train_feed.batch_size, train_feed.device, generator, train_feed.num_workers)
+        turned = self._cache(model, feed, everything, 1, True, "turned training")
+        if turned is None:
+            return None
+        return symmetry_test(train.all_rows().float().numpy(), targets,
+                             turned.all_rows().float().numpy(), targets[pick],
+                             val.all_rows().float().numpy(), val.targets.cpu().numpy())

@@ -41,6 +41,12 @@ class Phase:
         ``history_`` row whatever ``epochs`` says. This is the first half of
         LP-FT (Kumar et al., ICLR 2022): fine-tuning then starts from a
         converged head instead of a random one.
+    layer_lr_decay : float, optional
+        Layer-wise LR decay in (0, 1]: the top trainable backbone layer group
+        trains at the backbone LR, each group below it at this factor times the
+        LR of the group above (the stem of a 9-group EfficientNet-Lite at
+        0.8: 0.8^8 = 0.17 of the top's LR), so the generic low layers move
+        least. None or 1: one backbone LR.
     """
 
     epochs: int
@@ -50,6 +56,7 @@ class Phase:
     warmup_epochs: float | None = None
     name: str | None = None
     probe: bool = False
+    layer_lr_decay: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -61,6 +68,9 @@ class Phase:
             value = getattr(self, field)
             if value is not None and not value >= 0:
                 raise ValueError(f"Phase {field} must be >= 0, got {value!r}.")
+        decay = self.layer_lr_decay
+        if decay is not None and not 0 < decay <= 1:
+            raise ValueError(f"Phase layer_lr_decay must be in (0, 1], got {decay!r}.")
         if self.probe and groups != 0:
             raise ValueError("a probe Phase fits the head on frozen features: trainable_groups must be 0.")
 

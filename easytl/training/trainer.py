@@ -56,6 +56,7 @@ class FitResult:
     best_epoch: int | None
     interrupted: bool
     trust: TrustResult
+    phases: tuple = ()       # the phases that ran (after a weak probe: the deeper fine-tuning)
 
 
 class Trainer:
@@ -150,6 +151,7 @@ class Trainer:
         end_logs = {"interrupted": False, "error": None, "best_epoch": None}
         trust = TrustResult()
         self.phases, self.interrupted, self._last_good_state = list(self.plan.phases), False, None
+        self.cache_phases = list(self.plan.cache_phases)
         try:
             device = self.accelerator.device
             self.model.to(device).to(memory_format=torch.channels_last)
@@ -185,7 +187,7 @@ class Trainer:
     def result(self, trust: TrustResult | None = None) -> FitResult:
         """What the fit produced so far (also after an error: the last good weights)."""
         return FitResult(self.model, self.history, self.best.epoch, self.interrupted,
-                         trust or TrustResult())
+                         trust or TrustResult(), tuple(self.phases))
 
     def _end(self, logs: dict, failing: bool) -> None:
         """``on_train_end`` for every callback, then let go of everything. While an error is on
@@ -294,6 +296,11 @@ class Trainer:
         # A fit a callback stopped stays stopped: resuming only restores it.
         self.stop_training = bool(state.get("stopped", False))
         self.epoch = state["epoch"]
+        if any(row.get("weak_probe") for row in self.history):  # the probe chose the deeper plan
+            self.phase_index = next(i for i, p in enumerate(self.phases) if p.probe)
+            self._go_deeper()
+        if any(row.get("symmetry", {}).get("turns") for row in self.history):
+            self.preprocess.turns = True
         return state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases and epochs ------------------------------------------------------------------
@@ -301,8 +308,8 @@ class Trainer:
         phase = self.phases[index]
         self.phase, self.phase_index, self.stop_phase, self.feeds = phase, index, False, None
         try:
-            self.feeds = self.phase_setup.begin(self.model, self.image_feeds, index, resuming,
-                                                self.class_weights)
+            self.feeds = self.phase_setup.begin(self.model, self.image_feeds, phase,
+                                                self.cache_phases[index], resuming, self.class_weights)
             if self.optimizer is not None:
                 self.lr_schedule.begin_phase(self.optimizer, phase, self.updates_per_epoch,
                                              resuming is not None, self.plan.n_val > 0)
@@ -346,7 +353,8 @@ class Trainer:
             self.ema.before_validation(self.model)
         self.callbacks.fire("on_validation_begin", self.epoch, row)
         if self.plan.n_val > 0:
-            row.update(self.validate(self.val_feed))
+            row.update(self.validate(self.val_feed, balanced=phase.probe
+                                     and self.plan.if_probe_weak is not None))
         row["seconds"] = round(time.perf_counter() - start
                                + (self.feeds.seconds if phase_epoch == 1 else 0.0), 3)
         self._end_epoch(phase, row)
@@ -362,6 +370,20 @@ class Trainer:
                 row["note"] = ("the probe classifies every held-out image correctly: fine-tuning "
                                "skipped (nothing left to gain on the held-out data)")
                 self.stop_training = True
+            elif self._probe_is_weak(row):
+                row["note"] = self.plan.if_probe_weak.note(row["val_balanced_accuracy"],
+                                                           self.plan.image_size)
+                row["weak_probe"] = True
+                self._go_deeper()
+            symmetry = self.phase_setup.symmetry
+            if symmetry is not None and not self.stop_training:
+                row["symmetry"] = symmetry.describe()
+                if symmetry.keeps_labels:
+                    row["note"] += ("; turned and mirrored copies kept the held-out images' labels "
+                                    f"(probe log-loss {symmetry.turned_loss:.3f} with them, "
+                                    f"{symmetry.plain_loss:.3f} without): fine-tuning adds them to "
+                                    "its augmentation")
+                    self.preprocess.turns = True
         self.callbacks.fire("on_epoch_end", self.epoch, row)
         if self.early_stopping is not None and self.early_stopping.update(improved):
             self.stop_phase = True
@@ -440,10 +462,21 @@ class Trainer:
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
-    def validate(self, feed) -> dict:
-        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one.
-        Every process takes part, also one without a validation image of its own."""
-        if self.monitor.score is None:
+    def _probe_is_weak(self, row: dict) -> bool:
+        rule = self.plan.if_probe_weak
+        return rule is not None and row.get("val_balanced_accuracy", 1.0) < rule.below
+
+    def _go_deeper(self) -> None:
+        """After a weak probe: the plan's deeper fine-tuning replaces the phases after it."""
+        rule, after = self.plan.if_probe_weak, self.phase_index + 1
+        self.phases[after:] = list(rule.phases)
+        self.cache_phases[after:] = list(rule.cache_phases)
+
+    def validate(self, feed, balanced: bool = False) -> dict:
+        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one
+        (``balanced``: and ``val_balanced_accuracy``). Every process takes part, also one
+        without a validation image of its own."""
+        if self.monitor.score is None and not balanced:
             loss, accuracy = self.evaluate(feed)
             return {"val_loss": loss, "val_accuracy": accuracy}
         losses, probas, labels = [], [], []
@@ -461,9 +494,14 @@ class Trainer:
             y_true = (y_true > 0.5).astype(np.int64)
         loss = self._sum_over_processes(sum(losses))[0]
         y_pred = self.task.decide(proba)
-        return {"val_loss": loss / max(len(y_true), 1),
-                "val_accuracy": self.task.score(y_true, y_pred),
-                self.monitor.name: float(self.monitor.score(y_true, y_pred, proba))}
+        scores = {"val_loss": loss / max(len(y_true), 1),
+                  "val_accuracy": self.task.score(y_true, y_pred)}
+        if balanced:
+            from sklearn.metrics import balanced_accuracy_score
+            scores["val_balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
+        if self.monitor.score is not None:
+            scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
+        return scores
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Rows of every process in rank order; the processes may hold different numbers of

@@ -59,6 +59,8 @@ class ProgressLog(Callback):
             parts.append(f"{self.monitor_name} {logs[self.monitor_name]:.4f}")
         parts.append(f"{logs['seconds']:.1f}s" + (" *" if logs.get("best") else ""))
         tqdm.write("  ".join(parts), file=sys.stderr)
+        if logs.get("note") not in (None, self.trainer.plan.note):  # the probe changed the plan
+            tqdm.write(f"easytl plan: {logs['note']}", file=sys.stderr)
 
     def on_train_end(self, logs=None) -> None:
         if self.bar is not None:
