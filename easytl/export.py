@@ -108,14 +108,21 @@ class ImagePredictor(nn.Module):
 
 
 class _BothOutputs(nn.Module):
-    """What the ONNX exporter traces: ``forward`` = :meth:`ImagePredictor.with_novelty`."""
+    """What the ONNX exporter traces: ``forward`` = :meth:`ImagePredictor.with_novelty`, and
+    with ``features`` the pooled features as a third output (what int8 export re-fits the
+    novelty threshold on; removed from the file it writes)."""
 
-    def __init__(self, predictor: ImagePredictor):
+    def __init__(self, predictor: ImagePredictor, features: bool = False):
         super().__init__()
         self.predictor = predictor
+        self.features = features
 
     def forward(self, images: torch.Tensor):
-        return self.predictor.with_novelty(images)
+        if not self.features:
+            return self.predictor.with_novelty(images)
+        p = self.predictor
+        features = p.model.features(p.preprocess(images))
+        return p.probabilities(p.model.head(features)), p.novelty(features), features
 
 
 def predictor_for(classifier) -> ImagePredictor:
@@ -185,11 +192,12 @@ def export_model(classifier, path, format: str = "onnx", quantize=None, calibrat
             from .quantization import quantize_onnx
             with tempfile.TemporaryDirectory() as folder:
                 fp32 = str(Path(folder) / "fp32.onnx")
-                _write_onnx(predictor, example, fp32, extra)
+                with_features = predictor.novelty is not None
+                _write_onnx(predictor, example, fp32, extra, features=with_features)
                 quantize_onnx(fp32, tmp, batches)
-                if predictor.novelty is not None:
-                    _set_int8_threshold(extra, _onnx_novelty(fp32), _onnx_novelty(tmp), batches)
-                _set_onnx_metadata(tmp, extra)
+                if with_features:
+                    _set_int8_threshold(extra, _onnx_outputs(fp32), _onnx_outputs(tmp), batches)
+                _set_onnx_metadata(tmp, extra, drop_outputs=("features",))
         else:
             _write_torchscript(predictor, example, tmp, extra)
     return Path(path)
@@ -222,35 +230,46 @@ def export_metadata(classifier, predictor: ImagePredictor, format: str, quantize
 
 
 def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches) -> None:
-    """Replace the fp32 unknown threshold in ``extra`` by the int8 model's
-    (:func:`easytl.quantization.int8_unknown_threshold`), keeping the fp32 one beside it."""
-    from .quantization import int8_unknown_threshold, novelty_scores
+    """Replace the fp32 unknown threshold in ``extra`` by the int8 model's, overall and per
+    predicted class (:func:`easytl.quantization.int8_unknown_thresholds`), keeping the fp32
+    one beside them. ``*_run(images) -> [probabilities, novelty, features]``."""
+    from .quantization import graph_outputs, int8_unknown_thresholds
     info = json.loads(extra["easytl"])
     if info["unknown_threshold"] is None:
         return
-    threshold, noise = int8_unknown_threshold(info["unknown_threshold"],
-                                              novelty_scores(fp32_run, batches),
-                                              novelty_scores(int8_run, batches))
-    info.update(unknown_threshold=threshold, unknown_threshold_fp32=info["unknown_threshold"],
-                int8_novelty_noise=noise)
+    proba, _, features32 = graph_outputs(fp32_run, batches)
+    features8 = graph_outputs(int8_run, batches)[2]
+    multi_label = json.loads(extra["multi_label"])
+    if multi_label:  # the fp32 model's decisions label the calibration images
+        cut = json.loads(extra["thresholds"]) if "thresholds" in extra else 0.5
+        labels = (proba >= np.asarray(cut)).astype(np.float64)
+    else:
+        labels = proba.argmax(axis=1)
+    overall, per_class = int8_unknown_thresholds(info["unknown_threshold"], features32, features8,
+                                                 labels, proba.shape[1], per_class=not multi_label)
+    info.update(unknown_threshold=overall, unknown_thresholds=per_class,
+                unknown_threshold_fp32=info["unknown_threshold"])
     extra["easytl"] = json.dumps(info)
 
 
-def _onnx_novelty(path: str):
+def _onnx_outputs(path: str):
     import onnxruntime as ort
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return lambda images: session.run(["novelty"], {"images": images})[0]
+    return lambda images: session.run(["probabilities", "novelty", "features"], {"images": images})
 
 
-def _openvino_novelty(model):
+def _openvino_outputs(model):
     import openvino as ov
     compiled = ov.Core().compile_model(model, "CPU")
-    return lambda images: compiled(images)[compiled.output("novelty")]
+    return lambda images: [compiled(images)[compiled.output(name)]
+                           for name in ("probabilities", "novelty", "features")]
 
 
-def _set_onnx_metadata(path: str, extra: dict) -> None:
+def _set_onnx_metadata(path: str, extra: dict, drop_outputs=()) -> None:
     import onnx
     model = onnx.load(path)
+    for output in [o for o in model.graph.output if o.name in drop_outputs]:
+        model.graph.output.remove(output)
     del model.metadata_props[:]
     for key, value in extra.items():
         model.metadata_props.add(key=key, value=value)
@@ -279,7 +298,8 @@ def torch_supports_onnx_export(version: str | None = None) -> bool:
     return match is not None and (int(match[1]), int(match[2])) >= ONNX_MIN_TORCH
 
 
-def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, extra: dict) -> None:
+def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, extra: dict,
+                features: bool = False) -> None:
     if not torch_supports_onnx_export():
         raise ImportError(f"ONNX export needs torch >= {'.'.join(map(str, ONNX_MIN_TORCH))} (its "
                           f"dynamo exporter); this is torch {torch.__version__}. Upgrade it (pip "
@@ -293,7 +313,8 @@ def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, ext
                             torch.export.Dim("width", min=2))
     outputs = ["probabilities"]
     if predictor.novelty is not None:
-        predictor, outputs = _BothOutputs(predictor).eval(), ["probabilities", "novelty"]
+        outputs = ["probabilities", "novelty"] + (["features"] if features else [])
+        predictor = _BothOutputs(predictor, features).eval()
     with torch.no_grad():
         program = torch.onnx.export(predictor, (example,), input_names=["images"],
                                     output_names=outputs, opset_version=ONNX_OPSET,
@@ -317,14 +338,19 @@ def _write_openvino(predictor: ImagePredictor, example: torch.Tensor, folder: Pa
                               "model.bin, easytl.json); give a folder path.")
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = str(Path(scratch) / "fp32.onnx")
-        _write_onnx(predictor, example, onnx_path, extra)
+        with_features = batches is not None and predictor.novelty is not None
+        _write_onnx(predictor, example, onnx_path, extra, features=with_features)
         model = ov.convert_model(onnx_path)
         if batches is not None:
             from .quantization import quantize_openvino
             fp32 = model
             model = quantize_openvino(model, onnx_path, batches)
-            if predictor.novelty is not None:
-                _set_int8_threshold(extra, _openvino_novelty(fp32), _openvino_novelty(model), batches)
+            if with_features:
+                _set_int8_threshold(extra, _openvino_outputs(fp32), _openvino_outputs(model), batches)
+                model = ov.Model([r for r in model.get_results()
+                                  if "features" not in r.output(0).get_names()
+                                  and "features" not in r.input_value(0).get_names()],
+                                 model.get_parameters(), model.get_friendly_name())
         folder.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(Path(scratch) / "model.xml"), compress_to_fp16=False)
         for name in ("model.bin", "model.xml"):  # the xml names the bin: replace it last

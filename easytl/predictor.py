@@ -47,6 +47,10 @@ class Predictor:
     unknown_threshold_ : float or None
         Novelty scores above it are "unknown" with ``reject_unknown=True`` (None: the
         export has no novelty output).
+    unknown_thresholds_ : ndarray or None
+        int8 single-label exports: one unknown threshold per class, applied to the images
+        predicted as that class instead of ``unknown_threshold_`` (int8 rounding adds more
+        noise to the novelty scores of some classes than of others).
     image_size_ : int
         The model's input size (image files are decoded at it, as in ``predict``).
     format_ : {"onnx", "torchscript", "openvino"}
@@ -163,6 +167,9 @@ class Predictor:
         thresholds = self.metadata_.get("thresholds")
         self.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.unknown_threshold_ = info.get("unknown_threshold") if "novelty" in self._outputs else None
+        per_class = info.get("unknown_thresholds")
+        self.unknown_thresholds_ = (None if per_class is None or self.unknown_threshold_ is None
+                                    else np.asarray(per_class, dtype=np.float64))
         self.image_size_ = int(info["image_size"])
         self.quantize_ = info.get("quantize")
         self._label_form = info.get("label_form", "labels")
@@ -194,12 +201,16 @@ class Predictor:
     def predict(self, X, reject_unknown: bool = False, unknown_label="unknown"):
         """Labels as the classifier's ``predict`` gives them (same form; multi-label: every class
         whose probability reaches its threshold). ``reject_unknown=True``: images whose novelty
-        score is above ``unknown_threshold_`` get ``unknown_label``."""
+        score is above ``unknown_threshold_`` (int8 exports: the predicted class's entry of
+        ``unknown_thresholds_``) get ``unknown_label``."""
         if not reject_unknown:
             return self._decode(self.predict_proba(X))
         self._require_novelty()
         proba, novelty = self._outputs_of(X, novelty=True)
-        unknown = novelty > self.unknown_threshold_
+        threshold = self.unknown_threshold_
+        if self.unknown_thresholds_ is not None and not self.multi_label_:
+            threshold = self.unknown_thresholds_[proba.argmax(axis=1)]
+        unknown = novelty > threshold
         labels = self._decode(proba)
         return mark_unknown(labels, unknown, self.classes_, self.multi_label_, unknown_label)
 

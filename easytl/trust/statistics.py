@@ -230,18 +230,25 @@ def blocked_folds(features: np.ndarray, labels: np.ndarray, n_folds: int, seed: 
 
 
 def cross_fitted_scores(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                        n_folds: int = 4, seed: int = 0) -> np.ndarray:
+                        n_folds: int = 4, seed: int = 0, also=None):
     """Each training image's novelty score under a model fitted without its fold
-    (:func:`blocked_folds`): what its score would be as a new image."""
+    (:func:`blocked_folds`): what its score would be as a new image.
+
+    ``also``: other features of the same images (an int8 model's), scored by the
+    same fold models; then the two score arrays are returned.
+    """
     features, labels = np.asarray(features), np.asarray(labels)
+    others = None if also is None else np.asarray(also)
     folds = blocked_folds(features, labels, n_folds, seed)
-    scores = np.zeros(len(features))
+    scores, other_scores = np.zeros(len(features)), np.zeros(len(features))
     for fold in np.unique(folds):
         held = folds == fold
-        if held.all():  # one cluster only: nothing to fit on without it
-            return NoveltyModel.fit(features, labels, n_classes).score(features)
-        scores[held] = NoveltyModel.fit(features[~held], labels[~held], n_classes).score(features[held])
-    return scores
+        fit_on = ~held if not held.all() else held  # one cluster only: nothing to fit on without it
+        model = NoveltyModel.fit(features[fit_on], labels[fit_on], n_classes)
+        scores[held] = model.score(features[held])
+        if others is not None:
+            other_scores[held] = model.score(others[held])
+    return scores if others is None else (scores, other_scores)
 
 
 def auroc(known_scores: np.ndarray, unknown_scores: np.ndarray) -> float:
