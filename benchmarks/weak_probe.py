@@ -9,8 +9,7 @@ For each task the default ``TransferClassifier()`` is fitted twice, in this
 process, with the rule's bar moved so that the choice is forced either way:
 
 * ``top``: the plan after a strong probe (the top 3 layer groups, the planned length);
-* ``deep``: the plan after a weak probe (every layer, twice the length and compute budget,
-  layer-wise LR decay).
+* ``deep``: the plan after a weak probe (every layer, twice the length and compute budget).
 
 Each row gives the probe's balanced accuracy on the held-out 10% (what the rule
 reads; the same in both fits), test accuracy and balanced accuracy of both, and

@@ -80,10 +80,12 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     image_size : "auto", int or None, default="auto"
         Model input size: chosen from the images' size ("auto"), given, or the
         backbone's pretrained size (None).
-    augment : "default", "light", "strong", None, transform or callable, default="default"
+    augment : "default", "light", "strong", "turns", None, transform or callable, default="default"
         Training augmentation, never applied to validation or prediction:
         "default" is "light" (random crops, flips, brightness/contrast);
-        "strong" adds TrivialAugmentWide and random erasing; a torchvision v2
+        "strong" adds TrivialAugmentWide and random erasing; "turns" adds a
+        random turn by 90° and mirror image (for inspection tiles, textures,
+        cells, aerial views: classes that do not depend on orientation); a torchvision v2
         transform is applied to each uint8 image; a callable ``f(images,
         generator)`` gets the uint8 batch (n, 3, H, W) and the fit's seeded
         generator and returns a batch (uint8 or floats in [0, 1]).

@@ -225,6 +225,8 @@ def export_metadata(classifier, predictor: ImagePredictor, format: str, quantize
         "label_form": getattr(classifier, "_label_form", "labels"),
         "novelty": predictor.novelty is not None,
         "unknown_threshold": None if threshold is None or predictor.novelty is None else float(threshold),
+        # how the classifier's novelty model scores (older model files: raw features)
+        "novelty_normalize": bool(getattr(getattr(classifier, "novelty_", None), "normalize", True)),
     })
     return extra
 
@@ -246,7 +248,8 @@ def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches) -> None:
     else:
         labels = proba.argmax(axis=1)
     overall, per_class = int8_unknown_thresholds(info["unknown_threshold"], features32, features8,
-                                                 labels, proba.shape[1], per_class=not multi_label)
+                                                 labels, proba.shape[1], per_class=not multi_label,
+                                                 normalize=info.get("novelty_normalize", True))
     info.update(unknown_threshold=overall, unknown_thresholds=per_class,
                 unknown_threshold_fp32=info["unknown_threshold"])
     extra["easytl"] = json.dumps(info)

@@ -145,7 +145,6 @@ class FitPlan:
     note: str | None = None         # what the adaptive plan decided, in words
     stop_if_probe_perfect: bool = False
     if_probe_weak: WeakProbeRule | None = None   # decided after the probe, on validation data
-    test_turns: bool = False        # after the probe: add turns to the augmentation if they keep labels
 
     def __getattr__(self, name: str):
         options = object.__getattribute__(self, "options")
@@ -169,8 +168,7 @@ class FitPlan:
                 "classes": [str(c) for c in self.classes], "multi_label": self.multi_label,
                 "monitor": self.monitor.name, "updates_per_epoch": self.updates_per_epoch,
                 "callbacks": list(self.callback_names), "options": repr(options),
-                "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak),
-                "test_turns": self.test_turns}
+                "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak)}
 
     def describe(self) -> dict:
         """The plan as JSON-able values (recorded in the model file)."""
@@ -181,8 +179,7 @@ class FitPlan:
                 "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
                 "updates_per_epoch": self.updates_per_epoch, "note": self.note,
                 "callbacks": list(self.callback_names),
-                "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe(),
-                "test_turns": self.test_turns}
+                "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe()}
 
 
 def _phase_dict(phase: Phase) -> dict:
@@ -286,8 +283,7 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
                    updates_per_epoch=updates_per_epoch, backbone_name=backbone_name,
                    callback_names=tuple(callback_names), note=note,
                    stop_if_probe_perfect=note is not None and len(phases) > 1,
-                   if_probe_weak=weak_probe,
-                   test_turns=weak_probe is not None and params["augment"] == "default")
+                   if_probe_weak=weak_probe)
 
 
 def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:

@@ -1,15 +1,10 @@
-"""Turned and mirrored training copies: the symmetries, the test that decides, the fit that uses it."""
+"""augment="turns": the light recipe plus a random symmetry of the square."""
 
-import numpy as np
 import pytest
 import torch
 
 from easytl import TransferClassifier
-from easytl.data.augment import square_symmetries
-from easytl.training.callbacks.base import Callback
-from easytl.training.symmetry import sample_positions, symmetry_test
-
-from conftest import tiny_kwargs
+from easytl.data.augment import Preprocessor, square_symmetries
 
 
 def _d4(image: torch.Tensor) -> list[torch.Tensor]:
@@ -18,7 +13,7 @@ def _d4(image: torch.Tensor) -> list[torch.Tensor]:
 
 
 def test_square_symmetries_draw_each_of_the_eight_per_image():
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)[:1].repeat(400, 1, 1, 1)
+    x = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(1, 3, 4, 4).repeat(400, 1, 1, 1)
     out = square_symmetries(x, torch.Generator().manual_seed(0))
     candidates = _d4(x[0])
     which = [next(k for k, c in enumerate(candidates) if torch.equal(o, c)) for o in out]
@@ -26,75 +21,24 @@ def test_square_symmetries_draw_each_of_the_eight_per_image():
     assert torch.equal(square_symmetries(x, torch.Generator().manual_seed(0)), out)  # seeded
 
 
-def _patterns(kind: str, n: int, rng):
-    """8 px images, their pixels the features: 'oriented' classes are a bar at the top vs at
-    the left (a turn makes one the other); 'level' classes are noise around a darker vs a
-    brighter level (no turn changes which)."""
-    images, labels = [], []
-    for i in range(n):
-        label = i % 2
-        image = rng.normal(0, 1, (8, 8))
-        if kind == "oriented":
-            image[:2, :] += 1.5 if label == 0 else 0
-            image[:, :2] += 1.5 if label == 1 else 0
-        else:
-            image += 0.15 * label
-        images.append(image)
-        labels.append(label)
-    return torch.tensor(np.array(images), dtype=torch.float32)[:, None], np.array(labels)
+def test_turns_recipe_turns_training_images_and_never_prediction_images():
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    image[..., :4, :] = 255  # a bright bar along the top edge
+    batch = image.repeat(64, 1, 1, 1)
+    preprocess = Preprocessor(32, [0, 0, 0], [1, 1, 1], augment="turns")
+    trained = preprocess(batch.clone(), train=True, generator=torch.Generator().manual_seed(0))
+    edges = torch.stack([trained[:, 0, :4, :].mean((1, 2)), trained[:, 0, -4:, :].mean((1, 2)),
+                         trained[:, 0, :, :4].mean((1, 2)), trained[:, 0, :, -4:].mean((1, 2))], 1)
+    assert set(edges.argmax(1).tolist()) == {0, 1, 2, 3}  # the bar ends up on every side
+    plain = preprocess(batch.clone(), train=False)
+    assert torch.equal(plain, plain[:1].expand_as(plain)) and plain[0, 0, :4].min() == 1.0
 
 
-@pytest.mark.parametrize("kind, keeps", [("oriented", False), ("level", True)])
-def test_the_symmetry_test_tells_oriented_classes_from_invariant_ones(kind, keeps):
-    rng = np.random.default_rng(0)
-    train, y = _patterns(kind, 200, rng)
-    val, y_val = _patterns(kind, 200, rng)
-    turned = square_symmetries(train, torch.Generator().manual_seed(1))
-    result = symmetry_test(train.flatten(1).numpy(), y, turned.flatten(1).numpy(), y,
-                           val.flatten(1).numpy(), y_val)
-    assert result.keeps_labels is keeps
-    assert result.describe()["turns"] is keeps
-
-
-def test_sample_positions_caps_the_images_turned():
-    assert list(sample_positions(5, 0)) == [0, 1, 2, 3, 4]
-    picked = sample_positions(100, 0, limit=10)
-    assert len(picked) == 10 and list(picked) == sorted(set(picked))
-
-
-class TurnsSeen(Callback):
-    def __init__(self):
-        self.by_phase = {}
-
-    def on_phase_begin(self, phase, logs=None):
-        self.by_phase[phase.name] = self.trainer.preprocess.turns
-
-
-@pytest.mark.slow
-def test_the_default_plan_adds_turns_only_where_they_keep_the_labels(monkeypatch):
-    """The decision reaches the fine-tuning augmentation, and is recorded; user augmentation is
-    left as given (no test)."""
-    from easytl.training import symmetry
-    outcome = {}
-    real = symmetry.symmetry_test
-
-    def forced(*args, **kwargs):
-        result = real(*args, **kwargs)
-        return symmetry.SymmetryTest(result.plain_loss, result.plain_loss + outcome["delta"])
-    monkeypatch.setattr(symmetry, "symmetry_test", forced)
-    rng = np.random.default_rng(0)
-    X, y = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), np.repeat(["a", "b"], 40)
-    kwargs = tiny_kwargs(schedule="auto", epochs=None, head="auto", val_size="auto")
-    monkeypatch.setattr("easytl.training.adaptive.FINE_TUNE_EPOCHS", 1)
-    monkeypatch.setattr("easytl.training.adaptive.MIN_FINE_TUNE_STEPS", 1)
-    for delta, expected in ((-0.1, True), (0.1, False)):
-        outcome["delta"] = delta
-        seen = TurnsSeen()
-        clf = TransferClassifier(**kwargs, callbacks=[seen]).fit(X, y)
-        probe_row = clf.history_[0]
-        assert probe_row["symmetry"]["turns"] is expected
-        assert seen.by_phase == {"probe": False, "all": expected}
-        assert ("turned and mirrored copies" in probe_row["note"]) is expected
-    seen = TurnsSeen()
-    clf = TransferClassifier(**dict(kwargs, augment="strong"), callbacks=[seen]).fit(X, y)
-    assert "symmetry" not in clf.history_[0] and seen.by_phase["all"] is False
+def test_turns_is_an_accepted_option_and_a_cli_choice():
+    from easytl.cli import build_parser
+    from easytl.params import validate_params
+    validate_params(TransferClassifier(augment="turns").get_params(deep=False))
+    with pytest.raises(ValueError, match="turns"):
+        validate_params(TransferClassifier(augment="turn").get_params(deep=False))
+    args = build_parser().parse_args(["fit", "data/", "--out", "m.easytl", "--augment", "turns"])
+    assert args.augment == "turns"

@@ -16,7 +16,7 @@ from torchvision.ops import roi_align
 from .sources import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
-AUGMENT_PRESETS = ("default", "light", "strong")
+AUGMENT_PRESETS = ("default", "light", "strong", "turns")
 
 
 # --------------------------------------------------------------------------- on-device preprocessing
@@ -31,29 +31,21 @@ class Preprocessor:
         Square model input size.
     mean, std : sequence of 3 floats
         Normalisation of the backbone's pretrained weights.
-    augment : "default", "light", "strong", None, a torchvision v2 transform, or callable
+    augment : "default", "light", "strong", "turns", None, a torchvision v2 transform, or callable
         Training-time augmentation (:func:`augmentation` says what each does).
-    turns : bool, default=False
-        Training images also get a random symmetry of the square (:func:`square_symmetries`),
-        after ``augment``: set by a fit whose images keep their labels when turned
-        (:mod:`easytl.training.symmetry`).
     """
 
-    def __init__(self, size: int, mean, std, augment="default", turns: bool = False):
+    def __init__(self, size: int, mean, std, augment="default"):
         self.size = int(size)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.augment, self.turns = augment, turns
+        self.augment = augment
 
     def __call__(self, images: torch.Tensor, train: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         if train and self.augment is not None:
-            x = augmentation(self.augment)(images, self.size, generator)
-        else:
-            x = resize(images.float().div_(255.0), self.size)
-        if train and self.turns:
-            x = square_symmetries(x, generator)
-        return self.normalise(x)
+            return self.normalise(augmentation(self.augment)(images, self.size, generator))
+        return self.normalise(resize(images.float().div_(255.0), self.size))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Float batch in [0, 1] → the backbone's normalisation, channels-last."""
@@ -142,6 +134,10 @@ def augmentation(augment):
     - ``"default"`` / ``"light"``: :func:`default_augment` (crop, flip, ±15% jitter).
     - ``"strong"``: :func:`strong_augment` (TrivialAugmentWide, then the light
       recipe, then random erasing).
+    - ``"turns"``: the light recipe, then a random symmetry of the square
+      (:func:`square_symmetries`: turns by 90° and mirror images), for images
+      whose class does not depend on their orientation (inspection tiles,
+      textures, cells, microscopy and aerial views; not digits or upright photos).
     - a torchvision v2 transform (or any ``nn.Module``): applied to each uint8
       image on its own, then resized.
     - a callable ``f(images, generator)``: gets the uint8 batch and the fit's
@@ -153,6 +149,9 @@ def augmentation(augment):
                                                                generator)
     if augment == "strong":
         return strong_augment
+    if augment == "turns":
+        return lambda images, size, generator: square_symmetries(
+            default_augment(images.float().div_(255.0), size, generator), generator)
     if isinstance(augment, torch.nn.Module):
         return lambda images, size, generator: _to_float(
             per_image(augment, images, generator), size)

@@ -38,7 +38,6 @@ class PhaseSetup:
     def __init__(self, plan, accelerator, generator, verbose: int):
         self.plan, self.accelerator, self.generator, self.verbose = plan, accelerator, generator, verbose
         self.generator_at_phase_start = None
-        self.symmetry = None   # the probe's SymmetryTest, when the plan asks for one
 
     def begin(self, model, image_feeds, phase, cache: bool, resuming: dict | None,
               class_weights) -> PhaseFeeds:
@@ -120,37 +119,4 @@ class PhaseSetup:
             targets = acc.gather(targets.to(acc.device)).cpu()
         weights = None if class_weights is None else class_weights.cpu().numpy()
         fit_linear_probe(model.head, features.float().numpy(), targets.numpy(), weights)
-        if self.plan.test_turns and val is not None and acc.num_processes == 1 \
-                and not self._perfect(model, val):
-            self.symmetry = self._test_turns(model, train_feed, train, val, everything)
         return train, val
-
-    def _perfect(self, model, val) -> bool:
-        """The probe classifies every held-out image right (and the fit will end there)."""
-        import torch
-        with torch.no_grad():
-            predicted = model.head(val.all_rows().float().to(next(model.head.parameters()).device))
-        return self.plan.stop_if_probe_perfect and bool(
-            (predicted.argmax(1).cpu() == val.targets.cpu()).all())
-
-    def _test_turns(self, model, train_feed, train, val, everything: int):
-        """Features of (a sample of) the training images turned and mirrored at random, and
-        the probe with and without them (:mod:`easytl.training.symmetry`)."""
-        import copy
-        import torch
-        from .feeds import ImageFeed
-        from .symmetry import sample_positions, symmetry_test
-        pick = sample_positions(len(train_feed), self.plan.seed)
-        turner = copy.copy(train_feed.preprocess)
-        turner.augment, turner.turns = None, True
-        # its own generator: the fit's random draws are the same whether the test runs or not
-        generator = torch.Generator().manual_seed(self.plan.seed + 1)
-        targets = train.targets.cpu().numpy()
-        feed = ImageFeed(train_feed.source.subset(pick), targets[pick], turner,
-                         train_feed.batch_size, train_feed.device, generator, train_feed.num_workers)
-        turned = self._cache(model, feed, everything, 1, True, "turned training")
-        if turned is None:
-            return None
-        return symmetry_test(train.all_rows().float().numpy(), targets,
-                             turned.all_rows().float().numpy(), targets[pick],
-                             val.all_rows().float().numpy(), val.targets.cpu().numpy())

@@ -211,12 +211,14 @@ class Trainer:
         cpu_bf16 = self.accelerator.device.type == "cpu" and self.accelerator.mixed_precision == "bf16"
         try:
             with fp32_depthwise_training(self.model, enabled=cpu_bf16):
-                for index in range(first_phase, len(self.phases)):
+                index = first_phase
+                while index < len(self.phases):  # (the probe may replace the phases after it)
                     if self.stop_training:
                         break
                     resuming = (resume_from if resume_from is not None and index == first_phase
                                 and not resume_from["phase_done"] else None)
                     self._run_phase(index, resuming)
+                    index += 1
         except KeyboardInterrupt:
             self._drop_unfinished_epoch()
             self.interrupted = True
@@ -299,8 +301,6 @@ class Trainer:
         if any(row.get("weak_probe") for row in self.history):  # the probe chose the deeper plan
             self.phase_index = next(i for i, p in enumerate(self.phases) if p.probe)
             self._go_deeper()
-        if any(row.get("symmetry", {}).get("turns") for row in self.history):
-            self.preprocess.turns = True
         return state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases and epochs ------------------------------------------------------------------
@@ -370,20 +370,12 @@ class Trainer:
                 row["note"] = ("the probe classifies every held-out image correctly: fine-tuning "
                                "skipped (nothing left to gain on the held-out data)")
                 self.stop_training = True
+                del self.phases[self.phase_index + 1:]  # phases_ lists what ran
             elif self._probe_is_weak(row):
                 row["note"] = self.plan.if_probe_weak.note(row["val_balanced_accuracy"],
                                                            self.plan.image_size)
                 row["weak_probe"] = True
                 self._go_deeper()
-            symmetry = self.phase_setup.symmetry
-            if symmetry is not None and not self.stop_training:
-                row["symmetry"] = symmetry.describe()
-                if symmetry.keeps_labels:
-                    row["note"] += ("; turned and mirrored copies kept the held-out images' labels "
-                                    f"(probe log-loss {symmetry.turned_loss:.3f} with them, "
-                                    f"{symmetry.plain_loss:.3f} without): fine-tuning adds them to "
-                                    "its augmentation")
-                    self.preprocess.turns = True
         self.callbacks.fire("on_epoch_end", self.epoch, row)
         if self.early_stopping is not None and self.early_stopping.update(improved):
             self.stop_phase = True
@@ -498,7 +490,9 @@ class Trainer:
                   "val_accuracy": self.task.score(y_true, y_pred)}
         if balanced:
             from sklearn.metrics import balanced_accuracy_score
-            scores["val_balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
+            with warnings.catch_warnings():  # a class the held-out images lack: not news here
+                warnings.simplefilter("ignore", UserWarning)
+                scores["val_balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
         if self.monitor.score is not None:
             scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
         return scores

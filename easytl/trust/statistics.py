@@ -230,12 +230,13 @@ def blocked_folds(features: np.ndarray, labels: np.ndarray, n_folds: int, seed: 
 
 
 def cross_fitted_scores(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                        n_folds: int = 4, seed: int = 0, also=None):
+                        n_folds: int = 4, seed: int = 0, also=None, normalize: bool = True):
     """Each training image's novelty score under a model fitted without its fold
     (:func:`blocked_folds`): what its score would be as a new image.
 
     ``also``: other features of the same images (an int8 model's), scored by the
-    same fold models; then the two score arrays are returned.
+    same fold models; then the two score arrays are returned. ``normalize``: as the
+    novelty model whose threshold the scores set (:class:`NoveltyModel`).
     """
     features, labels = np.asarray(features), np.asarray(labels)
     others = None if also is None else np.asarray(also)
@@ -244,7 +245,7 @@ def cross_fitted_scores(features: np.ndarray, labels: np.ndarray, n_classes: int
     for fold in np.unique(folds):
         held = folds == fold
         fit_on = ~held if not held.all() else held  # one cluster only: nothing to fit on without it
-        model = NoveltyModel.fit(features[fit_on], labels[fit_on], n_classes)
+        model = NoveltyModel.fit(features[fit_on], labels[fit_on], n_classes, normalize=normalize)
         scores[held] = model.score(features[held])
         if others is not None:
             other_scores[held] = model.score(others[held])
