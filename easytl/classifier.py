@@ -22,7 +22,7 @@ from .models.adapters import create_backbone
 from .models.device import make_accelerator
 from .params import validate_params
 from .persistence import load_estimator, save_estimator
-from .plan import DataFacts, FitPlan, check_options, decide_val_size, make_plan
+from .plan import DataFacts, FitPlan, phase_dict, check_options, decide_val_size, make_plan
 from .prediction import PredictionMixin
 from .training.adaptive import median_short_side
 from .training.assembly import build_trainer, trackers
@@ -51,7 +51,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         the notebook's MLP; a callable takes ``(in_features, n_classes)``.
     schedule : "auto", "feature_extraction", "fine_tune", "progressive", Schedule or list of Phase
         "auto" (with ``epochs=None``): a linear probe, then fine-tuning the top
-        layer groups for a length set from the data size; with ``epochs=N`` it
+        layer groups for a length set from the data size, or every layer for
+        twice as long when the probe's balanced accuracy on the held-out images
+        is under 0.85 (``history_[0]["note"]`` says which); with ``epochs=N`` it
         is "progressive".
     epochs : int, optional
         Total epochs over all phases; None lets the schedule decide.
@@ -506,7 +508,14 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         self.phases_ = list(result.phases or plan.phases)  # what ran (a weak probe goes deeper)
         self.plan_ = plan.describe()
         if plan.if_probe_weak is not None:
-            self.plan_["if_probe_weak"]["applied"] = any(row.get("weak_probe") for row in self.history_)
+            applied = any(row.get("weak_probe") for row in self.history_)
+            self.plan_["if_probe_weak"]["applied"] = applied
+            if applied:  # plan_ describes the fit that ran; the planned phases are kept beside
+                rule = plan.if_probe_weak
+                self.plan_["planned_phases"] = self.plan_["phases"]
+                self.plan_["phases"] = [phase_dict(p) for p in self.phases_]
+                self.plan_["cache_phases"] = [plan.cache_phases[0], *rule.cache_phases]
+                self.plan_["note"] = self.history_[0]["note"]
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()
             if self.history_:

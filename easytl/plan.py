@@ -114,7 +114,7 @@ class WeakProbeRule:
         return adaptive.weak_probe_note(score, size, self.phases[0].epochs, self.phases[0].lr)
 
     def describe(self) -> dict:
-        return {"below": self.below, "phases": [_phase_dict(p) for p in self.phases]}
+        return {"below": self.below, "phases": [phase_dict(p) for p in self.phases]}
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class FitPlan:
         """The plan as JSON-able values (recorded in the model file)."""
         return {"seed": self.seed, "lr": self.lr, "image_size": self.image_size,
                 "pretrained_size": self.pretrained_size, "backbone": self.backbone_name.split("#")[0],
-                "head": _name_of(self.head), "phases": [_phase_dict(p) for p in self.phases],
+                "head": _name_of(self.head), "phases": [phase_dict(p) for p in self.phases],
                 "val_size": _name_of(self.val_size), "n_train": self.n_train, "n_val": self.n_val,
                 "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
                 "updates_per_epoch": self.updates_per_epoch, "note": self.note,
@@ -182,7 +182,7 @@ class FitPlan:
                 "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe()}
 
 
-def _phase_dict(phase: Phase) -> dict:
+def phase_dict(phase: Phase) -> dict:
     return {"name": phase.name, "epochs": phase.epochs, "trainable_groups": phase.trainable_groups,
             "lr": phase.lr, "backbone_lr_mult": phase.backbone_lr_mult,
             "warmup_epochs": phase.warmup_epochs, "probe": phase.probe,

@@ -221,7 +221,9 @@ def test_a_weak_probe_fine_tunes_every_layer_longer_and_says_why(monkeypatch, sh
     assert probe_row["weak_probe"] is True and "every layer fine-tunes instead" in probe_row["note"]
     deep = clf.phases_[-1]
     assert (deep.trainable_groups, deep.layer_lr_decay) == ("all", adaptive.LAYER_LR_DECAY)
-    planned = clf.plan_["phases"][-1]  # what the plan would have run after a strong probe
+    planned = clf.plan_["planned_phases"][-1]  # what the plan would have run after a strong probe
+    assert clf.plan_["phases"][-1]["trainable_groups"] == "all"  # plan_ describes what ran
+    assert clf.plan_["note"] == probe_row["note"] and clf.plan_["cache_phases"][-1] is False
     assert planned["trainable_groups"] == adaptive.TOP_GROUPS
     assert deep.epochs == clf.plan_["if_probe_weak"]["phases"][0]["epochs"] > planned["epochs"]
     assert [r["phase"] for r in clf.history_] == ["probe"] + ["all"] * deep.epochs

@@ -67,8 +67,8 @@ def _recipe_arguments(parser) -> None:
     parser.add_argument("--augment", default="default",
                         choices=["default", "light", "strong", "turns", "none"],
                         help="training augmentation (strong: TrivialAugmentWide + random erasing; "
-                             "turns: + random 90-degree turns and mirror images, for images whose "
-                             "class does not depend on orientation)")
+                             "turns: light + random 90-degree turns and mirror images, for images "
+                             "whose class does not depend on orientation)")
     parser.add_argument("--mixup", type=_positive_float, default=None, metavar="ALPHA",
                         help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
     parser.add_argument("--cutmix", type=_positive_float, default=None, metavar="ALPHA",

@@ -14,9 +14,10 @@
   the same call for images under 96 px.
 * **Schedule (LP-FT).** A linear probe first: logistic regression solved on
   the frozen features (Kumar et al., ICLR 2022), which is also the whole fit on
-  few-shot data; then, given enough images per class, every layer is
-  fine-tuned from that head at one small learning rate, with warmup and cosine
-  decay, for a length set in optimizer steps from the data size.
+  few-shot data; then the top layer groups (every layer on very large data,
+  or after a weak probe) fine-tune from that head at one small learning
+  rate, with warmup and cosine decay, for a length set in optimizer steps
+  from the data size.
 * **Validation.** Few-shot data is not split (a tenth of 10 images per class is
   one image, and an epoch chosen on it is chosen by noise); otherwise 10% is
   held out and the best epoch, the probe included, is restored. A probe that
