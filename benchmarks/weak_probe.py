@@ -99,8 +99,11 @@ def run_task(task: str, quick: bool, seed: int, fits=("top", "deep")) -> dict:
         row["probe_val_balanced_accuracy"] = probe.get("val_balanced_accuracy")
         row["probe_val_accuracy"] = probe.get("val_accuracy")
         row["image_size"] = clf.image_size_
+        by_phase: dict = {}
+        for epoch in clf.history_:
+            by_phase[epoch["phase"]] = round(by_phase.get(epoch["phase"], 0.0) + epoch["seconds"], 1)
         row[name] = dict(scores(clf, X_test, y_test), seconds=round(seconds, 1),
-                         phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
+                         seconds_by_phase=by_phase, phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
                          best_epoch=clf.best_epoch_)
         print(json.dumps({"task": task, name: row[name]}), file=sys.stderr, flush=True)
     return row
