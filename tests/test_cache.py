@@ -28,6 +28,7 @@ def test_head_only_cache_matches_recomputing(textures):
         pytest.approx([r["val_loss"] for r in plain.history_], rel=1e-4)
 
 
+@pytest.mark.slow  # several Lite0 passes (~7 s): the fast subset stays under 5 min
 def test_frozen_lower_stages_cache_matches_recomputing(textures):
     # resnet18's stages: stem, layer1, layer2, layer3, layer4+pool; phase 2 trains the top two.
     settings = dict(backbone="resnet18", weights=None, schedule=[Phase(1, 0), Phase(2, 2)],
@@ -76,6 +77,7 @@ def test_backbone_runs_once_per_cached_view(textures, monkeypatch):
         4 * (64 + 16) + TRUST_PASS
 
 
+@pytest.mark.slow  # several Lite0 passes (~7 s): the fast subset stays under 5 min
 def test_top_groups_phase_never_reruns_the_frozen_stem(textures, monkeypatch):
     # Without augmentation one view per phase: each phase runs the stem once over train + val.
     two_phases = dict(schedule=[Phase(1, 0), Phase(3, 2)], epochs=None, augment=None)
