@@ -103,10 +103,10 @@ def evaluate(clf, X_test, y_test) -> dict:
             "probe_val_accuracy": probe_row.get("val_accuracy"),
             "image_size": clf.image_size_, "phases": [p.name for p in clf.phases_],
             "epochs": len(clf.history_), "best_epoch": clf.best_epoch_,
-            "seconds_by_phase": _seconds_by_phase(clf.history_)}
+            "seconds_by_phase": seconds_by_phase(clf.history_)}
 
 
-def _seconds_by_phase(history) -> dict:
+def seconds_by_phase(history) -> dict:
     seconds: dict = {}
     for row in history:
         seconds[row["phase"]] = round(seconds.get(row["phase"], 0.0) + (row.get("seconds") or 0.0), 1)

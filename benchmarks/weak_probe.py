@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE))
 
 from easytl import TransferClassifier, make_inspection_images  # noqa: E402
 from easytl.training import adaptive  # noqa: E402
+from inspection import seconds_by_phase  # noqa: E402
 
 TASKS = ("digits", "digits40", "textures", "proxy128", "proxy_binary128", "proxy224")
 
@@ -99,11 +100,9 @@ def run_task(task: str, quick: bool, seed: int, fits=("top", "deep")) -> dict:
         row["probe_val_balanced_accuracy"] = probe.get("val_balanced_accuracy")
         row["probe_val_accuracy"] = probe.get("val_accuracy")
         row["image_size"] = clf.image_size_
-        by_phase: dict = {}
-        for epoch in clf.history_:
-            by_phase[epoch["phase"]] = round(by_phase.get(epoch["phase"], 0.0) + epoch["seconds"], 1)
         row[name] = dict(scores(clf, X_test, y_test), seconds=round(seconds, 1),
-                         seconds_by_phase=by_phase, phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
+                         seconds_by_phase=seconds_by_phase(clf.history_),
+                         phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
                          best_epoch=clf.best_epoch_)
         print(json.dumps({"task": task, name: row[name]}), file=sys.stderr, flush=True)
     return row

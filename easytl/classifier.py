@@ -511,10 +511,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             applied = any(row.get("weak_probe") for row in self.history_)
             self.plan_["if_probe_weak"]["applied"] = applied
             if applied:  # plan_ describes the fit that ran; the planned phases are kept beside
-                rule = plan.if_probe_weak
                 self.plan_["planned_phases"] = self.plan_["phases"]
                 self.plan_["phases"] = [phase_dict(p) for p in self.phases_]
-                self.plan_["cache_phases"] = [plan.cache_phases[0], *rule.cache_phases]
+                self.plan_["cache_phases"] = list(result.cache_phases)
                 self.plan_["note"] = self.history_[0]["note"]
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()

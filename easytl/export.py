@@ -103,8 +103,12 @@ class ImagePredictor(nn.Module):
 
     def with_novelty(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Probabilities and novelty scores, from one pass (features, then the head)."""
+        return self.with_features(images)[:2]
+
+    def with_features(self, images: torch.Tensor):
+        """Probabilities, novelty scores and the pooled features they come from."""
         features = self.model.features(self.preprocess(images))
-        return self.probabilities(self.model.head(features)), self.novelty(features)
+        return self.probabilities(self.model.head(features)), self.novelty(features), features
 
 
 class _BothOutputs(nn.Module):
@@ -118,11 +122,8 @@ class _BothOutputs(nn.Module):
         self.features = features
 
     def forward(self, images: torch.Tensor):
-        if not self.features:
-            return self.predictor.with_novelty(images)
-        p = self.predictor
-        features = p.model.features(p.preprocess(images))
-        return p.probabilities(p.model.head(features)), p.novelty(features), features
+        outputs = self.predictor.with_features(images)
+        return outputs if self.features else outputs[:2]
 
 
 def predictor_for(classifier) -> ImagePredictor:

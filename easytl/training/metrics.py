@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 
-def _balanced_accuracy(y_true, y_pred, proba) -> float:
+def balanced_accuracy(y_true, y_pred, proba=None) -> float:
     from sklearn.metrics import balanced_accuracy_score
     return float(balanced_accuracy_score(y_true, y_pred))
 
@@ -66,7 +66,7 @@ class Monitor:
 MONITORS = {
     "val_loss": Monitor(None, "min", "val_loss"),
     "val_accuracy": Monitor(None, "max", "val_accuracy"),
-    "val_balanced_accuracy": Monitor(_balanced_accuracy, "max", "val_balanced_accuracy"),
+    "val_balanced_accuracy": Monitor(balanced_accuracy, "max", "val_balanced_accuracy"),
     "val_f1_macro": Monitor(_f1_macro, "max", "val_f1_macro"),
 }
 

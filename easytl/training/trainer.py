@@ -26,6 +26,7 @@ from .ema import WeightEMA
 from .feeds import ImageFeed
 from .history import History
 from .lr_schedule import LRSchedule
+from .metrics import balanced_accuracy
 from .mixing import BatchMixer
 from .phase_setup import PhaseFeeds, PhaseSetup
 from .schedules import Phase
@@ -57,6 +58,7 @@ class FitResult:
     interrupted: bool
     trust: TrustResult
     phases: tuple = ()       # the phases that ran (after a weak probe: the deeper fine-tuning)
+    cache_phases: tuple = ()  # per phase that ran: whether it trained on cached activations
 
 
 class Trainer:
@@ -187,7 +189,8 @@ class Trainer:
     def result(self, trust: TrustResult | None = None) -> FitResult:
         """What the fit produced so far (also after an error: the last good weights)."""
         return FitResult(self.model, self.history, self.best.epoch, self.interrupted,
-                         trust or TrustResult(), tuple(self.phases))
+                         trust or TrustResult(), tuple(self.phases),
+                         tuple(self.cache_phases[:len(self.phases)]))
 
     def _end(self, logs: dict, failing: bool) -> None:
         """``on_train_end`` for every callback, then let go of everything. While an error is on
@@ -488,13 +491,12 @@ class Trainer:
         y_pred = self.task.decide(proba)
         scores = {"val_loss": loss / max(len(y_true), 1),
                   "val_accuracy": self.task.score(y_true, y_pred)}
-        if balanced:
-            from sklearn.metrics import balanced_accuracy_score
-            with warnings.catch_warnings():  # a class the held-out images lack: not news here
-                warnings.simplefilter("ignore", UserWarning)
-                scores["val_balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
         if self.monitor.score is not None:
             scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
+        if balanced and "val_balanced_accuracy" not in scores:  # (unless it is the monitor)
+            with warnings.catch_warnings():  # a class the held-out images lack: not news here
+                warnings.simplefilter("ignore", UserWarning)
+                scores["val_balanced_accuracy"] = balanced_accuracy(y_true, y_pred, proba)
         return scores
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
