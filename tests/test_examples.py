@@ -13,6 +13,7 @@ def load_example(name):
     return module
 
 
+@pytest.mark.slow  # ~4-6 s of fitting: keeps the fast subset under 5 min
 def test_digits_example_runs_at_tiny_size(capsys):
     accuracy = load_example("digits").main(["--limit", "200", "--image-size", "64", "--epochs", "3",
                                             "--verbose", "0"])

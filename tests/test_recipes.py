@@ -130,6 +130,7 @@ def test_fit_with_ema_keeps_the_averaged_weights(textures):
     assert changed
 
 
+@pytest.mark.slow  # ~4-6 s of fitting: keeps the fast subset under 5 min
 @pytest.mark.parametrize("recipe", [dict(ema=0.9), dict(mixup=0.4, cutmix=1.0, label_smoothing=0.1)])
 def test_resume_with_recipes_ends_with_the_uninterrupted_weights(textures, tmp_path, recipe):
     X, y = textures
