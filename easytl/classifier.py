@@ -82,12 +82,17 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     image_size : "auto", int or None, default="auto"
         Model input size: chosen from the images' size ("auto"), given, or the
         backbone's pretrained size (None).
-    augment : "default", "light", "strong", "turns", None, transform or callable, default="default"
+    augment : "default", "light", "strong", "flips", "turns", None, transform or callable, default="default"
         Training augmentation, never applied to validation or prediction:
-        "default" is "light" (random crops, flips, brightness/contrast);
-        "strong" adds TrivialAugmentWide and random erasing; "turns" adds a
-        random turn by 90° and mirror image (for inspection tiles, textures,
-        cells, aerial views: classes that do not depend on orientation); a torchvision v2
+        "light" is random crops, horizontal flips and brightness/contrast;
+        "default" is "light", and under the adaptive plan (``schedule="auto"``)
+        also vertical flips, or every turn by 90° and mirror image, when a
+        test after the probe shows the held-out images have those symmetries
+        (:mod:`easytl.training.symmetry`; recorded in ``plan_["symmetries"]``);
+        "strong" adds TrivialAugmentWide and random erasing; "flips" adds
+        vertical flips; "turns" adds a random turn by 90° and mirror image (for
+        inspection tiles, textures, cells, aerial views: classes that do not
+        depend on orientation); a torchvision v2
         transform is applied to each uint8 image; a callable ``f(images,
         generator)`` gets the uint8 batch (n, 3, H, W) and the fit's seeded
         generator and returns a batch (uint8 or floats in [0, 1]).
@@ -515,6 +520,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                 self.plan_["phases"] = [phase_dict(p) for p in self.phases_]
                 self.plan_["cache_phases"] = list(result.cache_phases)
                 self.plan_["note"] = self.history_[0]["note"]
+        tested = next((row for row in self.history_ if "symmetries" in row), None)
+        if tested is not None:  # what the symmetry test measured and added to the augmentation
+            self.plan_["symmetries"] = {"tests": tested["symmetries"],
+                                        "augment": tested.get("augment")}
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()
             if self.history_:

@@ -145,6 +145,7 @@ class FitPlan:
     note: str | None = None         # what the adaptive plan decided, in words
     stop_if_probe_perfect: bool = False
     if_probe_weak: WeakProbeRule | None = None   # decided after the probe, on validation data
+    test_symmetries: bool = False   # after the probe, add the symmetries the data has to augment
 
     def __getattr__(self, name: str):
         options = object.__getattribute__(self, "options")
@@ -168,7 +169,8 @@ class FitPlan:
                 "classes": [str(c) for c in self.classes], "multi_label": self.multi_label,
                 "monitor": self.monitor.name, "updates_per_epoch": self.updates_per_epoch,
                 "callbacks": list(self.callback_names), "options": repr(options),
-                "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak)}
+                "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak),
+                "test_symmetries": self.test_symmetries}
 
     def describe(self) -> dict:
         """The plan as JSON-able values (recorded in the model file)."""
@@ -179,7 +181,8 @@ class FitPlan:
                 "monitor": self.monitor.name, "cache_phases": list(self.cache_phases),
                 "updates_per_epoch": self.updates_per_epoch, "note": self.note,
                 "callbacks": list(self.callback_names),
-                "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe()}
+                "if_probe_weak": None if self.if_probe_weak is None else self.if_probe_weak.describe(),
+                "test_symmetries": self.test_symmetries}
 
 
 def phase_dict(phase: Phase) -> dict:
@@ -243,7 +246,7 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
     effective_batch = params["batch_size"] * params["accumulate"]
     batches = math.ceil(n_train / params["batch_size"])
     updates_per_epoch = max(1, math.ceil(batches / params["accumulate"]))
-    note, weak_probe = None, None
+    note, weak_probe, symmetries = None, None, False
     if uses_adaptive_plan(params):
         mult = 1.0 if params["backbone_lr_mult"] == "auto" else params["backbone_lr_mult"]
         warmup = adaptive.WARMUP_EPOCHS if params["warmup_epochs"] == "auto" else params["warmup_epochs"]
@@ -262,7 +265,11 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
             weak_probe = WeakProbeRule(
                 adaptive.WEAK_PROBE_BELOW, deep,
                 _cache_phases(params, deep, backbone, size, n_train + n_val, bytes_per_value))
-        note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs)
+        # The symmetry test (easytl.training.symmetry) needs held-out images and a label per
+        # image, and leaves a recipe the user named alone.
+        symmetries = n_val > 0 and not facts.multi_label and params["augment"] == "default"
+        note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs,
+                                 symmetries)
     else:
         mult, warmup = params["backbone_lr_mult"], params["warmup_epochs"]
         mult = SCHEDULE_BACKBONE_LR_MULT if mult == "auto" else mult
@@ -283,7 +290,7 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
                    updates_per_epoch=updates_per_epoch, backbone_name=backbone_name,
                    callback_names=tuple(callback_names), note=note,
                    stop_if_probe_perfect=note is not None and len(phases) > 1,
-                   if_probe_weak=weak_probe)
+                   if_probe_weak=weak_probe, test_symmetries=symmetries)
 
 
 def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:

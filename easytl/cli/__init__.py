@@ -65,10 +65,13 @@ def _positive_float(text: str) -> float:
 def _recipe_arguments(parser) -> None:
     """The small-data training recipes (TransferClassifier's parameters of the same names)."""
     parser.add_argument("--augment", default="default",
-                        choices=["default", "light", "strong", "turns", "none"],
-                        help="training augmentation (strong: TrivialAugmentWide + random erasing; "
-                             "turns: light + random 90-degree turns and mirror images, for images "
-                             "whose class does not depend on orientation)")
+                        choices=["default", "light", "strong", "flips", "turns", "none"],
+                        help="training augmentation (default: light, plus vertical flips and "
+                             "90-degree turns when a test after the probe shows the images have "
+                             "those symmetries; strong: TrivialAugmentWide + random erasing; "
+                             "flips: light + vertical flips; turns: light + random 90-degree turns "
+                             "and mirror images, for images whose class does not depend on "
+                             "orientation)")
     parser.add_argument("--mixup", type=_positive_float, default=None, metavar="ALPHA",
                         help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
     parser.add_argument("--cutmix", type=_positive_float, default=None, metavar="ALPHA",

@@ -16,7 +16,7 @@ from torchvision.ops import roi_align
 from .sources import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
-AUGMENT_PRESETS = ("default", "light", "strong", "turns")
+AUGMENT_PRESETS = ("default", "light", "strong", "flips", "turns")
 
 
 # --------------------------------------------------------------------------- on-device preprocessing
@@ -31,7 +31,7 @@ class Preprocessor:
         Square model input size.
     mean, std : sequence of 3 floats
         Normalisation of the backbone's pretrained weights.
-    augment : "default", "light", "strong", "turns", None, a torchvision v2 transform, or callable
+    augment : "default", "light", "strong", "flips", "turns", None, a torchvision v2 transform, or callable
         Training-time augmentation (:func:`augmentation` says what each does).
     """
 
@@ -124,6 +124,12 @@ def square_symmetries(x: torch.Tensor, generator=None) -> torch.Tensor:
     return out
 
 
+def vertical_flips(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """Each image of the batch flipped upside down with probability 1/2."""
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-2), x)
+
+
 # --------------------------------------------------------------------------- recipes
 
 
@@ -134,6 +140,9 @@ def augmentation(augment):
     - ``"default"`` / ``"light"``: :func:`default_augment` (crop, flip, ±15% jitter).
     - ``"strong"``: :func:`strong_augment` (TrivialAugmentWide, then the light
       recipe, then random erasing).
+    - ``"flips"``: the light recipe, then a random vertical flip (with its horizontal
+      flip: mirror images both ways and half turns), for images whose class does
+      not change upside down.
     - ``"turns"``: the light recipe, then a random symmetry of the square
       (:func:`square_symmetries`: turns by 90° and mirror images), for images
       whose class does not depend on their orientation (inspection tiles,
@@ -149,6 +158,9 @@ def augmentation(augment):
                                                                generator)
     if augment == "strong":
         return strong_augment
+    if augment == "flips":
+        return lambda images, size, generator: vertical_flips(
+            default_augment(images.float().div_(255.0), size, generator), generator)
     if augment == "turns":
         return lambda images, size, generator: square_symmetries(
             default_augment(images.float().div_(255.0), size, generator), generator)

@@ -107,13 +107,16 @@ def fine_tune_groups(per_class: int):
 
 
 def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size,
-             deep_epochs: int | None = None) -> str:
+             deep_epochs: int | None = None, symmetries: bool = False) -> str:
     """What the plan does, in words (progress output and the probe's ``history_`` row)."""
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
     text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
     if deep_epochs is not None:
         text += (f" (every layer for {deep_epochs} epochs instead if the probe's balanced accuracy "
                  f"on the held-out images is under {WEAK_PROBE_BELOW:g})")
+    if symmetries:
+        text += (", with vertical flips and quarter turns added to the augmentation if the probe "
+                 "scores the held-out images as well flipped and turned as upright")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")

@@ -10,6 +10,7 @@ they write nothing into the trainer.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import warnings
@@ -29,6 +30,7 @@ from .lr_schedule import LRSchedule
 from .metrics import balanced_accuracy
 from .mixing import BatchMixer
 from .phase_setup import PhaseFeeds, PhaseSetup
+from . import symmetry
 from .schedules import Phase
 from .tasks import task_for
 from .trust_statistics import TrustResult, trust_statistics
@@ -304,6 +306,9 @@ class Trainer:
         if any(row.get("weak_probe") for row in self.history):  # the probe chose the deeper plan
             self.phase_index = next(i for i, p in enumerate(self.phases) if p.probe)
             self._go_deeper()
+        added = [row["augment"] for row in self.history if row.get("augment")]
+        if added:  # the symmetry test added to the augmentation
+            self._use_augmentation(added[0])
         return state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases and epochs ------------------------------------------------------------------
@@ -379,6 +384,8 @@ class Trainer:
                                                            self.plan.image_size)
                 row["weak_probe"] = True
                 self._go_deeper()
+            if self.plan.test_symmetries and not self.stop_training:
+                self._add_symmetries(row)
         self.callbacks.fire("on_epoch_end", self.epoch, row)
         if self.early_stopping is not None and self.early_stopping.update(improved):
             self.stop_phase = True
@@ -466,6 +473,41 @@ class Trainer:
         rule, after = self.plan.if_probe_weak, self.phase_index + 1
         self.phases[after:] = list(rule.phases)
         self.cache_phases[after:] = list(rule.cache_phases)
+
+    def _add_symmetries(self, row: dict) -> None:
+        """After the probe: add to the augmentation the symmetries the held-out images show
+        they have (:mod:`easytl.training.symmetry`); the test's time counts in the probe's."""
+        start = time.perf_counter()
+        upright = self._held_out_losses()
+        tests = symmetry.compare_losses(upright, {name: self._held_out_losses(transform)
+                                                  for name, transform in symmetry.SYMMETRIES.items()})
+        chosen = symmetry.augmentation_for(tests)
+        row["symmetries"] = {test.name: test.describe() for test in tests}
+        row["note"] = f"{row['note']}; {symmetry.note(tests, chosen)}"
+        if chosen is not None:
+            row["augment"] = chosen
+            self._use_augmentation(chosen)
+        row["seconds"] = round(row["seconds"] + time.perf_counter() - start, 3)
+
+    def _use_augmentation(self, recipe: str) -> None:
+        """Train from now on with ``recipe`` (a copy of the preprocessing: prediction's is
+        untouched)."""
+        train = self.image_feeds[0]
+        train.preprocess = copy.copy(train.preprocess)
+        train.preprocess.augment = recipe
+
+    @torch.inference_mode()
+    def _held_out_losses(self, transform=None) -> np.ndarray:
+        """Log-loss of each held-out image (of every process), plain or under ``transform``."""
+        self.model.eval()
+        losses = []
+        feed = self.image_feeds[1]
+        for x, labels in ([] if feed is None else feed.batches(train=False)):
+            with self.accelerator.autocast():
+                logits = self.model(x if transform is None else transform(x), start=0).float()
+            losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
+        local = torch.cat(losses) if losses else torch.zeros(0, device=self.accelerator.device)
+        return self.gather(local).cpu().numpy()
 
     def validate(self, feed, balanced: bool = False) -> dict:
         """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one

@@ -1,0 +1,99 @@
+"""The symmetry test after the probe: vertical flips and quarter turns join the augmentation
+only when the held-out images score as well flipped and turned as upright."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from easytl import TransferClassifier
+from easytl.training import symmetry
+from easytl.training.symmetry import augmentation_for, compare_losses
+
+from conftest import tiny_kwargs
+
+
+def test_a_symmetry_passes_only_within_its_noise():
+    rng = np.random.default_rng(0)
+    upright = rng.exponential(0.5, 400)
+    same = upright + rng.normal(0, 0.3, 400)        # no systematic change
+    worse = upright + 1.0 + rng.normal(0, 0.3, 400)  # digits upside down
+    tests = compare_losses(upright, {"vertical flip": same, "quarter turn": worse})
+    assert [t.passed for t in tests] == [True, False]
+    assert tests[0].tolerance == pytest.approx(
+        symmetry.SYMMETRY_Z * tests[0].standard_error + symmetry.SYMMETRY_SLACK * upright.mean())
+    assert tests[1].increase == pytest.approx(1.0, abs=0.05)
+    assert augmentation_for(tests) == "flips"
+    both = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1]})
+    assert augmentation_for(both) == "turns"
+    # a quarter turn alone adds nothing: with the default's mirror image it would imply the flip
+    assert augmentation_for(compare_losses(upright, {"vertical flip": worse,
+                                                     "quarter turn": same})) is None
+    assert not compare_losses(upright[:1], {"vertical flip": same[:1]})[0].passed  # one image
+
+
+def _stripes(n_per_class=150, size=32, orientation=True, label_noise=0.1, seed=0):
+    """Bright vs dark images of stripes; the class is the stripes' direction (orientation=True:
+    a quarter turn changes it, a vertical flip does not) or the brightness (every symmetry keeps
+    it). Some labels are wrong, so that the probe is not perfect and fine-tuning follows."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for k in range(2 * n_per_class):
+        cls = k % 2
+        period = int(rng.integers(4, 8))
+        rows = (np.arange(size) // (period // 2)) % 2
+        stripes = np.tile(rows[:, None], (1, size)) if (cls if orientation else k // 2 % 2) \
+            else np.tile(rows[None, :], (size, 1))
+        level = 0.5 if orientation else (0.25 if cls else 0.75)
+        image = np.clip(level + 0.5 * (stripes - 0.5) + rng.normal(0, 0.05, (size, size)), 0, 1)
+        images.append(np.repeat(image[..., None], 3, -1))
+        labels.append(cls if rng.random() > label_noise else 1 - cls)
+    return (np.stack(images) * 255).astype(np.uint8), np.array(["a", "b"])[labels]
+
+
+def _edges_and_brightness() -> nn.Module:
+    """A backbone whose features are exactly what the stripes' classes need: mean brightness
+    and the strength of horizontal and of vertical edges (Sobel filters, both signs)."""
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([sobel, -sobel, sobel.T, -sobel.T, torch.full((3, 3), 1.0)])
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(kernels[:, None].expand(5, 3, 3, 3) / 3)
+    return nn.Sequential(conv, nn.BatchNorm2d(5), nn.ReLU())
+
+
+@pytest.mark.parametrize("orientation, expected", [(True, "flips"), (False, "turns")])
+def test_the_plan_adds_the_symmetries_the_data_has(monkeypatch, orientation, expected):
+    from easytl.data import augment
+    from easytl.training import adaptive
+    monkeypatch.setattr(adaptive, "FINE_TUNE_EPOCHS", 1)
+    monkeypatch.setattr(adaptive, "MIN_FINE_TUNE_STEPS", 1)
+    monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)  # keep the short top-3 plan
+    used = []
+    for name in ("vertical_flips", "square_symmetries"):
+        original = getattr(augment, name)
+        monkeypatch.setattr(augment, name, lambda x, g, f=original, name=name: used.append(name)
+                            or f(x, g))
+    X, y = _stripes(orientation=orientation)
+    clf = TransferClassifier(**tiny_kwargs(backbone=_edges_and_brightness(), schedule="auto",
+                                           epochs=None, head="auto", val_size="auto")).fit(X, y)
+    probe = clf.history_[0]
+    tests = probe["symmetries"]
+    assert tests["vertical flip"]["passed"] is True
+    assert tests["quarter turn"]["passed"] is (expected == "turns")
+    assert probe["augment"] == expected and f"augment={expected!r}" in probe["note"]
+    assert clf.plan_["symmetries"] == {"tests": tests, "augment": expected}
+    assert len(clf.history_) > 1 and set(used) == {"vertical_flips" if expected == "flips"
+                                                   else "square_symmetries"}
+
+
+def test_a_named_recipe_or_a_few_shot_plan_is_left_alone(textures):
+    X, y = _stripes()
+    light = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
+                                             val_size="auto", augment="light"))
+    light.fit(X, y)
+    assert light.plan_["test_symmetries"] is False and "symmetries" not in light.history_[0]
+    X, y = textures  # 20 per class: few-shot, nothing held out to test on
+    few = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
+                                           val_size="auto")).fit(X, y)
+    assert few.plan_["test_symmetries"] is False
