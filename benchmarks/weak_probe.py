@@ -4,6 +4,8 @@ longer, on tasks where the linear probe is strong and where it is weak.
     python benchmarks/weak_probe.py                        # every task below
     python benchmarks/weak_probe.py --only digits,proxy128 # some of them
     python benchmarks/weak_probe.py --quick                # tiny sizes: proves the script runs
+    python benchmarks/weak_probe.py --only proxy224 --fits deep --params '{"augment": "light"}'
+                                                           # other estimator arguments (JSON)
 
 For each task the default ``TransferClassifier()`` is fitted twice, in this
 process, with the rule's bar moved so that the choice is forced either way:
@@ -90,8 +92,16 @@ def scores(clf, X_test, y_test) -> dict:
             "balanced_accuracy": round(float(balanced_accuracy_score(y_test, predicted)), 4)}
 
 
-def run_task(task: str, quick: bool, seed: int, fits=("top", "deep")) -> dict:
+def recalls(clf, X_test, y_test) -> dict:
+    from sklearn.metrics import recall_score
+    labels = list(clf.classes_)
+    values = recall_score(y_test, clf.predict(X_test), labels=labels, average=None, zero_division=0)
+    return {str(c): round(float(r), 2) for c, r in zip(labels, values)}
+
+
+def run_task(task: str, quick: bool, seed: int, fits=("top", "deep"), extra=None) -> dict:
     X, y, X_test, y_test, params = load(task, quick)
+    params.update(extra or {})
     row = {"task": task, "n_train": len(X), "n_test": len(X_test)}
     for name in fits:
         deep = name == "deep"
@@ -100,7 +110,9 @@ def run_task(task: str, quick: bool, seed: int, fits=("top", "deep")) -> dict:
         row["probe_val_balanced_accuracy"] = probe.get("val_balanced_accuracy")
         row["probe_val_accuracy"] = probe.get("val_accuracy")
         row["image_size"] = clf.image_size_
-        row[name] = dict(scores(clf, X_test, y_test), seconds=round(seconds, 1),
+        row[name] = dict(scores(clf, X_test, y_test), recall=recalls(clf, X_test, y_test),
+                         params=extra or {}, symmetries=clf.plan_.get("symmetries"),
+                         seconds=round(seconds, 1),
                          seconds_by_phase=seconds_by_phase(clf.history_),
                          phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
                          best_epoch=clf.best_epoch_)
@@ -116,11 +128,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a quarter of the data, small images")
     parser.add_argument("--fits", default="top,deep", help="which of the two fits to run")
     parser.add_argument("--json", help="also write the rows here (JSON lines, appended)")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help="more TransferClassifier arguments for every fit, as JSON")
     args = parser.parse_args(argv)
     tasks = args.only.split(",") if args.only else list(TASKS)
     rows = []
     for task in tasks:
-        row = run_task(task, args.quick, args.seed, args.fits.split(","))
+        row = run_task(task, args.quick, args.seed, args.fits.split(","), args.params)
         rows.append(row)
         if args.json:
             with open(args.json, "a") as out:

@@ -111,7 +111,8 @@ class WeakProbeRule:
 
     def note(self, score: float, size: int) -> str:
         """What the fit does instead, and why (the probe's ``history_`` row)."""
-        return adaptive.weak_probe_note(score, size, self.phases[0].epochs, self.phases[0].lr)
+        deep = self.phases[0]
+        return adaptive.weak_probe_note(score, size, deep.epochs, deep.lr, deep.trainable_groups)
 
     def describe(self) -> dict:
         return {"below": self.below, "phases": [phase_dict(p) for p in self.phases]}
@@ -256,20 +257,23 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
         phases = [Phase(1, 0, name="probe", probe=True),
                   Phase(epochs, groups, lr=fine_lr, backbone_lr_mult=mult, warmup_epochs=warmup,
                         name="all" if groups == "all" else f"top{groups}")]
-        deep_epochs = None
+        deep_epochs, deep_groups = None, "all"
         if n_val > 0 and groups != "all" and not facts.multi_label:
             deep_epochs = adaptive.fine_tune_epochs(n_train, effective_batch, size, pretrained,
                                                     length=adaptive.DEEP_LENGTH)
-            deep = (Phase(deep_epochs, "all", lr=fine_lr, backbone_lr_mult=mult, warmup_epochs=warmup,
-                          name="all", layer_lr_decay=adaptive.LAYER_LR_DECAY),)
-            weak_probe = WeakProbeRule(
-                adaptive.WEAK_PROBE_BELOW, deep,
-                _cache_phases(params, deep, backbone, size, n_train + n_val, bytes_per_value))
+            deep_groups = adaptive.deep_groups(len(backbone.layer_groups))
+            deep = (Phase(deep_epochs, deep_groups, lr=fine_lr, backbone_lr_mult=mult,
+                          warmup_epochs=warmup, name="deep", layer_lr_decay=adaptive.LAYER_LR_DECAY),)
+            # Only the stem is frozen: computing it costs a few percent of a step, while a cache
+            # of its full-resolution output would take gigabytes and fix the augmented views.
+            cache = ((False,) if params["cache_features"] == "auto" else
+                     _cache_phases(params, deep, backbone, size, n_train + n_val, bytes_per_value))
+            weak_probe = WeakProbeRule(adaptive.WEAK_PROBE_BELOW, deep, cache)
         # The symmetry test (easytl.training.symmetry) needs held-out images and a label per
         # image, and leaves a recipe the user named alone.
         symmetries = n_val > 0 and not facts.multi_label and params["augment"] == "default"
         note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs,
-                                 symmetries)
+                                 symmetries, deep_groups)
     else:
         mult, warmup = params["backbone_lr_mult"], params["warmup_epochs"]
         mult = SCHEDULE_BACKBONE_LR_MULT if mult == "auto" else mult

@@ -220,13 +220,14 @@ def test_a_weak_probe_fine_tunes_every_layer_longer_and_says_why(monkeypatch, sh
     assert probe_row["val_balanced_accuracy"] < adaptive.WEAK_PROBE_BELOW
     assert probe_row["weak_probe"] is True and "every layer fine-tunes instead" in probe_row["note"]
     deep = clf.phases_[-1]
+    # the tiny backbone's two groups: nothing to spare beyond the top 3, so every layer trains
     assert (deep.trainable_groups, deep.layer_lr_decay) == ("all", adaptive.LAYER_LR_DECAY)
     planned = clf.plan_["planned_phases"][-1]  # what the plan would have run after a strong probe
-    assert clf.plan_["phases"][-1]["trainable_groups"] == "all"  # plan_ describes what ran
+    assert clf.plan_["phases"][-1]["name"] == "deep"  # plan_ describes what ran
     assert clf.plan_["note"] == probe_row["note"] and clf.plan_["cache_phases"][-1] is False
     assert planned["trainable_groups"] == adaptive.TOP_GROUPS
     assert deep.epochs == clf.plan_["if_probe_weak"]["phases"][0]["epochs"] > planned["epochs"]
-    assert [r["phase"] for r in clf.history_] == ["probe"] + ["all"] * deep.epochs
+    assert [r["phase"] for r in clf.history_] == ["probe"] + ["deep"] * deep.epochs
     assert clf.plan_["if_probe_weak"]["applied"] is True
     # the same data with the rule's bar at 0: today's plan, unchanged
     monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)
@@ -248,9 +249,26 @@ def test_a_fit_that_went_deeper_resumes_in_the_deeper_phase(tmp_path, short_plan
         stopped.fit(X, y, checkpoint_dir=tmp_path)
     resumed = TransferClassifier(**kwargs).fit(X, y, checkpoint_dir=tmp_path, resume=True)
     assert [r["phase"] for r in resumed.history_] == [r["phase"] for r in full.history_]
-    assert [p.name for p in resumed.phases_] == ["probe", "all"]
+    assert [p.name for p in resumed.phases_] == ["probe", "deep"]
+    # the symmetry test added turns (noise has every symmetry); the resumed fit trains with them
+    assert resumed.history_[0]["augment"] == full.history_[0]["augment"] == "turns"
     for name, value in full.model_.state_dict().items():
         torch.testing.assert_close(resumed.model_.state_dict()[name], value)
+
+
+def test_the_deeper_plan_spares_the_stem_of_a_real_backbone_and_caches_nothing():
+    from easytl.models.adapters import create_backbone
+    from easytl.training import adaptive
+    backbone = create_backbone("efficientnet_lite0", weights=None)
+    facts = DataFacts(classes=("a", "b"), counts=(400, 400), multi_label=False, native_side=224)
+    params = TransferClassifier(backbone=backbone).get_params()
+    plan = make_plan(params, facts, seed=0, lr=1e-3, backbone=backbone, n_train=720, n_val=80,
+                     val_size=0.1)
+    deep = plan.if_probe_weak.phases[0]
+    assert deep.trainable_groups == len(backbone.layer_groups) - adaptive.DEEP_FROZEN_GROUPS == 7
+    assert deep.name == "deep" and plan.if_probe_weak.cache_phases == (False,)
+    assert adaptive.deep_groups(4) == "all"  # a small custom backbone trains every group
+    assert "every layer but the stem" in plan.note
 
 
 def test_layer_lr_decay_gives_each_lower_group_a_smaller_lr():
