@@ -8,7 +8,8 @@ and its two-phase fine-tune (224 px, 3 epochs head, then 3 epochs everything),
 each run in a fresh process, fit + predict timed. Tasks: the synthetic
 textures (300 / 100), scikit-learn digits (1347 / 450) and digits with 5, 10
 and 20 training images per class (the rest, ~1,700 images, is the test set;
-``--seeds`` draws). Accuracy is the mean (± std) over seeds; time is the best
+``--seeds`` draws), and the inspection proxy (:func:`easytl.make_inspection_images`,
+800 / 400 gray images of 288 px from disjoint photos; slow: ``--only proxy``). Accuracy is the mean (± std) over seeds; time is the best
 of ``--rounds`` runs of the first draw. Prints a Markdown table and the rule check
 (default ≥ probe − 0.01 and ≥ two-phase; time ≤ ¼ of two-phase, and ≤ the probe's
 on tasks of more than 500 images).
@@ -28,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-TASKS = ["textures", "digits", "digits5", "digits10", "digits20"]
-SIZES = {"textures": 400, "digits": 1797, "digits5": 1797, "digits10": 1797, "digits20": 1797}
+TASKS = ["textures", "digits", "digits5", "digits10", "digits20", "proxy"]
+SIZES = {"textures": 400, "digits": 1797, "digits5": 1797, "digits10": 1797, "digits20": 1797,
+         "proxy": 1200}
 PROCEDURES = {  # name: (script, workflow, extra arguments)
     "default": ("easytl_side.py", "default", []),
     "probe": ("notebook_baseline.py", "feature_extraction", []),

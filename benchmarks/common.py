@@ -30,7 +30,7 @@ def parse_args(argv, workflows):
 
 # textures and digits: stratified 75/25 splits; digitsK: K training images per class (drawn
 # with --seed), every other digit is the test set.
-DATA = ["textures", "digits", "digits5", "digits10", "digits20"]
+DATA = ["textures", "digits", "digits5", "digits10", "digits20", "proxy"]
 
 
 def load_data(name: str, workflow: str, seed: int = 0):
@@ -40,6 +40,16 @@ def load_data(name: str, workflow: str, seed: int = 0):
         X, y = make_textures(n_per_class=PREDICT_IMAGES // 4, random_state=1)
         y = np.unique(y, return_inverse=True)[1]
         return X[::250], y[::250], X, y, np.unique(y)  # 8 training images, 2 per class
+    if name == "proxy":  # the inspection proxy: 800 / 400 gray 288 px images, split by photo
+        from easytl import make_inspection_images
+        X, y, _ = make_inspection_images(800, 288, split="train", random_state=0)
+        X_test, y_test, _ = make_inspection_images(400, 288, split="test", random_state=1000)
+        classes, y = np.unique(y, return_inverse=True)
+        y_test = np.searchsorted(classes, y_test)
+
+        def rgb(images):
+            return np.repeat(images[..., None], 3, axis=-1).astype(np.float32) / 255.0
+        return rgb(X), y, rgb(X_test), y_test, np.arange(len(classes))
     if name == "textures":
         X, y = make_textures(random_state=42)
         y = np.unique(y, return_inverse=True)[1]

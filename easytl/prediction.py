@@ -130,7 +130,9 @@ class PredictionMixin:
 
         Returns
         -------
-        dict with ``accuracy`` (float), ``report`` (text), ``confusion_matrix``
+        dict with ``accuracy`` (float), ``balanced_accuracy`` (the mean of the
+        per-class recalls: a rare class weighs as much as a common one),
+        ``recall`` (per class present in ``y``), ``report`` (text), ``confusion_matrix``
         (rows: true labels, columns: predictions, both in ``labels`` order),
         ``labels``, and ``calibration``: ``temperature``, expected calibration
         error (15 bins) and log-loss before and after temperature scaling

@@ -60,6 +60,12 @@ def test_report_has_accuracy_text_and_confusion_matrix(fitted, textures):
     cm = result["confusion_matrix"]
     assert cm.shape == (4, 4) and cm.sum() == len(X) and np.trace(cm) == round(result["accuracy"] * len(X))
     assert all(label in result["report"] for label in ("dots", "grid", "noise", "stripes"))
+    # per-class recall from the confusion matrix; balanced accuracy is their mean
+    recall = np.diag(cm) / cm.sum(axis=1)
+    assert result["recall"] == pytest.approx(dict(zip(result["labels"], recall)))
+    assert result["balanced_accuracy"] == pytest.approx(recall.mean())
+    rare = fitted.report(X[y != "dots"], y[y != "dots"])  # a class left out of y
+    assert "dots" not in rare["recall"] and len(rare["recall"]) == 3
 
 
 @pytest.mark.slow  # several pretrained backbones or fits at size

@@ -40,12 +40,17 @@ def evaluation(clf, X, y, n_augment: int = 1):
         raw, proba = None, clf.predict_tta(X, n_augment, return_proba=True)
     if getattr(clf, "multi_label_", False):
         return _multi_label_figures(clf, encoded, raw, proba), proba
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, recall_score
 
     from .statistics import expected_calibration_error, log_loss
     predictions = clf.classes_[proba.argmax(axis=1)]
     labels = clf.classes_
+    present = np.isin(labels, np.asarray(y))
+    recall = recall_score(y, predictions, labels=labels, average=None, zero_division=0)
     return {"accuracy": float(accuracy_score(y, predictions)),
+            # rare classes weigh as much as common ones (classes absent from y are left out)
+            "balanced_accuracy": _balanced_accuracy(y, predictions),
+            "recall": {str(c): float(r) for c, r, p in zip(labels, recall, present) if p},
             "report": classification_report(y, predictions, labels=labels, zero_division=0,
                                             target_names=[str(c) for c in labels], digits=3),
             "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
@@ -57,6 +62,14 @@ def evaluation(clf, X, y, n_augment: int = 1):
                 "log_loss_before": None if raw is None else log_loss(raw, encoded),
                 "log_loss_after": log_loss(proba, encoded)},
             "unknown": unknown_threshold_facts(clf)}, proba
+
+
+def _balanced_accuracy(y, predictions) -> float:
+    import warnings
+    from sklearn.metrics import balanced_accuracy_score
+    with warnings.catch_warnings():  # a class predicted but absent from y: not news here
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y, predictions))
 
 
 def unknown_threshold_facts(clf) -> dict:
