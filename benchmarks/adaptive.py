@@ -9,8 +9,9 @@ each run in a fresh process, fit + predict timed. Tasks: the synthetic
 textures (300 / 100), scikit-learn digits (1347 / 450) and digits with 5, 10
 and 20 training images per class (the rest, ~1,700 images, is the test set;
 ``--seeds`` draws), and the inspection proxy (:func:`easytl.make_inspection_images`,
-800 / 400 gray images of 288 px from disjoint photos; slow: ``--only proxy``). Accuracy is the mean (± std) over seeds; time is the best
-of ``--rounds`` runs of the first draw. Prints a Markdown table and the rule check
+800 / 400 gray images of 288 px from disjoint photos; slow: ``--only proxy``).
+Accuracy is the mean (± std) over seeds; time is the best of ``--rounds`` runs
+of the first draw. Prints a Markdown table and the rule check
 (default ≥ probe − 0.01 and ≥ two-phase; time ≤ ¼ of two-phase, and ≤ the probe's
 on tasks of more than 500 images).
 """
