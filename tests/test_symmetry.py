@@ -1,10 +1,11 @@
-"""augment="turns": the light recipe plus a random symmetry of the square."""
+"""augment="turns" and "flips": the light recipe plus a random symmetry of the square, or a
+random vertical flip."""
 
 import pytest
 import torch
 
 from easytl import TransferClassifier
-from easytl.data.augment import Preprocessor, square_symmetries
+from easytl.data.augment import Preprocessor, square_symmetries, vertical_flips
 
 
 def _d4(image: torch.Tensor) -> list[torch.Tensor]:
@@ -19,6 +20,21 @@ def test_square_symmetries_draw_each_of_the_eight_per_image():
     which = [next(k for k, c in enumerate(candidates) if torch.equal(o, c)) for o in out]
     assert sorted(set(which)) == list(range(8))  # every image is one of them, and all occur
     assert torch.equal(square_symmetries(x, torch.Generator().manual_seed(0)), out)  # seeded
+
+
+def test_vertical_flips_flip_about_half_of_the_images_each_on_its_own():
+    x = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(1, 3, 4, 4).repeat(400, 1, 1, 1)
+    out = vertical_flips(x, torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, x[0].flip(-2)) for o in out])
+    assert all(torch.equal(o, x[0]) or f for o, f in zip(out, flipped))  # upright or upside down
+    assert 150 < int(flipped.sum()) < 250
+    assert torch.equal(vertical_flips(x, torch.Generator().manual_seed(0)), out)  # seeded
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    image[..., :4, :] = 255  # a bright bar along the top edge: flips put it at the bottom only
+    trained = Preprocessor(32, [0, 0, 0], [1, 1, 1], augment="flips")(
+        image.repeat(64, 1, 1, 1), train=True, generator=torch.Generator().manual_seed(0))
+    top, bottom = trained[:, 0, :4, :].mean((1, 2)), trained[:, 0, -4:, :].mean((1, 2))
+    assert (top > bottom).any() and (bottom > top).any()
 
 
 def test_turns_recipe_turns_training_images_and_never_prediction_images():

@@ -13,23 +13,31 @@ from easytl.training.symmetry import augmentation_for, compare_losses
 from conftest import tiny_kwargs
 
 
-def test_a_symmetry_passes_only_within_its_noise():
+def test_a_symmetry_passes_only_when_shown_to_keep_what_the_probe_knows():
     rng = np.random.default_rng(0)
-    upright = rng.exponential(0.5, 400)
+    labels = np.repeat([0, 1, 2, 3], 100)  # prior loss: log 4 = 1.39 nats
+    upright = rng.exponential(0.3, 400)     # the probe knows about 1.1 nats
     same = upright + rng.normal(0, 0.3, 400)        # no systematic change
     worse = upright + 1.0 + rng.normal(0, 0.3, 400)  # digits upside down
-    tests = compare_losses(upright, {"vertical flip": same, "quarter turn": worse})
+    tests = compare_losses(upright, {"vertical flip": same, "quarter turn": worse}, labels)
     assert [t.passed for t in tests] == [True, False]
-    assert tests[0].tolerance == pytest.approx(
-        symmetry.SYMMETRY_Z * tests[0].standard_error + symmetry.SYMMETRY_SLACK * upright.mean())
+    assert tests[0].prior_loss == pytest.approx(np.log(4))
     assert tests[1].increase == pytest.approx(1.0, abs=0.05)
     assert augmentation_for(tests) == "flips"
-    both = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1]})
+    both = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1]}, labels)
     assert augmentation_for(both) == "turns"
     # a quarter turn alone adds nothing: with the default's mirror image it would imply the flip
     assert augmentation_for(compare_losses(upright, {"vertical flip": worse,
-                                                     "quarter turn": same})) is None
-    assert not compare_losses(upright[:1], {"vertical flip": same[:1]})[0].passed  # one image
+                                                     "quarter turn": same}, labels)) is None
+    # missing evidence never passes: few images, or a probe no better than the class frequencies
+    few = compare_losses(upright[:10], {"vertical flip": upright[:10] + rng.normal(0.5, 0.5, 10)},
+                         labels[::40])
+    assert not few[0].passed and "not shown" in symmetry.note(few, None)
+    clueless = compare_losses(np.full(400, 1.5), {"vertical flip": np.full(400, 1.5)}, labels)
+    assert not clueless[0].passed and "no better than the class frequencies" in \
+        symmetry.note(clueless, None)
+    assert compare_losses(upright[:1], {"vertical flip": same[:1]}, labels[:1])[0].describe()[
+        "standard_error"] is None  # (JSON-safe)
 
 
 def _stripes(n_per_class=150, size=32, orientation=True, label_noise=0.1, seed=0):
@@ -85,6 +93,55 @@ def test_the_plan_adds_the_symmetries_the_data_has(monkeypatch, orientation, exp
     assert clf.plan_["symmetries"] == {"tests": tests, "augment": expected}
     assert len(clf.history_) > 1 and set(used) == {"vertical_flips" if expected == "flips"
                                                    else "square_symmetries"}
+
+
+@pytest.mark.slow
+def test_a_resumed_fit_trains_with_the_symmetries_its_probe_found(tmp_path, monkeypatch):
+    import warnings
+    from conftest import InterruptAt
+    from easytl.training import adaptive
+    monkeypatch.setattr(adaptive, "FINE_TUNE_EPOCHS", 2)
+    monkeypatch.setattr(adaptive, "MIN_FINE_TUNE_STEPS", 1)
+    monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)
+    X, y = _stripes(orientation=False)
+    kwargs = tiny_kwargs(backbone=_edges_and_brightness(), schedule="auto", epochs=None,
+                         head="auto", val_size="auto")
+    full = TransferClassifier(**kwargs).fit(X, y)
+    assert full.history_[0]["augment"] == "turns" and len(full.history_) == 3
+    stopped = TransferClassifier(**dict(kwargs, backbone=_edges_and_brightness()),
+                                 callbacks=[InterruptAt(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped.fit(X, y, checkpoint_dir=tmp_path)
+    resumed = TransferClassifier(**dict(kwargs, backbone=_edges_and_brightness())).fit(
+        X, y, checkpoint_dir=tmp_path, resume=True)
+    # the same training, epoch by epoch (the weights kept may be the probe's: the best epoch)
+    assert [row["train_loss"] for row in resumed.history_] == pytest.approx(
+        [row["train_loss"] for row in full.history_], rel=1e-5)
+
+
+def test_the_added_symmetries_reach_a_cached_phase(monkeypatch):
+    from easytl.data import augment
+    from easytl.training import adaptive
+    monkeypatch.setattr(adaptive, "FINE_TUNE_EPOCHS", 1)
+    monkeypatch.setattr(adaptive, "MIN_FINE_TUNE_STEPS", 1)
+    monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)
+    used = []
+    original = augment.square_symmetries
+    monkeypatch.setattr(augment, "square_symmetries", lambda x, g: used.append(len(x)) or original(x, g))
+    backbone = _edges_and_brightness()
+    for _ in range(3):  # three more groups on top of the edges: the top 3 leave it frozen, cached
+        conv = nn.Conv2d(5, 5, 1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.eye(5)[:, :, None, None])
+            conv.bias.zero_()
+        backbone.append(conv)
+    X, y = _stripes(orientation=False)
+    clf = TransferClassifier(**tiny_kwargs(backbone=backbone, schedule="auto", epochs=None,
+                                           head="auto", val_size="auto", cache_features=True))
+    clf.fit(X, y)
+    assert clf.history_[0]["augment"] == "turns" and clf.plan_["cache_phases"] == [True, True]
+    assert sum(used) == clf.plan_["n_train"]  # the cached view of every training image was turned
 
 
 def test_a_named_recipe_or_a_few_shot_plan_is_left_alone(textures):

@@ -445,10 +445,13 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.inference_mode()
-    def _outputs(self, feed):
-        """Logits (float) and labels of a feed, batch by batch, in inference mode."""
+    def _outputs(self, feed, transform=None):
+        """Logits (float) and labels of a feed, batch by batch, in inference mode (each batch
+        through ``transform`` first, if given)."""
         self.model.eval()
         for x, labels in ([] if feed is None else feed.batches(train=False)):
+            if transform is not None:
+                x = transform(x)
             with self.accelerator.autocast():
                 logits = self.model(x, start=feed.start).float()
             yield logits, labels
@@ -478,9 +481,10 @@ class Trainer:
         """After the probe: add to the augmentation the symmetries the held-out images show
         they have (:mod:`easytl.training.symmetry`); the test's time counts in the probe's."""
         start = time.perf_counter()
-        upright = self._held_out_losses()
-        tests = symmetry.compare_losses(upright, {name: self._held_out_losses(transform)
-                                                  for name, transform in symmetry.SYMMETRIES.items()})
+        upright, labels = self._held_out_losses()
+        tests = symmetry.compare_losses(
+            upright, {name: self._held_out_losses(transform)[0]
+                      for name, transform in symmetry.SYMMETRIES.items()}, labels)
         chosen = symmetry.augmentation_for(tests)
         row["symmetries"] = {test.name: test.describe() for test in tests}
         row["note"] = f"{row['note']}; {symmetry.note(tests, chosen)}"
@@ -496,18 +500,17 @@ class Trainer:
         train.preprocess = copy.copy(train.preprocess)
         train.preprocess.augment = recipe
 
-    @torch.inference_mode()
-    def _held_out_losses(self, transform=None) -> np.ndarray:
-        """Log-loss of each held-out image (of every process), plain or under ``transform``."""
-        self.model.eval()
-        losses = []
-        feed = self.image_feeds[1]
-        for x, labels in ([] if feed is None else feed.batches(train=False)):
-            with self.accelerator.autocast():
-                logits = self.model(x if transform is None else transform(x), start=0).float()
-            losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
-        local = torch.cat(losses) if losses else torch.zeros(0, device=self.accelerator.device)
-        return self.gather(local).cpu().numpy()
+    def _held_out_losses(self, transform=None) -> tuple[np.ndarray, np.ndarray]:
+        """Log-loss and label of each held-out image (of every process, in rank order), plain
+        or under ``transform``."""
+        losses, labels = [], []
+        for logits, y in self._outputs(self.image_feeds[1], transform):
+            losses.append(torch.nn.functional.cross_entropy(logits, y, reduction="none"))
+            labels.append(y)
+        device = self.accelerator.device
+        losses = torch.cat(losses) if losses else torch.zeros(0, device=device)
+        labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
+        return self.gather(losses).cpu().numpy(), self.gather(labels).cpu().numpy()
 
     def validate(self, feed, balanced: bool = False) -> dict:
         """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one
