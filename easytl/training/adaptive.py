@@ -119,7 +119,7 @@ def deep_groups(n_groups: int):
 
 def deep_words(groups) -> str:
     """The deeper fine-tuning's layers, in words."""
-    return "every layer" if groups == "all" else "every layer but the stem"
+    return "every layer" if groups == "all" else "every layer but the stem (the lowest group)"
 
 
 def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size,
@@ -133,7 +133,7 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
                  f"on the held-out images is under {WEAK_PROBE_BELOW:g})")
     if symmetries:
         text += (", with vertical flips and quarter turns added to the augmentation if the probe "
-                 "scores the held-out images as well flipped and turned as upright")
+                 "shows that flipped and turned held-out images keep their classes")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")
