@@ -30,14 +30,28 @@ def test_a_symmetry_passes_only_when_shown_to_keep_what_the_probe_knows():
     assert augmentation_for(compare_losses(upright, {"vertical flip": worse,
                                                      "quarter turn": same}, labels)) is None
     # missing evidence never passes: few images, or a probe no better than the class frequencies
-    few = compare_losses(upright[:10], {"vertical flip": upright[:10] + rng.normal(0.5, 0.5, 10)},
-                         labels[::40])
-    assert not few[0].passed and "not shown" in symmetry.note(few, None)
+    few = compare_losses(upright[:20], {"vertical flip": upright[:20] + rng.normal(0, 0.01, 20)},
+                         labels[::20])
+    assert few[0].increase < 0.01 and not few[0].passed and "too few" in symmetry.note(few, None)
     clueless = compare_losses(np.full(400, 1.5), {"vertical flip": np.full(400, 1.5)}, labels)
     assert not clueless[0].passed and "no better than the class frequencies" in \
         symmetry.note(clueless, None)
     assert compare_losses(upright[:1], {"vertical flip": same[:1]}, labels[:1])[0].describe()[
         "standard_error"] is None  # (JSON-safe)
+
+
+def test_a_symmetry_that_confuses_two_classes_of_ten_does_not_pass_on_the_other_eight():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), 40)
+    upright = rng.exponential(0.2, 400)
+    flipped = upright + rng.normal(0, 0.05, 400)
+    flipped[labels < 2] += 2.0  # upside down, a 6 is a 9 and a 9 a 6
+    test = compare_losses(upright, {"vertical flip": flipped}, labels)[0]
+    # over all images the increase (0.4) is within a quarter of what the probe knows (2.1) ...
+    assert test.increase + 2 * test.standard_error < 0.25 * test.probe_knows
+    # ... but class 0 shows it does not keep its class
+    assert not test.passed and test.worst_class == "0"
+    assert "class '0' not shown to keep" in symmetry.note([test], None)
 
 
 def _stripes(n_per_class=150, size=32, orientation=True, label_noise=0.1, seed=0):
