@@ -51,10 +51,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         the notebook's MLP; a callable takes ``(in_features, n_classes)``.
     schedule : "auto", "feature_extraction", "fine_tune", "progressive", Schedule or list of Phase
         "auto" (with ``epochs=None``): a linear probe, then fine-tuning the top
-        layer groups for a length set from the data size, or every layer for
-        twice as long when the probe's balanced accuracy on the held-out images
-        is under 0.85 (``history_[0]["note"]`` says which); with ``epochs=N`` it
-        is "progressive".
+        layer groups for a length set from the data size, or every layer but
+        the stem for twice as long when the probe's balanced accuracy on the
+        held-out images is under 0.85 (``history_[0]["note"]`` says which); with
+        ``epochs=N`` it is "progressive".
     epochs : int, optional
         Total epochs over all phases; None lets the schedule decide.
     batch_size : int, default=32
