@@ -109,10 +109,11 @@ class WeakProbeRule:
     phases: tuple                   # replace every phase after the probe
     cache_phases: tuple
 
-    def note(self, score: float, size: int) -> str:
+    def note(self, score: float, size: int, n_val: int) -> str:
         """What the fit does instead, and why (the probe's ``history_`` row)."""
         deep = self.phases[0]
-        return adaptive.weak_probe_note(score, size, deep.epochs, deep.lr, deep.trainable_groups)
+        return adaptive.weak_probe_note(score, size, deep.epochs, deep.lr, deep.trainable_groups,
+                                        n_val)
 
     def describe(self) -> dict:
         return {"below": self.below, "phases": [phase_dict(p) for p in self.phases]}

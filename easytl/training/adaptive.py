@@ -144,9 +144,11 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
                    "gets every held-out image right")
 
 
-def weak_probe_note(score: float, size: int, epochs: int, lr: float, groups="all") -> str:
+def weak_probe_note(score: float, size: int, epochs: int, lr: float, groups="all",
+                    n_val: int | None = None) -> str:
     """Why a fit went deeper (the probe's ``history_`` row and the progress output)."""
-    return (f"{size} px input; the linear probe reaches only {score:.2f} balanced accuracy on the "
-            f"held-out images (under {WEAK_PROBE_BELOW:g}): the pretrained features do not separate "
-            f"these classes well, so {deep_words(groups)} fine-tunes instead, for {epochs} epochs at lr "
-            f"{lr:g}")
+    held = "the held-out images" if n_val is None else f"the {n_val} held-out images"
+    return (f"{size} px input; the linear probe reaches only {score:.2f} balanced accuracy on "
+            f"{held} (under {WEAK_PROBE_BELOW:g}): the pretrained features do not seem to separate "
+            f"these classes well (or the labels are noisy), so {deep_words(groups)} fine-tunes "
+            f"instead, for {epochs} epochs at lr {lr:g}")

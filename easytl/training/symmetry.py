@@ -152,8 +152,9 @@ def note(tests, chosen: str | None) -> str:
     def verdict(t):
         if t.passed:
             return "kept"
-        return (f"class {t.worst_class!r} not shown to keep" if t.worst_class is not None
-                else "not shown to keep")
+        if t.worst_class is None or not _shown(t.increase, t.standard_error, t.probe_knows):
+            return "not shown to keep"
+        return f"not shown to keep for class {t.worst_class!r}"
     parts = ", ".join(f"{t.name} {t.increase:+.2f} ± {t.standard_error:.2f} ({verdict(t)})"
                       for t in tests)
     what = {"turns": "adds vertical flips and quarter turns (augment='turns')",

@@ -381,7 +381,7 @@ class Trainer:
                 del self.phases[self.phase_index + 1:]  # phases_ lists what ran
             elif self._probe_is_weak(row):
                 row["note"] = self.plan.if_probe_weak.note(row["val_balanced_accuracy"],
-                                                           self.plan.image_size)
+                                                           self.plan.image_size, self.plan.n_val)
                 row["weak_probe"] = True
                 self._go_deeper()
             if self.plan.test_symmetries and not self.stop_training:
@@ -482,9 +482,10 @@ class Trainer:
         they have (:mod:`easytl.training.symmetry`); the test's time counts in the probe's."""
         start = time.perf_counter()
         upright, labels = self._held_out_losses()
+        names = np.array([str(c) for c in self.plan.classes], dtype=object)[labels]  # (notes)
         tests = symmetry.compare_losses(
             upright, {name: self._held_out_losses(transform)[0]
-                      for name, transform in symmetry.SYMMETRIES.items()}, labels)
+                      for name, transform in symmetry.SYMMETRIES.items()}, names)
         chosen = symmetry.augmentation_for(tests)
         row["symmetries"] = {test.name: test.describe() for test in tests}
         row["note"] = f"{row['note']}; {symmetry.note(tests, chosen)}"

@@ -50,7 +50,7 @@ def evaluation(clf, X, y, n_augment: int = 1):
     return {"accuracy": float(accuracy_score(y, predictions)),
             # rare classes weigh as much as common ones (classes absent from y are left out)
             "balanced_accuracy": _balanced_accuracy(y, predictions),
-            "recall": {str(c): float(r) for c, r, p in zip(labels, recall, present) if p},
+            "recall": {c: float(r) for c, r, p in zip(labels.tolist(), recall, present) if p},
             "report": classification_report(y, predictions, labels=labels, zero_division=0,
                                             target_names=[str(c) for c in labels], digits=3),
             "confusion_matrix": confusion_matrix(y, predictions, labels=labels),
