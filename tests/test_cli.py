@@ -51,6 +51,7 @@ def test_fit_writes_a_model_and_prints_a_validation_report(workspace):
     assert workspace["model"].is_file()
     assert f"model written to {workspace['model']}" in out
     assert "validation (9 held-out images): accuracy" in out  # 25% of 36, stratified
+    assert "easytl fit:" not in workspace["fit"].stderr  # --verbose 0: nothing said on stderr
     for label in ("digit_0", "digit_1", "digit_2"):
         assert label in out
     clf = TransferClassifier.load(workspace["model"])

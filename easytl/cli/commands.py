@@ -140,8 +140,9 @@ def fit(args) -> int:
                         random_state=args.seed, verbose=args.verbose, num_workers=args.workers,
                         on_bad_image="skip" if args.skip_bad_images else "error", **_recipes(args))
     n_classes = len({c for row in labels for c in row}) if args.label_delim else len(np.unique(labels))
-    _say(f"easytl fit: {_count(len(paths), 'image')} in {_count(n_classes, 'class')} from "
-         f"{args.data_dir}, backbone {args.backbone}, schedule {args.schedule}")
+    if args.verbose:
+        _say(f"easytl fit: {_count(len(paths), 'image')} in {_count(n_classes, 'class')} from "
+             f"{args.data_dir}, backbone {args.backbone}, schedule {args.schedule}")
     start = time.perf_counter()
     try:
         with _weights_hint():
