@@ -1,5 +1,5 @@
-"""The weak-probe rule, measured: fine-tuning the top layer groups against every layer for
-longer, on tasks where the linear probe is strong and where it is weak.
+"""The weak-probe rule, measured: fine-tuning the top layer groups against every layer (but the
+stem) for longer, on tasks where the linear probe is strong and where it is weak.
 
     python benchmarks/weak_probe.py                        # every task below
     python benchmarks/weak_probe.py --only digits,proxy128 # some of them
@@ -11,7 +11,8 @@ For each task the default ``TransferClassifier()`` is fitted twice, in this
 process, with the rule's bar moved so that the choice is forced either way:
 
 * ``top``: the plan after a strong probe (the top 3 layer groups, the planned length);
-* ``deep``: the plan after a weak probe (every layer, twice the length and compute budget).
+* ``deep``: the plan after a weak probe (every layer but the stem, twice the length and
+  compute budget).
 
 Each row gives the probe's balanced accuracy on the held-out 10% (what the rule
 reads; the same in both fits), test accuracy and balanced accuracy of both, and
