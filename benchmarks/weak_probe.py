@@ -89,17 +89,11 @@ def fit_forced(X, y, params: dict, deep: bool, seed: int):
 
 
 def scores(clf, X_test, y_test) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-    predicted = clf.predict(X_test)
-    return {"accuracy": round(float(accuracy_score(y_test, predicted)), 4),
-            "balanced_accuracy": round(float(balanced_accuracy_score(y_test, predicted)), 4)}
-
-
-def recalls(clf, X_test, y_test) -> dict:
-    from sklearn.metrics import recall_score
-    labels = list(clf.classes_)
-    values = recall_score(y_test, clf.predict(X_test), labels=labels, average=None, zero_division=0)
-    return {str(c): round(float(r), 2) for c, r in zip(labels, values)}
+    """Accuracy, balanced accuracy and recall per class, from one prediction pass."""
+    report = clf.report(X_test, y_test)
+    return {"accuracy": round(report["accuracy"], 4),
+            "balanced_accuracy": round(report["balanced_accuracy"], 4),
+            "recall": {str(c): round(r, 2) for c, r in report["recall"].items()}}
 
 
 def run_task(task: str, quick: bool, seed: int, fits=("top", "deep"), extra=None) -> dict:
@@ -113,9 +107,8 @@ def run_task(task: str, quick: bool, seed: int, fits=("top", "deep"), extra=None
         row["probe_val_balanced_accuracy"] = probe.get("val_balanced_accuracy")
         row["probe_val_accuracy"] = probe.get("val_accuracy")
         row["image_size"] = clf.image_size_
-        row[name] = dict(scores(clf, X_test, y_test), recall=recalls(clf, X_test, y_test),
-                         params=extra or {}, symmetries=clf.plan_.get("symmetries"),
-                         seconds=round(seconds, 1),
+        row[name] = dict(scores(clf, X_test, y_test), params=extra or {},
+                         symmetries=clf.plan_.get("symmetries"), seconds=round(seconds, 1),
                          seconds_by_phase=seconds_by_phase(clf.history_),
                          phases=[f"{p.name}x{p.epochs}" for p in clf.phases_],
                          best_epoch=clf.best_epoch_)

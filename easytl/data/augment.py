@@ -154,22 +154,26 @@ def augmentation(augment):
     - a callable ``f(x)`` of one argument (easytl 0.1): gets the resized float batch.
     """
     if augment in ("default", "light"):
-        return lambda images, size, generator: default_augment(images.float().div_(255.0), size,
-                                                               generator)
+        return _light
     if augment == "strong":
         return strong_augment
     if augment == "flips":
-        return lambda images, size, generator: vertical_flips(
-            default_augment(images.float().div_(255.0), size, generator), generator)
+        return lambda images, size, generator: vertical_flips(_light(images, size, generator),
+                                                              generator)
     if augment == "turns":
-        return lambda images, size, generator: square_symmetries(
-            default_augment(images.float().div_(255.0), size, generator), generator)
+        return lambda images, size, generator: square_symmetries(_light(images, size, generator),
+                                                                 generator)
     if isinstance(augment, torch.nn.Module):
         return lambda images, size, generator: _to_float(
             per_image(augment, images, generator), size)
     if _takes_generator(augment):
         return lambda images, size, generator: _to_float(augment(images, generator), size)
     return lambda images, size, generator: augment(resize(images.float().div_(255.0), size))
+
+
+def _light(images: torch.Tensor, size: int, generator) -> torch.Tensor:
+    """The light recipe on a uint8 batch (the base of "flips" and "turns")."""
+    return default_augment(images.float().div_(255.0), size, generator)
 
 
 def _takes_generator(function) -> bool:

@@ -13,9 +13,15 @@ from typing import Callable
 import numpy as np
 
 
-def balanced_accuracy(y_true, y_pred, proba=None) -> float:
+def balanced_accuracy(y_true, y_pred, proba=None, quiet: bool = False) -> float:
+    """The mean of the per-class recalls. ``quiet``: no warning for a class predicted but
+    absent from ``y_true`` (a small held-out set or test set lacking a class is not news)."""
+    import warnings
     from sklearn.metrics import balanced_accuracy_score
-    return float(balanced_accuracy_score(y_true, y_pred))
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def _f1_macro(y_true, y_pred, proba) -> float:

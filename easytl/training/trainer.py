@@ -306,9 +306,9 @@ class Trainer:
         if any(row.get("weak_probe") for row in self.history):  # the probe chose the deeper plan
             self.phase_index = next(i for i, p in enumerate(self.phases) if p.probe)
             self._go_deeper()
-        added = [row["augment"] for row in self.history if row.get("augment")]
-        if added:  # the symmetry test added to the augmentation
-            self._use_augmentation(added[0])
+        added = next((row["augment"] for row in self.history if row.get("augment")), None)
+        if added is not None:  # the symmetry test added to the augmentation
+            self._use_augmentation(added)
         return state["phase_index"] + (1 if state["phase_done"] else 0)
 
     # -- phases and epochs ------------------------------------------------------------------
@@ -481,6 +481,8 @@ class Trainer:
         """After the probe: add to the augmentation the symmetries the held-out images show
         they have (:mod:`easytl.training.symmetry`); the test's time counts in the probe's."""
         start = time.perf_counter()
+        # The upright losses are recomputed from the images, not taken from the probe's cached
+        # features, so that upright and transformed images go through the same path.
         upright, labels = self._held_out_losses()
         names = np.array([str(c) for c in self.plan.classes], dtype=object)[labels]  # (notes)
         tests = symmetry.compare_losses(
@@ -541,9 +543,7 @@ class Trainer:
         if self.monitor.score is not None:
             scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
         if balanced and "val_balanced_accuracy" not in scores:  # (unless it is the monitor)
-            with warnings.catch_warnings():  # a class the held-out images lack: not news here
-                warnings.simplefilter("ignore", UserWarning)
-                scores["val_balanced_accuracy"] = balanced_accuracy(y_true, y_pred, proba)
+            scores["val_balanced_accuracy"] = balanced_accuracy(y_true, y_pred, quiet=True)
         return scores
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:

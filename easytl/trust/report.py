@@ -42,6 +42,7 @@ def evaluation(clf, X, y, n_augment: int = 1):
         return _multi_label_figures(clf, encoded, raw, proba), proba
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, recall_score
 
+    from ..training.metrics import balanced_accuracy
     from .statistics import expected_calibration_error, log_loss
     predictions = clf.classes_[proba.argmax(axis=1)]
     labels = clf.classes_
@@ -49,7 +50,7 @@ def evaluation(clf, X, y, n_augment: int = 1):
     recall = recall_score(y, predictions, labels=labels, average=None, zero_division=0)
     return {"accuracy": float(accuracy_score(y, predictions)),
             # rare classes weigh as much as common ones (classes absent from y are left out)
-            "balanced_accuracy": _balanced_accuracy(y, predictions),
+            "balanced_accuracy": balanced_accuracy(y, predictions, quiet=True),
             "recall": {c: float(r) for c, r, p in zip(labels.tolist(), recall, present) if p},
             "report": classification_report(y, predictions, labels=labels, zero_division=0,
                                             target_names=[str(c) for c in labels], digits=3),
@@ -62,14 +63,6 @@ def evaluation(clf, X, y, n_augment: int = 1):
                 "log_loss_before": None if raw is None else log_loss(raw, encoded),
                 "log_loss_after": log_loss(proba, encoded)},
             "unknown": unknown_threshold_facts(clf)}, proba
-
-
-def _balanced_accuracy(y, predictions) -> float:
-    import warnings
-    from sklearn.metrics import balanced_accuracy_score
-    with warnings.catch_warnings():  # a class predicted but absent from y: not news here
-        warnings.simplefilter("ignore", UserWarning)
-        return float(balanced_accuracy_score(y, predictions))
 
 
 def unknown_threshold_facts(clf) -> dict:
