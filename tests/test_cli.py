@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -51,6 +52,8 @@ def test_fit_writes_a_model_and_prints_a_validation_report(workspace):
     assert workspace["model"].is_file()
     assert f"model written to {workspace['model']}" in out
     assert "validation (9 held-out images): accuracy" in out  # 25% of 36, stratified
+    line = next(text for text in out.splitlines() if text.startswith("validation ("))
+    assert re.search(r"accuracy \d\.\d{3}, balanced accuracy \d\.\d{3}$", line), line
     assert "easytl fit:" not in workspace["fit"].stderr  # --verbose 0: nothing said on stderr
     for label in ("digit_0", "digit_1", "digit_2"):
         assert label in out

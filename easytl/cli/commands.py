@@ -175,8 +175,11 @@ def fit(args) -> int:
     result = clf.report(val_paths, val_labels, n_augment=args.tta)
     tta = f", TTA {args.tta} views" if args.tta > 1 else ""
     score = "sample-averaged F1" if clf.multi_label_ else "accuracy"
+    # Balanced accuracy beside accuracy: with a rare class, accuracy alone hides its recall.
+    balanced = (f", balanced accuracy {result['balanced_accuracy']:.3f}"
+                if "balanced_accuracy" in result else "")
     args.emit(f"validation ({_count(len(val_paths), 'held-out image')}{tta}): "
-              f"{score} {result['accuracy']:.3f}")
+              f"{score} {result['accuracy']:.3f}{balanced}")
     args.emit(result["report"])
     return 0
 
