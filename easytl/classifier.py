@@ -82,17 +82,19 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     image_size : "auto", int or None, default="auto"
         Model input size: chosen from the images' size ("auto"), given, or the
         backbone's pretrained size (None).
-    augment : "default", "light", "strong", "flips", "turns", None, transform or callable, default="default"
+    augment : str, None, torchvision transform or callable, default="default"
         Training augmentation, never applied to validation or prediction:
         "light" is random crops, horizontal flips and brightness/contrast;
         "default" is "light", and under the adaptive plan (``schedule="auto"``)
         also vertical flips, or every turn by 90° and mirror image, when a
-        test after the probe shows the held-out images have those symmetries
+        test after the probe shows the held-out images have those symmetries,
+        or "no_mirror" when it shows mirror images change the classes
         (:mod:`easytl.training.symmetry`; recorded in ``plan_["symmetries"]``);
         "strong" adds TrivialAugmentWide and random erasing; "flips" adds
         vertical flips; "turns" adds a random turn by 90° and mirror image (for
         inspection tiles, textures, cells, aerial views: classes that do not
-        depend on orientation); a torchvision v2
+        depend on orientation); "no_mirror" is "light" without its horizontal
+        flip (digits, letters, left vs right); a torchvision v2
         transform is applied to each uint8 image; a callable ``f(images,
         generator)`` gets the uint8 batch (n, 3, H, W) and the fit's seeded
         generator and returns a batch (uint8 or floats in [0, 1]).

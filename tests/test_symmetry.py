@@ -1,5 +1,5 @@
-"""augment="turns" and "flips": the light recipe plus a random symmetry of the square, or a
-random vertical flip."""
+"""augment="turns", "flips" and "no_mirror": the light recipe plus a random symmetry of the
+square, or a random vertical flip, or without its mirror images."""
 
 import pytest
 import torch
@@ -50,11 +50,25 @@ def test_turns_recipe_turns_training_images_and_never_prediction_images():
     assert torch.equal(plain, plain[:1].expand_as(plain)) and plain[0, 0, :4].min() == 1.0
 
 
-def test_turns_is_an_accepted_option_and_a_cli_choice():
+def test_no_mirror_recipe_never_mirrors_a_training_image_and_light_does():
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    image[..., :, :4] = 255  # a bright bar along the left edge: a mirror image puts it right
+    batch = image.repeat(64, 1, 1, 1)
+
+    def right_side_brighter(recipe):
+        trained = Preprocessor(32, [0, 0, 0], [1, 1, 1], augment=recipe)(
+            batch.clone(), train=True, generator=torch.Generator().manual_seed(0))
+        return trained[:, 0, :, -8:].mean((1, 2)) > trained[:, 0, :, :8].mean((1, 2))
+    assert not right_side_brighter("no_mirror").any()
+    assert right_side_brighter("light").any()
+
+
+@pytest.mark.parametrize("recipe", ["turns", "no_mirror"])
+def test_the_symmetry_recipes_are_accepted_options_and_cli_choices(recipe):
     from easytl.cli import build_parser
     from easytl.params import validate_params
-    validate_params(TransferClassifier(augment="turns").get_params(deep=False))
-    with pytest.raises(ValueError, match="turns"):
-        validate_params(TransferClassifier(augment="turn").get_params(deep=False))
-    args = build_parser().parse_args(["fit", "data/", "--out", "m.easytl", "--augment", "turns"])
-    assert args.augment == "turns"
+    validate_params(TransferClassifier(augment=recipe).get_params(deep=False))
+    with pytest.raises(ValueError, match=recipe):
+        validate_params(TransferClassifier(augment=recipe[:-1]).get_params(deep=False))
+    args = build_parser().parse_args(["fit", "data/", "--out", "m.easytl", "--augment", recipe])
+    assert args.augment == recipe

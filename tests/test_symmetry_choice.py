@@ -24,8 +24,10 @@ def test_a_symmetry_passes_only_when_shown_to_keep_what_the_probe_knows():
     assert tests[0].prior_loss == pytest.approx(np.log(4))
     assert tests[1].increase == pytest.approx(1.0, abs=0.05)
     assert augmentation_for(tests) == "flips"
-    both = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1]}, labels)
-    assert augmentation_for(both) == "turns"
+    every = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1],
+                                     "mirror image": same[::2].repeat(2)}, labels)
+    assert augmentation_for(every) == "turns"
+    assert augmentation_for(every[:2]) == "flips"  # turns include mirror images, not shown to keep
     # a quarter turn alone adds nothing: with the default's mirror image it would imply the flip
     assert augmentation_for(compare_losses(upright, {"vertical flip": worse,
                                                      "quarter turn": same}, labels)) is None
@@ -52,6 +54,34 @@ def test_a_symmetry_that_confuses_two_classes_of_ten_does_not_pass_on_the_other_
     # ... but class 0 shows it does not keep its class
     assert not test.passed and test.worst_class == "0"
     assert "not shown to keep for class '0'" in symmetry.note([test], None)
+
+
+def test_a_mirror_image_shown_to_harm_takes_the_flip_out_of_the_default():
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(10), 40)       # prior loss: log 10 = 2.3 nats
+    upright = rng.exponential(0.25, 400)         # the probe knows about 2 nats
+    noise = rng.normal(0, 0.3, 400)
+    # digits at 32 px: mirrored, they score 0.4 nats worse (well over 5% of 2 nats)
+    digits = compare_losses(upright, {"vertical flip": upright + 1.0 + noise,
+                                      "mirror image": upright + 0.4 + noise}, labels)
+    assert digits[1].harmful and digits[0].harmful  # (only the mirror's is acted on)
+    assert augmentation_for(digits) == "no_mirror"
+    assert "mirror image +0.38" in symmetry.note(digits, "no_mirror") and \
+        "shown to change the classes" in symmetry.note(digits, "no_mirror")
+    # photos (or digits at 96 px): ImageNet features barely tell a mirror image apart
+    photos = compare_losses(upright, {"vertical flip": upright + 1.0 + noise,
+                                      "mirror image": upright + 0.05 + noise}, labels)
+    assert not photos[1].harmful and augmentation_for(photos) is None
+    # a harmful mirror outranks symmetries that passed: flips and turns include mirror images
+    textures = compare_losses(upright, {"vertical flip": upright + noise / 10,
+                                        "quarter turn": upright + noise / 10,
+                                        "mirror image": upright + 0.4 + noise}, labels)
+    assert textures[0].passed and augmentation_for(textures) == "no_mirror"
+    # missing evidence shows no harm either: a probe that knows nothing, or few images
+    assert not compare_losses(np.full(400, 2.5), {"mirror image": np.full(400, 3.5)},
+                              labels)[0].harmful
+    assert not compare_losses(upright[:20], {"mirror image": upright[:20] + 1.0},
+                              labels[::20])[0].harmful
 
 
 def _stripes(n_per_class=150, size=32, orientation=True, label_noise=0.1, seed=0):
@@ -108,6 +138,39 @@ def test_the_plan_adds_the_symmetries_the_data_has(monkeypatch, orientation, exp
     assert tests["quarter turn"]["worst_class"] in (None, "a", "b")  # named by label, not index
     assert len(clf.history_) > 1 and set(used) == {"vertical_flips" if expected == "flips"
                                                    else "square_symmetries"}
+
+
+def test_the_plan_takes_mirror_images_out_when_they_change_the_class(monkeypatch, capsys):
+    """Brightness rising left to right or right to left: a mirror image swaps the classes."""
+    from easytl.data import augment
+    from easytl.training import adaptive
+    monkeypatch.setattr(adaptive, "FINE_TUNE_EPOCHS", 1)
+    monkeypatch.setattr(adaptive, "MIN_FINE_TUNE_STEPS", 1)
+    monkeypatch.setattr(adaptive, "WEAK_PROBE_BELOW", 0.0)
+    mirrored = []
+    original = augment.default_augment
+    monkeypatch.setattr(augment, "default_augment", lambda *a, mirror=True, **k: mirrored.append(
+        mirror) or original(*a, mirror=mirror, **k))
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.2, 0.8, 32)[None, :].repeat(32, 0)
+    y = np.array(["rises", "falls"])[np.arange(300) % 2]
+    images = np.stack([ramp if c == "rises" else ramp[:, ::-1] for c in y])
+    images = np.clip(images + rng.normal(0, 0.05, images.shape), 0, 1)
+    X = (np.repeat(images[..., None], 3, -1) * 255).astype(np.uint8)
+    y = np.where(rng.random(300) < 0.1, y[::-1], y)  # some labels wrong: fine-tuning follows
+    clf = TransferClassifier(**tiny_kwargs(backbone=_edges_and_brightness(), schedule="auto",
+                                           epochs=None, head="auto", val_size="auto",
+                                           verbose=1)).fit(X, y)
+    probe = clf.history_[0]
+    assert probe["symmetries"]["mirror image"]["harmful"] is True
+    # the progress says the plan once, then only what the probe decided; no bar in a log
+    err = capsys.readouterr().err
+    plan_sentence = probe["note"].split("; the probe knows")[0]
+    assert err.count("easytl plan:") == 1 and err.count(plan_sentence) == 1
+    assert "\neasytl after the probe: the probe knows" in err and "\r" not in err
+    assert probe["augment"] == "no_mirror" and "augment='no_mirror'" in probe["note"]
+    assert clf.plan_["symmetries"]["added"] == "no_mirror"
+    assert len(clf.history_) > 1 and mirrored and not any(mirrored)  # trained without the flip
 
 
 @pytest.mark.slow

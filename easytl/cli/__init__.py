@@ -65,13 +65,16 @@ def _positive_float(text: str) -> float:
 def _recipe_arguments(parser) -> None:
     """The small-data training recipes (TransferClassifier's parameters of the same names)."""
     parser.add_argument("--augment", default="default",
-                        choices=["default", "light", "strong", "flips", "turns", "none"],
+                        choices=["default", "light", "strong", "flips", "turns", "no_mirror",
+                                 "none"],
                         help="training augmentation (default: light, plus vertical flips and "
                              "90-degree turns when a test after the probe shows the images have "
-                             "those symmetries; strong: TrivialAugmentWide + random erasing; "
+                             "those symmetries, or without mirror images when it shows they change "
+                             "the class; strong: TrivialAugmentWide + random erasing; "
                              "flips: light + vertical flips; turns: light + random 90-degree turns "
                              "and mirror images, for images whose class does not depend on "
-                             "orientation)")
+                             "orientation; no_mirror: light without its horizontal flip, for "
+                             "digits, letters and other handed classes)")
     parser.add_argument("--mixup", type=_positive_float, default=None, metavar="ALPHA",
                         help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
     parser.add_argument("--cutmix", type=_positive_float, default=None, metavar="ALPHA",

@@ -16,7 +16,7 @@ from torchvision.ops import roi_align
 from .sources import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
-AUGMENT_PRESETS = ("default", "light", "strong", "flips", "turns")
+AUGMENT_PRESETS = ("default", "light", "strong", "flips", "turns", "no_mirror")
 
 
 # --------------------------------------------------------------------------- on-device preprocessing
@@ -31,7 +31,8 @@ class Preprocessor:
         Square model input size.
     mean, std : sequence of 3 floats
         Normalisation of the backbone's pretrained weights.
-    augment : "default", "light", "strong", "flips", "turns", None, a torchvision v2 transform, or callable
+    augment : "default", "light", "strong", "flips", "turns", "no_mirror", None, a torchvision v2
+        transform, or callable
         Training-time augmentation (:func:`augmentation` says what each does).
     """
 
@@ -88,8 +89,9 @@ def random_crop_boxes(n: int, height: int, width: int, scale=(0.7, 1.0), ratio=(
 
 
 def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0),
-                    ratio=(3 / 4, 4 / 3), jitter: float = 0.15) -> torch.Tensor:
-    """Random resized crop (scale 0.7–1), horizontal flip and brightness/contrast jitter (±15%).
+                    ratio=(3 / 4, 4 / 3), jitter: float = 0.15, mirror: bool = True) -> torch.Tensor:
+    """Random resized crop (scale 0.7–1), horizontal flip (``mirror``) and brightness/contrast
+    jitter (±15%).
 
     Each image gets its own random parameters, yet the whole batch is processed
     in a few tensor ops: torchvision's v2 transforms draw one set of parameters
@@ -101,7 +103,8 @@ def default_augment(x: torch.Tensor, size: int, generator=None, scale=(0.7, 1.0)
     x = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                   aligned=True)
     flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if mirror:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     contrast = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
     brightness = _uniform(n, 1 - jitter, 1 + jitter, generator, x.device)[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -147,6 +150,8 @@ def augmentation(augment):
       (:func:`square_symmetries`: turns by 90° and mirror images), for images
       whose class does not depend on their orientation (inspection tiles,
       textures, cells, microscopy and aerial views; not digits or upright photos).
+    - ``"no_mirror"``: the light recipe without its horizontal flip, for classes that
+      a mirror image changes (digits, letters, left vs right).
     - a torchvision v2 transform (or any ``nn.Module``): applied to each uint8
       image on its own, then resized.
     - a callable ``f(images, generator)``: gets the uint8 batch and the fit's
@@ -163,6 +168,9 @@ def augmentation(augment):
     if augment == "turns":
         return lambda images, size, generator: square_symmetries(_light(images, size, generator),
                                                                  generator)
+    if augment == "no_mirror":
+        return lambda images, size, generator: default_augment(images.float().div_(255.0), size,
+                                                               generator, mirror=False)
     if isinstance(augment, torch.nn.Module):
         return lambda images, size, generator: _to_float(
             per_image(augment, images, generator), size)

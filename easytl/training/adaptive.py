@@ -133,7 +133,8 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
                  f"on the held-out images is under {WEAK_PROBE_BELOW:g})")
     if symmetries:
         text += (", with vertical flips and quarter turns added to the augmentation if the probe "
-                 "shows that flipped and turned held-out images keep their classes")
+                 "shows that flipped and turned held-out images keep their classes (mirror images "
+                 "left out if it shows they change them)")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")

@@ -33,10 +33,12 @@ class ProgressLog(Callback):
         self.loss_sum, self.seen = 0.0, 0
         if t.phase.probe:
             return
+        # disable=None: no bar when stderr is a file or a pipe (a log gains nothing from it but
+        # carriage returns glued to the epoch's line, which follows anyway); notebooks show it.
         self.bar = tqdm(total=t.batches_per_epoch,
                         desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
-                        disable=not self._enabled(), leave=self.verbose >= 2, file=sys.stderr,
-                        dynamic_ncols=True)
+                        disable=None if self._enabled() else True, leave=self.verbose >= 2,
+                        file=sys.stderr, dynamic_ncols=True)
 
     def on_batch_end(self, batch, logs=None) -> None:
         self.loss_sum += logs["loss"] * logs["size"]
@@ -59,8 +61,9 @@ class ProgressLog(Callback):
             parts.append(f"{self.monitor_name} {logs[self.monitor_name]:.4f}")
         parts.append(f"{logs['seconds']:.1f}s" + (" *" if logs.get("best") else ""))
         tqdm.write("  ".join(parts), file=sys.stderr)
-        if logs.get("note") not in (None, self.trainer.plan.note):  # the probe changed the plan
-            tqdm.write(f"easytl plan: {logs['note']}", file=sys.stderr)
+        if logs.get("note") not in (None, self.trainer.plan.note):  # the probe decided something
+            tqdm.write(f"easytl after the probe: {_decided(logs['note'], self.trainer.plan.note)}",
+                       file=sys.stderr)
 
     def on_train_end(self, logs=None) -> None:
         if self.bar is not None:
@@ -69,3 +72,9 @@ class ProgressLog(Callback):
         # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
         if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
             tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
+
+
+def _decided(note: str, plan_note: str | None) -> str:
+    """What the probe's note adds to the plan's sentence, which was printed when training began."""
+    prefix = f"{plan_note}; " if plan_note else None
+    return note[len(prefix):] if prefix and note.startswith(prefix) else note
