@@ -274,7 +274,7 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
         # image, and leaves a recipe the user named alone.
         symmetries = n_val > 0 and not facts.multi_label and params["augment"] == "default"
         note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs,
-                                 symmetries, deep_groups)
+                                 symmetries, deep_groups, params["augment"])
     else:
         mult, warmup = params["backbone_lr_mult"], params["warmup_epochs"]
         mult = SCHEDULE_BACKBONE_LR_MULT if mult == "auto" else mult

@@ -228,6 +228,7 @@ def test_a_named_recipe_or_a_few_shot_plan_is_left_alone(textures):
                                              val_size="auto", augment="light"))
     light.fit(X, y)
     assert light.plan_["test_symmetries"] is False and "symmetries" not in light.history_[0]
+    assert "augment='light'" in light.plan_["note"]  # the plan says the recipe was heard
     X, y = textures  # 20 per class: few-shot, nothing held out to test on
     few = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
                                            val_size="auto")).fit(X, y)

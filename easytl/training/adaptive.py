@@ -123,7 +123,8 @@ def deep_words(groups) -> str:
 
 
 def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size,
-             deep_epochs: int | None = None, symmetries: bool = False, deep_groups="all") -> str:
+             deep_epochs: int | None = None, symmetries: bool = False, deep_groups="all",
+             augment="default") -> str:
     """What the plan does, in words (progress output and the probe's ``history_`` row)."""
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
     text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
@@ -135,6 +136,9 @@ def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_s
         text += (", with vertical flips and quarter turns added to the augmentation if the probe "
                  "shows that flipped and turned held-out images keep their classes (mirror images "
                  "left out if it shows they change them)")
+    elif augment != "default":  # a recipe the user chose: say it was heard
+        text += (", no augmentation" if augment is None else f", augment={augment!r}"
+                 if isinstance(augment, str) else ", the given augmentation")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")
