@@ -525,7 +525,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         tested = next((row for row in self.history_ if "symmetries" in row), None)
         if tested is not None:  # what the symmetry test measured and added to the augmentation
             self.plan_["symmetries"] = {"tests": tested["symmetries"],
-                                        "added": tested.get("augment")}  # a recipe, or None
+                                        "recipe": tested.get("augment")}  # or None: light
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()
             if self.history_:

@@ -52,6 +52,12 @@ class PredictionMixin:
                          device=self.device, mixed_precision=self.mixed_precision,
                          verbose=self.verbose, desc=desc, **kwargs)
 
+    def _training_recipe(self):
+        """The augmentation the fit trained with: the one the symmetry test chose, else the
+        ``augment`` parameter (a name, None or a callable)."""
+        chosen = ((getattr(self, "plan_", None) or {}).get("symmetries") or {}).get("recipe")
+        return chosen or self.augment
+
     @property
     def _task(self):
         return task_for(getattr(self, "multi_label_", False))
@@ -104,8 +110,11 @@ class PredictionMixin:
 
         The views are the plain image, its mirror image, then ``n_augment - 2``
         mild random views (large crops, flips, ±5% brightness/contrast), drawn
-        from ``random_state`` so repeated calls agree. ``n_augment=1`` is
-        :meth:`predict`.
+        from ``random_state`` so repeated calls agree. A model trained without
+        mirror images (``augment="no_mirror"``, given or chosen by the symmetry
+        test: they change its classes) gets no mirror images here either: the
+        plain image, then ``n_augment - 1`` random views without flips.
+        ``n_augment=1`` is :meth:`predict`.
 
         Returns
         -------
@@ -114,6 +123,7 @@ class PredictionMixin:
         validate_arguments(n_augment=n_augment, return_proba=return_proba)
         generator = torch.Generator().manual_seed(self.random_state or 0)
         proba = self._run(X, self._proba, n_views=int(n_augment), generator=generator,
+                          mirror_views=self._training_recipe() != "no_mirror",
                           desc=f"predicting ({n_augment} TTA views)")
         return proba if return_proba else self._decode(proba)
 

@@ -54,19 +54,22 @@ class Preprocessor:
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
     def test_time_views(self, images: torch.Tensor, n_views: int,
-                        generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                        generator: torch.Generator | None = None,
+                        mirror: bool = True) -> list[torch.Tensor]:
         """The plain view, its mirror image, then mildly augmented views (test-time augmentation).
 
         Views after the first two take a large random crop (85–100% of the
         area), a random flip and ±5% brightness/contrast: far milder than the
         training augmentation, so they stay close to the test distribution.
+        ``mirror=False`` (a model trained with ``"no_mirror"``: mirror images
+        change its classes) leaves out the mirror image and the random flips.
         """
         x = images.float().div_(255.0)
         plain = resize(x, self.size)
-        views = [plain, plain.flip(-1)][:n_views]
+        views = ([plain, plain.flip(-1)] if mirror else [plain])[:n_views]
         for _ in range(n_views - len(views)):
             views.append(default_augment(x, self.size, generator, scale=(0.85, 1.0),
-                                         ratio=(0.9, 1.1), jitter=0.05))
+                                         ratio=(0.9, 1.1), jitter=0.05, mirror=mirror))
         return [self.normalise(v) for v in views]
 
 
@@ -169,8 +172,7 @@ def augmentation(augment):
         return lambda images, size, generator: square_symmetries(_light(images, size, generator),
                                                                  generator)
     if augment == "no_mirror":
-        return lambda images, size, generator: default_augment(images.float().div_(255.0), size,
-                                                               generator, mirror=False)
+        return lambda images, size, generator: _light(images, size, generator, mirror=False)
     if isinstance(augment, torch.nn.Module):
         return lambda images, size, generator: _to_float(
             per_image(augment, images, generator), size)
@@ -179,9 +181,9 @@ def augmentation(augment):
     return lambda images, size, generator: augment(resize(images.float().div_(255.0), size))
 
 
-def _light(images: torch.Tensor, size: int, generator) -> torch.Tensor:
-    """The light recipe on a uint8 batch (the base of "flips" and "turns")."""
-    return default_augment(images.float().div_(255.0), size, generator)
+def _light(images: torch.Tensor, size: int, generator, mirror: bool = True) -> torch.Tensor:
+    """The light recipe on a uint8 batch (the base of "flips", "turns" and "no_mirror")."""
+    return default_augment(images.float().div_(255.0), size, generator, mirror=mirror)
 
 
 def _takes_generator(function) -> bool:

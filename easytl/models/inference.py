@@ -20,13 +20,14 @@ from .device import inference_setup
 def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], torch.Tensor], *,
               image_size: int, data_config: dict, batch_size: int = 128, num_workers: int = 0,
               device: str = "auto", mixed_precision: str = "auto", n_views: int = 1,
-              generator: torch.Generator | None = None, verbose: int = 0,
-              desc: str = "predicting") -> np.ndarray:
+              generator: torch.Generator | None = None, mirror_views: bool = True,
+              verbose: int = 0, desc: str = "predicting") -> np.ndarray:
     """Apply ``output(module, x)`` to preprocessed batches of ``X``; return float32 rows.
 
     Images are decoded, resized and normalised one batch at a time, so only
     one batch of float tensors exists at once. With ``n_views > 1`` the output
-    is averaged over test-time views (:meth:`Preprocessor.test_time_views`).
+    is averaged over test-time views (:meth:`Preprocessor.test_time_views`; mirror images
+    among them unless ``mirror_views=False``).
 
     No process-wide state changes: no ``Accelerator`` is created (that resets
     accelerate's state), the global RNG is not drawn from, so predictions from
@@ -41,7 +42,7 @@ def run_model(module: nn.Module, X, output: Callable[[nn.Module, torch.Tensor], 
 
     def forward(images: torch.Tensor) -> np.ndarray:
         images = images.to(where, non_blocking=True)
-        views = (preprocess.test_time_views(images, n_views, generator) if n_views > 1
+        views = (preprocess.test_time_views(images, n_views, generator, mirror_views) if n_views > 1
                  else [preprocess(images, train=False)])
         if not folded:
             folded.append(folded_for_inference(module, views[0][:2]).to(memory_format=torch.channels_last))

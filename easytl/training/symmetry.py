@@ -1,5 +1,5 @@
-"""Symmetries the data already has: a test after the probe that lets the plan add them to the
-training augmentation.
+"""Symmetries the data has, or lacks: a test after the probe that lets the plan add them to
+the training augmentation, or take the mirror image out of it.
 
 A vertical flip or a quarter turn keeps the class of an inspection tile, a
 texture or a cell image, and adds views of it the training set may lack; on
@@ -10,7 +10,8 @@ probe has never seen a flipped or turned image, so if it classifies the
 held-out images flipped (turned) as well as upright, what it learned about
 the classes does not depend on that orientation, and training on such
 views asks nothing new of the model. If they score worse, the classes (or
-the images) are not symmetric that way and the augmentation is left alone.
+the images) are not symmetric that way and the augmentation is left alone
+(for the mirror image, which the default recipe already uses, see below).
 (Phases on cached activations see each image in ``cache_views`` random views
 only; images that are not square are stretched to the square input first.)
 
@@ -43,8 +44,12 @@ The mirror image is tested the other way round: the default recipe already
 flips images left to right, so the question is whether that is *shown to
 harm*: the mean loss increase minus :data:`SYMMETRY_Z` standard errors above
 :data:`MIRROR_HARM_SHARE` of what the probe knows, over all held-out images
-(a per-class version would fire by chance somewhere among many classes).
-Then the recipe becomes ``"no_mirror"``. The bar is lower than the one a
+(a per-class version would fire by chance somewhere among many classes),
+while the mirror is not shown to keep what the probe knows (the test above),
+from a probe that knows at least :data:`MIRROR_MIN_KNOWN_SHARE` of the class
+frequencies' loss (a weak probe's loss is mostly noise: 5% of almost nothing
+would be no bar at all). Then the recipe becomes ``"no_mirror"``, and
+test-time augmentation leaves out mirror images too. The bar is lower than the one a
 symmetry must stay under to be added because the features differ: ImageNet
 features were trained on mirror images, so they barely move under one and a
 loss increase there comes from the classes; they were not trained on flipped
@@ -70,7 +75,8 @@ SYMMETRY_Z = 2.0            # standard errors added to the mean loss increase ..
 SYMMETRY_LOSS_SHARE = 0.25  # ... which must stay within this share of what the probe knows
 SYMMETRY_MIN_IMAGES = 30    # held-out images the test needs at all ...
 SYMMETRY_MIN_PER_CLASS = 5  # ... and per class for that class to be tested on its own
-MIRROR_HARM_SHARE = 0.05    # a mirror image shown to lose more than this share: no mirror flips
+MIRROR_HARM_SHARE = 0.05    # a mirror image shown to lose more than this share: no mirror flips,
+MIRROR_MIN_KNOWN_SHARE = 0.1  # if the probe knows this share of the class frequencies' loss
 
 # What the test applies to a batch of square model inputs (n, c, size, size).
 SYMMETRIES = {
@@ -105,8 +111,10 @@ class SymmetryTest:
 
     @property
     def harmful(self) -> bool:
-        """Shown to lose more than :data:`MIRROR_HARM_SHARE` of what the probe knows."""
-        return (self.n_images >= SYMMETRY_MIN_IMAGES and self.probe_knows > 0
+        """Shown to lose more than :data:`MIRROR_HARM_SHARE` of what the probe knows (and not
+        shown to keep most of it), by a probe that knows enough to show it."""
+        return (self.n_images >= SYMMETRY_MIN_IMAGES and not self.passed
+                and self.probe_knows >= MIRROR_MIN_KNOWN_SHARE * self.prior_loss
                 and self.increase - SYMMETRY_Z * self.standard_error
                 > MIRROR_HARM_SHARE * self.probe_knows)
 
@@ -172,8 +180,8 @@ def augmentation_for(tests) -> str | None:
 def note(tests, chosen: str | None) -> str:
     """The decision in words (the probe's ``history_`` row)."""
     if not tests or tests[0].n_images < SYMMETRY_MIN_IMAGES:
-        return (f"under {SYMMETRY_MIN_IMAGES} held-out images: too few to test flips and turns, "
-                "the augmentation stays the default")
+        return (f"under {SYMMETRY_MIN_IMAGES} held-out images: too few to test flips, turns and "
+                "mirror images, the augmentation stays the default")
     knows = tests[0].probe_knows
     if knows <= 0:
         return (f"the probe's held-out loss ({tests[0].upright_loss:.2f}) is no better than the "

@@ -33,12 +33,12 @@ class ProgressLog(Callback):
         self.loss_sum, self.seen = 0.0, 0
         if t.phase.probe:
             return
-        # disable=None: no bar when stderr is a file or a pipe (a log gains nothing from it but
-        # carriage returns glued to the epoch's line, which follows anyway); notebooks show it.
+        # No bar in a log file or pipe: it gains nothing from one but carriage returns glued to
+        # the epoch's line, which follows anyway.
         self.bar = tqdm(total=t.batches_per_epoch,
                         desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
-                        disable=None if self._enabled() else True, leave=self.verbose >= 2,
-                        file=sys.stderr, dynamic_ncols=True)
+                        disable=not self._enabled() or _is_a_log(sys.stderr),
+                        leave=self.verbose >= 2, file=sys.stderr, dynamic_ncols=True)
 
     def on_batch_end(self, batch, logs=None) -> None:
         self.loss_sum += logs["loss"] * logs["size"]
@@ -72,6 +72,15 @@ class ProgressLog(Callback):
         # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
         if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
             tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
+
+
+def _is_a_log(stream) -> bool:
+    """A file or pipe rather than a terminal or a notebook (whose streams are not terminals,
+    and show bars with or without ipywidgets)."""
+    if "ipykernel" in sys.modules:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty is not None and isatty())
 
 
 def _decided(note: str, plan_note: str | None) -> str:
