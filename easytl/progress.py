@@ -15,6 +15,16 @@ import weakref
 from tqdm.auto import tqdm
 
 SHOW_AFTER_SECONDS = 2.0
+LOG_REFRESH_SECONDS = 30.0  # a bar written to a log file or pipe is redrawn at most this often
+
+
+def is_a_log(stream) -> bool:
+    """A file or pipe rather than a terminal or a notebook (whose streams are not terminals,
+    and show bars with or without ipywidgets)."""
+    if "ipykernel" in sys.modules:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty is not None and isatty())
 
 
 def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int = 1,
@@ -25,8 +35,10 @@ def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int
     ``verbose < 1`` or ``enabled=False`` (e.g. not the main process) silences it.
     """
     delay = SHOW_AFTER_SECONDS if delay is None else delay
+    # In a log every redraw stays (joined by carriage returns): a few lines, not one a second.
+    log = is_a_log(sys.stderr)
     return _Bar(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, delay=delay,
-                leave=leave, dynamic_ncols=True,
+                leave=leave, dynamic_ncols=True, mininterval=LOG_REFRESH_SECONDS if log else 0.1,
                 disable=verbose < 1 or not enabled or not launched_as_main_process())
 
 
@@ -42,7 +54,9 @@ class _Bar(tqdm):
         super().__init__(*args, **kwargs)
         if not self.disable and self.delay > 0:
             # A weak reference: a bar left unclosed (a loop broken early) can still be collected.
-            threading.Thread(target=_tick, args=(weakref.ref(self), self._stop, self._ticking, self.delay),
+            every = max(self.TICK_SECONDS, self.mininterval)
+            threading.Thread(target=_tick, args=(weakref.ref(self), self._stop, self._ticking,
+                                                 self.delay, every),
                              daemon=True, name="easytl-progress").start()
 
     def close(self) -> None:
@@ -51,8 +65,9 @@ class _Bar(tqdm):
         super().close()
 
 
-def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float) -> None:
-    """Show the bar once ``delay`` has passed, then refresh it every TICK_SECONDS until closed."""
+def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float, every: float) -> None:
+    """Show the bar once ``delay`` has passed, then refresh it every ``every`` seconds until
+    closed."""
     wait = delay
     while not stop.wait(wait):
         bar = ref()
@@ -63,7 +78,7 @@ def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float) -> 
                 return
             bar.refresh()
         del bar
-        wait = _Bar.TICK_SECONDS
+        wait = every
 
 
 def launched_as_main_process() -> bool:

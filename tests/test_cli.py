@@ -248,3 +248,22 @@ def test_fit_lists_bad_images_or_skips_them(workspace, tmp_path):
     # With a validation split the report covers held-out readable images only.
     reported = ok(run(*args[:-2], "--val-size", "0.25", "--skip-bad-images"))
     assert "validation (9 held-out images): accuracy" in reported.stdout
+
+
+def test_the_fit_summary_says_when_fine_tuning_lost_to_the_probe():
+    from types import SimpleNamespace
+
+    from easytl.cli.commands import _kept_epoch
+    rows = [{"phase": "probe"}, {"phase": "top3"}, {"phase": "top3"}]
+    assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=1)) == (
+        "best epoch 1 of 3 (the linear probe's: fine-tuning did not improve on it on the "
+        "held-out images)")
+    assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=2)) == "best epoch 2 of 3"
+    assert _kept_epoch(SimpleNamespace(history_=rows[:1], best_epoch_=1)) == "best epoch 1 of 1"
+    assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=None)) == "the last epoch (3) kept"
+
+
+def test_augment_accepts_hyphens_as_the_other_options_do():
+    from easytl.cli import build_parser
+    args = build_parser().parse_args(["fit", "data/", "--out", "m.easytl", "--augment", "no-mirror"])
+    assert args.augment == "no_mirror"

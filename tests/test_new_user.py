@@ -242,6 +242,22 @@ def test_predicting_one_batch_shows_a_bar_counted_in_images(capsys, monkeypatch)
     assert seen and "0/20" in seen[0] and "img" in seen[0]  # shown during the batch, in images
 
 
+def test_a_stage_bar_in_a_log_file_is_redrawn_rarely(capsys, monkeypatch):
+    """stderr captured here is not a terminal, as when it is redirected to a log: each redraw
+    stays in the file, so a bar refreshed every second buried the log in carriage returns."""
+    import time
+
+    import easytl.progress
+    monkeypatch.setattr(easytl.progress, "SHOW_AFTER_SECONDS", 0.05)
+    monkeypatch.setattr(easytl.progress._Bar, "TICK_SECONDS", 0.02)  # a terminal's: 50 a second
+    with easytl.progress.progress(total=8, desc="caching features") as bar:
+        for _ in range(8):
+            time.sleep(0.1)
+            bar.update()
+    err = capsys.readouterr().err
+    assert 1 <= err.count("caching features") <= 2, err  # shown once (and cleared at the end)
+
+
 @pytest.fixture(scope="module")
 def probe_only_model():
     """Fitted by the probe alone: one epoch of history."""

@@ -64,7 +64,7 @@ def _positive_float(text: str) -> float:
 
 def _recipe_arguments(parser) -> None:
     """The small-data training recipes (TransferClassifier's parameters of the same names)."""
-    parser.add_argument("--augment", default="default",
+    parser.add_argument("--augment", default="default", type=lambda name: name.replace("-", "_"),
                         choices=["default", "light", "strong", "flips", "turns", "no_mirror",
                                  "none"],
                         help="training augmentation (default: light, plus vertical flips and "

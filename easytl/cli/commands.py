@@ -160,10 +160,7 @@ def fit(args) -> int:
     out = clf.save(args.out)
     if "semi_supervised" in clf.plan_:
         args.emit(f"unlabeled images: {clf.plan_['semi_supervised']['note']}")
-    kept = (f"the last epoch ({len(clf.history_)}) kept" if clf.best_epoch_ is None
-            else f"best epoch {clf.best_epoch_} of {len(clf.history_)}")
-    args.emit(f"fitted in {seconds:.1f} s; {kept}; "
-              f"model written to {out}")
+    args.emit(f"fitted in {seconds:.1f} s; {_kept_epoch(clf)}; model written to {out}")
     if clf.validation_indices_ is None:
         args.emit("no validation report: no images were held out (fewer than 30 per class, "
                   "or --val-size 0)")
@@ -182,6 +179,17 @@ def fit(args) -> int:
               f"{score} {result['accuracy']:.3f}{balanced}")
     args.emit(result["report"])
     return 0
+
+
+def _kept_epoch(clf) -> str:
+    """Which epoch the model file holds, in words: a kept probe says that fine-tuning lost."""
+    n = len(clf.history_)
+    if clf.best_epoch_ is None:
+        return f"the last epoch ({n}) kept"
+    kept = f"best epoch {clf.best_epoch_} of {n}"
+    if n > clf.best_epoch_ and clf.history_[clf.best_epoch_ - 1].get("phase") == "probe":
+        kept += " (the linear probe's: fine-tuning did not improve on it on the held-out images)"
+    return kept
 
 
 def lr_find(args) -> int:

@@ -119,11 +119,13 @@ class SymmetryTest:
                 > MIRROR_HARM_SHARE * self.probe_knows)
 
     def describe(self) -> dict:
-        return {"upright_loss": round(self.upright_loss, 4), "prior_loss": round(self.prior_loss, 4),
-                "increase": round(self.increase, 4),
-                "standard_error": round(self.standard_error, 4) if self.n_images > 1 else None,
-                "n_images": self.n_images, "worst_class": self.worst_class, "passed": self.passed,
-                "harmful": self.harmful}
+        out = {"upright_loss": round(self.upright_loss, 4), "prior_loss": round(self.prior_loss, 4),
+               "increase": round(self.increase, 4),
+               "standard_error": round(self.standard_error, 4) if self.n_images > 1 else None,
+               "n_images": self.n_images, "worst_class": self.worst_class, "passed": self.passed}
+        if self.name == MIRROR:  # the one symmetry tested for harm (the default already has it)
+            out["harmful"] = self.harmful
+        return out
 
 
 def _shown(increase: float, standard_error: float, knows: float) -> bool:
@@ -189,8 +191,9 @@ def note(tests, chosen: str | None) -> str:
                 "turns or mirror images keep the classes: the augmentation stays the default")
 
     def verdict(t):
-        if t.name == MIRROR and t.harmful:
-            return "shown to change the classes"
+        if t.name == MIRROR:  # already in the default recipe: the question is harm
+            return ("shown to change the classes" if t.harmful else
+                    "kept" if t.passed else "harm not shown, kept")
         if t.passed:
             return "kept"
         if t.worst_class is None or not _shown(t.increase, t.standard_error, t.probe_knows):

@@ -6,6 +6,7 @@ import sys
 
 from tqdm.auto import tqdm
 
+from ...progress import is_a_log
 from .base import Callback
 
 
@@ -37,7 +38,7 @@ class ProgressLog(Callback):
         # the epoch's line, which follows anyway.
         self.bar = tqdm(total=t.batches_per_epoch,
                         desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
-                        disable=not self._enabled() or _is_a_log(sys.stderr),
+                        disable=not self._enabled() or is_a_log(sys.stderr),
                         leave=self.verbose >= 2, file=sys.stderr, dynamic_ncols=True)
 
     def on_batch_end(self, batch, logs=None) -> None:
@@ -72,15 +73,6 @@ class ProgressLog(Callback):
         # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
         if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
             tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
-
-
-def _is_a_log(stream) -> bool:
-    """A file or pipe rather than a terminal or a notebook (whose streams are not terminals,
-    and show bars with or without ipywidgets)."""
-    if "ipykernel" in sys.modules:
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return not (isatty is not None and isatty())
 
 
 def _decided(note: str, plan_note: str | None) -> str:
