@@ -32,6 +32,7 @@ def test_fine_tuning_example():
     assert accuracy >= 0.75
 
 
+@pytest.mark.slow  # an example end to end (~3-4 s): keeps the fast subset under 5 min
 def test_progressive_unfreezing_example_saves_the_history_plot(tmp_path):
     out = tmp_path / "history.png"
     load_example("progressive_unfreezing").main(["--out", str(out), "--epochs", "3", "--n-per-class", "12",
@@ -54,18 +55,21 @@ def test_tta_example():
     assert 0 <= plain <= 1 and 0 <= tta <= 1
 
 
+@pytest.mark.slow  # an example end to end (~3-4 s): keeps the fast subset under 5 min
 def test_tsne_example(tmp_path):
     out = tmp_path / "tsne.png"
     load_example("tsne").main(["--out", str(out), "--epochs", "1", "--limit", "60", "--image-size", "32"])
     assert out.stat().st_size > 1000
 
 
+@pytest.mark.slow  # an example end to end (~3-4 s): keeps the fast subset under 5 min
 def test_folder_of_images_example(tmp_path):
     accuracy = load_example("folder_of_images").main(["--root", str(tmp_path), "--per-class", "8",
                                                       "--epochs", "2", "--image-size", "32"])
     assert len(list((tmp_path / "train").iterdir())) == 10 and 0 <= accuracy <= 1
 
 
+@pytest.mark.slow  # an example end to end (~3-4 s): keeps the fast subset under 5 min
 def test_distributed_example_in_one_process(tmp_path):
     out = tmp_path / "textures.easytl"
     accuracy = load_example("distributed").main(["--out", str(out), "--n-per-class", "12",
@@ -73,6 +77,7 @@ def test_distributed_example_in_one_process(tmp_path):
     assert out.is_file() and accuracy >= 0.9
 
 
+@pytest.mark.slow  # an example end to end (~3-4 s): keeps the fast subset under 5 min
 def test_multi_label_example_reads_its_csv_and_reports_sample_f1(tmp_path, capsys):
     f1 = load_example("multi_label").main(["--n-images", "48", "--root", str(tmp_path), "--epochs", "2",
                                            "--image-size", "32", "--verbose", "0"])
