@@ -526,6 +526,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if tested is not None:  # what the symmetry test measured and added to the augmentation
             self.plan_["symmetries"] = {"tests": tested["symmetries"],
                                         "recipe": tested.get("augment")}  # or None: light
+        # The recipe the model trained with, by name, for test-time augmentation: the augment
+        # parameter may be set to another before predict_tta.
+        given = self.augment if self.augment is None or isinstance(self.augment, str) else "custom"
+        self.plan_["augment"] = (tested or {}).get("augment") or given
         if semi is not None:  # what the unlabeled images did, in the plan and the first history row
             self.plan_["semi_supervised"] = semi.describe()
             if self.history_:

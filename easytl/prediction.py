@@ -53,10 +53,10 @@ class PredictionMixin:
                          verbose=self.verbose, desc=desc, **kwargs)
 
     def _training_recipe(self):
-        """The augmentation the fit trained with: the one the symmetry test chose, else the
-        ``augment`` parameter (a name, None or a callable)."""
-        chosen = ((getattr(self, "plan_", None) or {}).get("symmetries") or {}).get("recipe")
-        return chosen or self.augment
+        """The augmentation the fit trained with, by name ("custom" for a callable); model
+        files from before easytl recorded it: the ``augment`` parameter."""
+        plan = getattr(self, "plan_", None) or {}
+        return plan["augment"] if "augment" in plan else self.augment
 
     @property
     def _task(self):

@@ -36,9 +36,11 @@ def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int
     """
     delay = SHOW_AFTER_SECONDS if delay is None else delay
     # In a log every redraw stays (joined by carriage returns): a few lines, not one a second.
-    log = is_a_log(sys.stderr)
+    # (tqdm's monitor thread redraws after maxinterval: no sooner than mininterval either)
+    every = {"mininterval": LOG_REFRESH_SECONDS, "maxinterval": LOG_REFRESH_SECONDS} \
+        if is_a_log(sys.stderr) else {"mininterval": 0.1}
     return _Bar(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, delay=delay,
-                leave=leave, dynamic_ncols=True, mininterval=LOG_REFRESH_SECONDS if log else 0.1,
+                leave=leave, dynamic_ncols=True, **every,
                 disable=verbose < 1 or not enabled or not launched_as_main_process())
 
 
@@ -66,8 +68,8 @@ class _Bar(tqdm):
 
 
 def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float, every: float) -> None:
-    """Show the bar once ``delay`` has passed, then refresh it every ``every`` seconds until
-    closed."""
+    """Show the bar once ``delay`` has passed, then redraw it whenever ``every`` seconds have
+    passed since it was last drawn (by this thread or by an update), until closed."""
     wait = delay
     while not stop.wait(wait):
         bar = ref()
@@ -76,9 +78,12 @@ def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float, eve
         with ticking:  # never after close: a cleared bar must not come back
             if stop.is_set():
                 return
-            bar.refresh()
+            now = bar._time()
+            if wait == delay or now - bar.last_print_t >= every:
+                bar.refresh()
+                bar.last_print_t, bar.last_print_n = now, bar.n  # as tqdm's own redraws do
+            wait = max(every - (now - bar.last_print_t), 0.01)
         del bar
-        wait = every
 
 
 def launched_as_main_process() -> bool:

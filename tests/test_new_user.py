@@ -256,6 +256,31 @@ def test_a_stage_bar_in_a_log_file_is_redrawn_rarely(capsys, monkeypatch):
             bar.update()
     err = capsys.readouterr().err
     assert 1 <= err.count("caching features") <= 2, err  # shown once (and cleared at the end)
+    # A longer stage: one draw per LOG_REFRESH_SECONDS, whether updates or the ticker make it.
+    monkeypatch.setattr(easytl.progress, "LOG_REFRESH_SECONDS", 0.4)
+    with easytl.progress.progress(total=200, desc="predicting") as bar:
+        for _ in range(200):
+            time.sleep(0.01)
+            bar.update()
+    draws = capsys.readouterr().err.count("predicting")
+    assert 2 <= draws <= 7, draws  # ~2.1 s: 0.05 s delay, then every 0.4 s (and the clear)
+
+
+def test_notebooks_and_terminals_are_not_logs(monkeypatch):
+    import io
+    import sys
+    import types
+
+    from easytl.progress import is_a_log
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert is_a_log(io.StringIO()) and not is_a_log(Terminal())
+    # a notebook's streams are not terminals, yet show bars (widgets, or redrawn text)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not is_a_log(io.StringIO())
 
 
 @pytest.fixture(scope="module")

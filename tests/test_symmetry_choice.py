@@ -27,7 +27,8 @@ def test_a_symmetry_passes_only_when_shown_to_keep_what_the_probe_knows():
     every = compare_losses(upright, {"vertical flip": same, "quarter turn": same[::-1],
                                      "mirror image": same[::2].repeat(2)}, labels)
     assert augmentation_for(every) == "turns"
-    assert augmentation_for(every[:2]) == "flips"  # turns include mirror images, not shown to keep
+    # a vertical flip after a half turn is the mirror image: the two generate all eight
+    assert augmentation_for(every[:2]) == "turns"
     # a quarter turn alone adds nothing: with the default's mirror image it would imply the flip
     assert augmentation_for(compare_losses(upright, {"vertical flip": worse,
                                                      "quarter turn": same}, labels)) is None
@@ -191,6 +192,22 @@ def test_the_plan_takes_mirror_images_out_when_they_change_the_class(monkeypatch
     def rises(view):  # per image: is the right side brighter than the left?
         return view[:, 0, :, -8:].mean((1, 2)) > view[:, 0, :, :8].mean((1, 2))
     assert len(views[0]) == 4 and all(torch.equal(rises(v), rises(views[0][0])) for v in views[0])
+
+
+def test_tta_follows_the_recipe_the_model_trained_with_not_the_parameter_now(monkeypatch):
+    from easytl.data import augment
+    X, y = _stripes(n_per_class=12)
+    clf = TransferClassifier(**tiny_kwargs(augment="no_mirror")).fit(X, y)
+    assert clf.plan_["augment"] == "no_mirror"
+    mirror_views = []
+    original = augment.Preprocessor.test_time_views
+    monkeypatch.setattr(augment.Preprocessor, "test_time_views", lambda self, *a, **k: mirror_views.append(
+        a[3] if len(a) > 3 else k.get("mirror", True)) or original(self, *a, **k))
+    clf.set_params(augment="default").predict_tta(X[:4], n_augment=3)  # a later set_params
+    assert mirror_views == [False]
+    light = TransferClassifier(**tiny_kwargs(augment="light")).fit(X, y)
+    light.set_params(augment="no_mirror").predict_tta(X[:4], n_augment=3)
+    assert mirror_views == [False, True] and light.plan_["augment"] == "light"
 
 
 @pytest.mark.slow
