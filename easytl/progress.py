@@ -70,7 +70,7 @@ class _Bar(tqdm):
 def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float, every: float) -> None:
     """Show the bar once ``delay`` has passed, then redraw it whenever ``every`` seconds have
     passed since it was last drawn (by this thread or by an update), until closed."""
-    wait = delay
+    wait, shown = delay, False
     while not stop.wait(wait):
         bar = ref()
         if bar is None:
@@ -79,9 +79,10 @@ def _tick(ref, stop: threading.Event, ticking: threading.Lock, delay: float, eve
             if stop.is_set():
                 return
             now = bar._time()
-            if wait == delay or now - bar.last_print_t >= every:
+            if not shown or now - bar.last_print_t >= every:
                 bar.refresh()
                 bar.last_print_t, bar.last_print_n = now, bar.n  # as tqdm's own redraws do
+                shown = True
             wait = max(every - (now - bar.last_print_t), 0.01)
         del bar
 
