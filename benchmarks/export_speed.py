@@ -73,7 +73,7 @@ def runtimes(clf, folder: Path, X_calibration, with_openvino: bool) -> dict:
     import torch
 
     from easytl import Predictor
-    from easytl.export import export_model, predictor_for
+    from easytl.deploy.export import export_model, predictor_for
     module = predictor_for(clf)
 
     def torch_run(images):

@@ -32,7 +32,7 @@ _EXPORTS = {
     "Callback": "training.callbacks", "TransferModel": "models.network",
     "Monitor": "training.metrics", "History": "training.history",
     "FitPlan": "plan", "FitResult": "training.trainer",
-    "Predictor": "predictor",
+    "Predictor": "deploy.predictor",
 }
 
 __all__ = sorted(_EXPORTS)

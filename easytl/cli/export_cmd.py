@@ -47,7 +47,7 @@ def run(args) -> int:
         raise CommandError("--quantize int8 needs --calibration DIR: a folder of a few hundred "
                            "training images to measure activation ranges on.")
     _announce(args, f"loading {args.model}")
-    from ..export import export_model
+    from ..deploy.export import export_model
 
     clf = _load(args.model)
     written = export_model(clf, out, args.format, quantize=args.quantize,

@@ -61,7 +61,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise CommandError(f"easytl serve needs FastAPI, uvicorn and python-multipart "
                            f"({exc.name} is missing): pip install 'easytl[serve]'") from None
-    from ..serve import create_app
+    from ..deploy.serve import create_app
     app = create_app(args.model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                      max_upload_mb=args.max_upload_mb, max_images=args.max_images,
                      max_pixels=args.max_pixels)

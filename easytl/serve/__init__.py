@@ -1,9 +1,6 @@
-"""``easytl serve``: a fitted model behind HTTP (FastAPI + uvicorn, the ``serve`` extra).
+"""The public home of :func:`create_app` (``from easytl.serve import create_app``, as README
+shows). The code lives in :mod:`easytl.deploy.serve`; this module only re-exports it."""
 
-:func:`create_app` builds the app (dynamic batching, upload limits, the page
-at ``/``); ``easytl serve MODEL`` runs it with uvicorn.
-"""
-
-from .app import Limits, create_app
+from ..deploy.serve import Limits, create_app
 
 __all__ = ["Limits", "create_app"]

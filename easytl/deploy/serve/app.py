@@ -131,13 +131,13 @@ def create_app(model, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_uplo
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from .. import __version__
+    from ... import __version__
     from .model import ServedModel
     from .page import PAGE
 
     limits = Limits(max_upload_mb, max_images, max_pixels)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        from ..classifier import TransferClassifier
+        from ...classifier import TransferClassifier
         clf = TransferClassifier.load(model)
     else:
         clf = copy.copy(model)  # the caller's estimator keeps its own settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.labels import mark_unknown
+from ..data.labels import mark_unknown
 from .export import EXPORT_VERSION, OPENVINO_METADATA
 
 _NOT_AN_EXPORT = ("{path} is not an easytl export ({why}): write one with "
@@ -103,7 +103,7 @@ class Predictor:
 
     def _is_model_file(self) -> bool:
         """Whether the file is an easytl model file (safetensors with the easytl manifest)."""
-        from .io import _MANIFEST_KEY
+        from ..io import _MANIFEST_KEY
         with open(self.path, "rb") as f:
             return _MANIFEST_KEY.encode() in f.read(1 << 16)
 
@@ -180,7 +180,7 @@ class Predictor:
 
     # ------------------------------------------------------------------------- answers
     def _outputs_of(self, X, novelty: bool) -> list[np.ndarray]:
-        from .data.sources import as_image_source, batches
+        from ..data.sources import as_image_source, batches
         source, _ = as_image_source(X, None, size=self.image_size_)
         parts = []
         for images, _ in batches(source, None, self.batch_size, num_workers=self.num_workers):
@@ -221,7 +221,7 @@ class Predictor:
                              "novelty_score or reject_unknown.")
 
     def _decode(self, proba: np.ndarray):
-        from .data.labels import decode
-        from .training.tasks import task_for
+        from ..data.labels import decode
+        from ..training.tasks import task_for
         decisions = task_for(self.multi_label_).decide(proba, self.thresholds_)
         return decode(decisions, self.classes_, self._label_form)

@@ -116,9 +116,9 @@ def test_openvino_int8_agrees_with_the_classifier(textures_model):
     clf, folder = textures_model.clf, textures_model.folder
     images = {name: getattr(textures_model, name) for name in ("held_out", "drifted", "unrelated")}
     np.savez(folder / "sets.npz", **images)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, str(root / "tests" / "openvino_int8_run.py"),
+    done = subprocess.run([sys.executable, str(root / "tests" / "deploy" / "openvino_int8_run.py"),
                            str(textures_model.path), str(textures_model.calibration),
                            str(folder / "sets.npz"), str(folder / "ov.json")],
                           capture_output=True, text=True, env=env, timeout=900)

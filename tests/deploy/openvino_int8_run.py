@@ -1,11 +1,11 @@
 """Exports an easytl model file as an OpenVINO int8 folder (NNCF) and writes what
 ``easytl.Predictor`` answers on some image sets to a JSON file.
 
-Run by tests/test_int8_export.py in a child process, so that a native crash in
+Run by tests/deploy/test_int8_export.py in a child process, so that a native crash in
 OpenVINO or NNCF fails that test with its stderr instead of killing pytest (one
 CI run died with a segmentation fault in the test after an in-process NNCF run)::
 
-    python tests/openvino_int8_run.py MODEL CALIBRATION_DIR IMAGES.npz OUT.json
+    python tests/deploy/openvino_int8_run.py MODEL CALIBRATION_DIR IMAGES.npz OUT.json
 """
 
 import json

@@ -14,7 +14,7 @@ import binascii
 import torch
 from PIL import Image
 
-from ..data.images import EncodedImage, open_image
+from ...data.images import EncodedImage, open_image
 
 
 class UploadError(Exception):

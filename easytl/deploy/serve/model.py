@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.augment import Preprocessor
-from ..data.images import DRAFT_MARGIN, EncodedImage, read_image_file
-from ..data.sources import resize
-from ..models.device import inference_setup
-from ..models.folding import fold_batchnorm
+from ...data.augment import Preprocessor
+from ...data.images import DRAFT_MARGIN, EncodedImage, read_image_file
+from ...data.sources import resize
+from ...models.device import inference_setup
+from ...models.folding import fold_batchnorm
 
 
 @dataclass
@@ -73,7 +73,7 @@ class ServedModel:
 
     def explain(self, image: torch.Tensor, class_index: int) -> np.ndarray:
         """The Grad-CAM overlay (uint8 (size, size, 3)) of one uint8 image (3, size, size)."""
-        from ..trust.gradcam import grad_cam, overlay
+        from ...trust.gradcam import grad_cam, overlay
         with self._explain_lock:  # hooks on one shared copy: one explanation at a time
             if self._explainer is None:
                 self._explainer = copy.deepcopy(self.clf.model_).float().cpu().eval()

@@ -18,9 +18,9 @@ from PIL import Image
 
 import easytl
 from easytl import TransferClassifier, make_textures
-from easytl.serve.batching import DynamicBatcher
-from easytl.serve.model import Outputs
-from easytl.serve.uploads import UploadError, check_header
+from easytl.deploy.serve.batching import DynamicBatcher
+from easytl.deploy.serve.model import Outputs
+from easytl.deploy.serve.uploads import UploadError, check_header
 
 from conftest import chromium, tiny_cnn, tiny_kwargs
 
@@ -79,7 +79,7 @@ def server(fitted):
     Yields (url, thread)."""
     import uvicorn
 
-    from easytl.serve import create_app
+    from easytl.deploy.serve import create_app
     clf, _, _ = fitted
     app = create_app(clf, max_images=MAX_IMAGES, max_pixels=MAX_PIXELS, max_upload_mb=MAX_UPLOAD_MB,
                      max_wait_ms=200)
@@ -271,11 +271,11 @@ def test_the_page_shows_the_label_and_grad_cam_in_headless_chromium(server, fitt
 def test_cli_binds_localhost_by_default_and_warns_on_every_interface(fitted, monkeypatch, capsys):
     import uvicorn
 
-    import easytl.serve
+    import easytl.deploy.serve
     from easytl.cli import main
     _, model, _ = fitted
     calls, apps = [], []
-    monkeypatch.setattr(easytl.serve, "create_app", lambda path, **limits: apps.append((path, limits)))
+    monkeypatch.setattr(easytl.deploy.serve, "create_app", lambda path, **limits: apps.append((path, limits)))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
     assert main(["serve", str(model)]) == 0
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8000
@@ -291,7 +291,7 @@ def test_cli_binds_localhost_by_default_and_warns_on_every_interface(fitted, mon
 def test_a_multi_label_model_answers_every_label_as_predict_does(fitted, tmp_path):
     from fastapi.testclient import TestClient
 
-    from easytl.serve import create_app
+    from easytl.deploy.serve import create_app
     _, _, paths = fitted
     X, y = make_textures(n_per_class=8, size=32, random_state=0)
     tags = [(c,) if i % 3 else (c, "extra") for i, c in enumerate(y)]

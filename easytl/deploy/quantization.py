@@ -30,7 +30,7 @@ def calibration_batches(calibration, image_size: int, n_images: int = 300,
                         random_state: int = 0) -> list[np.ndarray]:
     """``calibration`` (any form ``predict`` takes) → uint8 (n, H, W, 3) batches of at most
     ``n_images`` images (a seeded random subset when there are more)."""
-    from .data.sources import as_image_source, batches
+    from ..data.sources import as_image_source, batches
     if calibration is None:
         raise ValueError("quantize='int8' needs calibration images: pass calibration=X with a few "
                          "hundred training images (an array, a list of files or a folder; "
@@ -122,7 +122,7 @@ def int8_unknown_thresholds(threshold: float, features32: np.ndarray, features8:
     overall one). A single rule (``sqrt(t² + σ²)`` with the median noise)
     called 23% of held-out texture images unknown where fp32 called 4%.
     """
-    from .trust.statistics import cross_fitted_scores
+    from ..trust.statistics import cross_fitted_scores
     fp32, int8 = cross_fitted_scores(features32, labels, n_classes, seed=seed, also=features8,
                                      normalize=normalize)
     overall = matched_threshold(threshold, fp32, int8)
