@@ -9,7 +9,8 @@ callables are code, so they are passed again at load time.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -20,13 +21,61 @@ from .io import ModelFileError, check_writable, load_model_file, save_model_file
 NOVELTY_KEYS = ("novelty.means", "novelty.precision")
 
 
+def _typed(value) -> list:
+    """``[type tag, JSON value]`` for a label or a path, so that loading gives back its type
+    (JSON has no int keys, no numpy scalars and no paths)."""
+    if isinstance(value, np.generic):
+        return [f"numpy:{value.dtype.str}", value.item()]
+    if isinstance(value, PurePath):
+        return ["path", str(value)]
+    for kind in (bool, int, float, str):  # bool first: True is an int too
+        if isinstance(value, kind):
+            return [kind.__name__, value]
+    return ["str", str(value)]
+
+
+def _untyped(entry):
+    """The value :func:`_typed` described."""
+    tag, value = entry
+    if tag.startswith("numpy:"):
+        return np.dtype(tag[len("numpy:"):]).type(value)
+    return Path(value) if tag == "path" else {"bool": bool, "int": int, "float": float,
+                                              "str": str}[tag](value)
+
+
+def _typed_class_weight(class_weight):
+    """A ``{label: weight}`` class_weight as ``[[label tag, label, weight], ...]`` (None otherwise:
+    "balanced" and None are plain JSON in ``params``)."""
+    if not isinstance(class_weight, dict):
+        return None
+    return [_typed(label) + [float(weight)] for label, weight in class_weight.items()]
+
+
+def _class_weight_param(manifest: dict, classes: np.ndarray, path):
+    """class_weight as it was given. Files from before its typed copy hold it as JSON made it:
+    string keys ("0" for the label 0), read back as the classes they name; and a dict with
+    numpy keys, which JSON could not hold at all, as "<not stored>"."""
+    if manifest.get("class_weight") is not None:
+        return {_untyped(entry[:2]): entry[2] for entry in manifest["class_weight"]}
+    stored = manifest["params"].get("class_weight")
+    if stored == "<not stored>":
+        warnings.warn(f"{path} was written by an older easytl that could not store its "
+                      "class_weight: the loaded model has class_weight=None; set it again "
+                      "(set_params) before refitting.", UserWarning, stacklevel=4)
+        return None
+    if not isinstance(stored, dict):
+        return stored
+    by_text = {str(c): c.item() if isinstance(c, np.generic) else c for c in classes}
+    return {by_text.get(key, key): weight for key, weight in stored.items()}
+
+
 def _json_params(estimator) -> dict:
     """The estimator's parameters that JSON can hold; code-valued ones are marked."""
     params = {}
     for key, value in estimator.get_params(deep=False).items():
         try:
             json.dumps(value)
-            params[key] = value
+            params[key] = value  # class_weight's int keys become strings: its typed copy is apart
         except TypeError:
             params[key] = None if key in ("callbacks", "augment") else "<not stored>"
     return params
@@ -35,6 +84,7 @@ def _json_params(estimator) -> dict:
 def save_estimator(estimator, path) -> Path:
     """Write a fitted estimator's model file atomically (once, in a distributed run)."""
     from .models.heads import head_spec
+    from .plan import phase_dict
     if getattr(estimator, "interrupted_", False) and not estimator.history_:
         raise ValueError("this model was interrupted before its first epoch ended: it is not "
                          "trained, so it is not saved. Fit it again.")
@@ -66,6 +116,14 @@ def save_estimator(estimator, path) -> Path:
                           if key != "root"},  # a folder of this machine means nothing elsewhere
         "thresholds": (None if getattr(estimator, "thresholds_", None) is None
                        else np.asarray(estimator.thresholds_).tolist()),
+        # what the fit ran and held out: files without these fields load too
+        "phases": [phase_dict(phase) for phase in getattr(estimator, "phases_", [])],
+        "lr": None if getattr(estimator, "lr_", None) is None else float(estimator.lr_),
+        "validation_indices": (None if getattr(estimator, "validation_indices_", None) is None
+                               else np.asarray(estimator.validation_indices_).tolist()),
+        "skipped_images": [_typed(item) + [reason]
+                           for item, reason in getattr(estimator, "skipped_images_", [])],
+        "class_weight": _typed_class_weight(estimator.class_weight),
     }
     tensors = dict(model.state_dict())
     novelty = getattr(estimator, "novelty_", None)
@@ -117,6 +175,7 @@ def load_estimator(cls, path, backbone=None, head=None):
                              f"{type(exc).__name__}: {exc}") from None
     params = {k: v for k, v in manifest["params"].items()
               if k in cls._get_param_names() and v != "<not stored>"}
+    params["class_weight"] = _class_weight_param(manifest, classes, path)
     params["backbone"] = backbone if name == "custom" else name
     if head is not None:
         params["head"] = head
@@ -145,4 +204,28 @@ def load_estimator(cls, path, backbone=None, head=None):
                                        novelty["novelty.precision"].numpy(),
                                        normalize=manifest.get("novelty_normalize", False))
                           if len(novelty) == len(NOVELTY_KEYS) else None)
+    _restore_fit_record(estimator, manifest)
     return estimator
+
+
+def _restore_fit_record(estimator, manifest: dict) -> None:
+    """phases_, lr_, validation_indices_ and skipped_images_. Older files held only the plan,
+    which records the phases that ran and the LR; what they never held is left unset rather
+    than made up (None would claim that nothing was held out)."""
+    from dataclasses import fields
+
+    from .training.schedules import Phase
+    plan = manifest.get("plan") or {}
+    phases = manifest.get("phases", plan.get("phases"))
+    if phases is not None:
+        names = {field.name for field in fields(Phase)}
+        estimator.phases_ = [Phase(**{k: v for k, v in phase.items() if k in names}) for phase in phases]
+    lr = manifest.get("lr", plan.get("lr"))
+    if isinstance(lr, (int, float)):
+        estimator.lr_ = float(lr)
+    if "validation_indices" in manifest:
+        indices = manifest["validation_indices"]
+        estimator.validation_indices_ = None if indices is None else np.asarray(indices, dtype=np.int64)
+    if "skipped_images" in manifest:
+        estimator.skipped_images_ = [(_untyped(entry[:2]), entry[2])
+                                     for entry in manifest["skipped_images"]]
