@@ -189,14 +189,19 @@ class PredictionMixin:
         check_is_fitted(self, "model_")
         self._require_novelty()
 
+        from .trust.unknown import decide, novelty_distance  # the one unknown rule (serve, Predictor)
+        novelty = self.novelty_
+
         def proba_and_novelty(model, x):
             features = model.features(x)
             proba = self._task.proba(model.head(features), self.temperature_)
-            return torch.cat([proba, self._novelty(features)], dim=1)
+            scores = novelty_distance(features, novelty.means, novelty.precision, novelty.normalize)
+            return torch.cat([proba, scores.float()[:, None]], dim=1)
         out = self._run(X, proba_and_novelty)
-        unknown = out[:, -1] > self.unknown_threshold_
-        labels = self._decode(out[:, :-1])
-        return mark_unknown(labels, unknown, self.classes_, self.multi_label_, unknown_label)
+        decision = decide(out[:, :-1], out[:, -1], getattr(self, "thresholds_", None),
+                          multi_label=self.multi_label_, unknown_threshold=self.unknown_threshold_)
+        labels = decode(decision.classes, self.classes_, getattr(self, "_label_form", "labels"))
+        return mark_unknown(labels, decision.unknown, self.classes_, self.multi_label_, unknown_label)
 
     def _decode(self, proba: np.ndarray):
         decisions = self._task.decide(proba, getattr(self, "thresholds_", None))

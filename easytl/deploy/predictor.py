@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import mark_unknown
+from ..data.labels import decode, mark_unknown
+from ..trust.unknown import decide
 from .export import EXPORT_VERSION, OPENVINO_METADATA
 
 _NOT_AN_EXPORT = ("{path} is not an easytl export ({why}): write one with "
@@ -207,12 +208,11 @@ class Predictor:
             return self._decode(self.predict_proba(X))
         self._require_novelty()
         proba, novelty = self._outputs_of(X, novelty=True)
-        threshold = self.unknown_threshold_
-        if self.unknown_thresholds_ is not None and not self.multi_label_:
-            threshold = self.unknown_thresholds_[proba.argmax(axis=1)]
-        unknown = novelty > threshold
-        labels = self._decode(proba)
-        return mark_unknown(labels, unknown, self.classes_, self.multi_label_, unknown_label)
+        decision = decide(proba, novelty, self.thresholds_, multi_label=self.multi_label_,
+                          unknown_threshold=self.unknown_threshold_,
+                          unknown_thresholds=self.unknown_thresholds_)
+        labels = decode(decision.classes, self.classes_, self._label_form)
+        return mark_unknown(labels, decision.unknown, self.classes_, self.multi_label_, unknown_label)
 
     def _require_novelty(self) -> None:
         if self.unknown_threshold_ is None:
@@ -221,7 +221,5 @@ class Predictor:
                              "novelty_score or reject_unknown.")
 
     def _decode(self, proba: np.ndarray):
-        from ..data.labels import decode
-        from ..training.tasks import task_for
-        decisions = task_for(self.multi_label_).decide(proba, self.thresholds_)
+        decisions = decide(proba, thresholds=self.thresholds_, multi_label=self.multi_label_).classes
         return decode(decisions, self.classes_, self._label_form)

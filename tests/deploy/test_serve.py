@@ -341,3 +341,83 @@ def test_batcher_gives_each_caller_its_own_rows_from_shared_forward_passes():
     assert max(calls) <= 8 and len(calls) < 10
     assert batcher.stats.as_dict() == {"requests": 10, "images": 19, "forward_passes": len(calls),
                                        "largest_batch": max(calls)}
+
+
+def test_create_app_leaves_the_callers_estimator_as_it_was(fitted):
+    """Serving a fitted classifier must not move its network (device, channels-last layout,
+    train/eval mode) under the caller, who may go on fitting or predicting with it."""
+    from easytl.deploy.serve import create_app
+    clf, _, _ = fitted
+    model = clf.model_
+    model.train()  # a caller mid-experiment: the served copy is put in eval mode, not theirs
+    before = {name: (t.device, t.stride(), t.data_ptr()) for name, t in model.state_dict().items()}
+    try:
+        create_app(clf)
+        assert clf.model_ is model and model.training
+        after = {name: (t.device, t.stride(), t.data_ptr()) for name, t in model.state_dict().items()}
+        assert after == before
+    finally:
+        model.eval()
+
+
+def test_batcher_stop_answers_every_queued_request():
+    """Requests still queued when the server stops get an answer (their outputs, or an error
+    saying the server stopped) before ``stop`` returns: none is left waiting for ever."""
+    import time as clock
+
+    def slow_forward(images):
+        clock.sleep(0.05)
+        proba = images.float().mean(dim=(1, 2, 3)).numpy()[:, None]
+        return Outputs(proba, None)
+
+    async def scenario():
+        batcher = DynamicBatcher(slow_forward, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        requests = [asyncio.ensure_future(batcher.submit(torch.full((1, 3, 2, 2), i, dtype=torch.uint8)))
+                    for i in range(6)]
+        await asyncio.sleep(0.02)  # the first pass is running, the others wait in the queue
+        await asyncio.wait_for(batcher.stop(), 10)
+        assert all(r.done() for r in requests), "stop returned with requests still waiting"
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 1)
+    answers = asyncio.run(scenario())
+    for i, answer in enumerate(answers):
+        if isinstance(answer, Exception):
+            assert isinstance(answer, RuntimeError) and "stopp" in str(answer), answer
+        else:
+            assert answer.proba[0, 0] == i
+    assert not isinstance(answers[0], Exception)  # the pass under way finishes
+
+
+def test_request_parts_parse_json_and_options_without_a_server():
+    from easytl.deploy.serve.requests import Limits, parse_options, read_json
+    limits = Limits(max_images=2)
+    options = {"top_k": "1"}  # from the query string: it wins over the body's
+    png = encode(np.zeros((4, 4, 3), np.uint8))
+    images = read_json(b'{"images": ["%s"], "top_k": 3, "reject_unknown": true}'
+                       % base64.b64encode(png), options, limits)
+    assert images == [("images[0]", png)] and options == {"top_k": "1", "reject_unknown": True}
+    assert parse_options(options, n_classes=4, has_novelty=True) == (1, True)
+    assert parse_options({"top_k": 9}, n_classes=4, has_novelty=False) == (4, False)
+    with pytest.raises(UploadError, match="no novelty statistics"):
+        parse_options({"reject_unknown": "yes"}, n_classes=4, has_novelty=False)
+    with pytest.raises(UploadError, match="too many images"):
+        read_json(b'{"images": ["", "", ""]}', {}, limits)
+
+
+def test_service_answers_with_the_one_unknown_rule():
+    """A row's label, labels and unknown flag come from easytl.trust.unknown.decide."""
+    from types import SimpleNamespace
+
+    from easytl.deploy.serve.service import Service
+    served = SimpleNamespace(classes=["a", "b", "c"], multi_label=False, thresholds=None,
+                             unknown_threshold=2.0, has_novelty=True)
+    service = Service(served, batcher=None, limits=None, version="x")
+    proba = np.array([0.2, 0.5, 0.3])
+    row = service.answer("x.png", proba, 1.5, top_k=2, reject_unknown=True)
+    assert row == {"name": "x.png", "label": "b", "novelty": 1.5, "unknown": False,
+                   "top_k": [{"label": "b", "probability": 0.5}, {"label": "c", "probability": 0.3}]}
+    assert service.answer("x.png", proba, 2.5, 1, True)["label"] == "unknown"
+    assert service.answer("x.png", proba, 2.0, 1, True)["unknown"] is False  # strictly above
+    served.multi_label, served.thresholds = True, np.array([0.1, 0.6, 0.3])
+    assert service.answer("x.png", proba, 0.0, 3, False)["labels"] == ["a", "c"]
+    assert service.answer("x.png", proba, 3.0, 3, True)["labels"] == ["unknown"]

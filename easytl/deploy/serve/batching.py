@@ -19,6 +19,11 @@ import numpy as np
 import torch
 
 
+_STOP = object()  # what stop() queues behind the waiting requests
+STOPPED = ("the server is stopping and ran no forward pass for this request: send it again "
+           "once the server is back.")
+
+
 @dataclass
 class BatchStats:
     """Counters the server reports on ``GET /health``."""
@@ -52,25 +57,46 @@ class DynamicBatcher:
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self._held = None  # (images, future) taken from the queue but left for the next pass
+        self._stopping = False
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easytl-infer")
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
+        self._stopping = False
         self._worker = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        """Answer every request already queued (their forward passes run), then end the worker.
+
+        Cancelling the worker instead would leave the queued requests, and the one whose pass
+        is running, waiting for ever. A request that still finds no pass (submitted while
+        stopping) fails with a RuntimeError that says the server stopped.
+        """
+        self._stopping = True
+        if self._worker is not None and not self._worker.done():
+            await self._queue.put(_STOP)  # queued after every waiting request: they go first
             try:
                 await self._worker
-            except asyncio.CancelledError:
+            except Exception:  # noqa: BLE001 - a broken worker: the requests still get an answer
                 pass
+        self._fail_waiting()
         self._thread.shutdown(wait=True)
+
+    def _fail_waiting(self) -> None:
+        left = [] if self._held is None else [self._held]
+        self._held = None
+        while self._queue is not None and not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        for item in left:
+            if item is not _STOP and not item[1].done():
+                item[1].set_exception(RuntimeError(STOPPED))
 
     async def submit(self, images: torch.Tensor):
         """Outputs for a uint8 batch (n, 3, H, W); split into parts of ``max_batch`` if bigger."""
         if self._queue is None:
             raise RuntimeError("the batcher is not running: call start() first.")
+        if self._stopping:
+            raise RuntimeError(STOPPED)
         with self.stats.lock:
             self.stats.requests += 1
         loop = asyncio.get_running_loop()
@@ -92,6 +118,8 @@ class DynamicBatcher:
             batch, self._held = [self._held], None
         else:
             batch = [await self._queue.get()]
+        if batch[0] is _STOP:
+            return None
         count = len(batch[0][0])
         deadline = loop.time() + self.max_wait
         while count < self.max_batch:
@@ -105,7 +133,7 @@ class DynamicBatcher:
                     item = self._queue.get_nowait()
             except asyncio.TimeoutError:
                 break
-            if count + len(item[0]) > self.max_batch:
+            if item is _STOP or count + len(item[0]) > self.max_batch:
                 self._held = item  # too big for this pass: it opens the next one
                 break
             batch.append(item)
@@ -116,6 +144,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
+            if batch is None:  # stop(): every request queued before it has been answered
+                return
             batch = [(images, future) for images, future in batch if not future.cancelled()]
             if not batch:
                 continue

@@ -20,6 +20,7 @@ from ...data.images import DRAFT_MARGIN, EncodedImage, read_image_file
 from ...data.sources import resize
 from ...models.device import inference_setup
 from ...models.folding import fold_batchnorm
+from ...trust.unknown import novelty_distance
 
 
 @dataclass
@@ -38,12 +39,18 @@ class ServedModel:
         self.size = int(clf.image_size_)
         self.classes = list(clf.classes_)
         self.multi_label = bool(getattr(clf, "multi_label_", False))
-        self.has_novelty = (getattr(clf, "novelty_", None) is not None
-                            and getattr(clf, "unknown_threshold_", None) is not None)
+        self.thresholds = getattr(clf, "thresholds_", None)
+        self.temperature = getattr(clf, "temperature_", 1.0)
+        self.backbone = clf.backbone if isinstance(clf.backbone, str) else type(clf.backbone).__name__
+        self.novelty = getattr(clf, "novelty_", None)
+        self.unknown_threshold = getattr(clf, "unknown_threshold_", None)
+        self.has_novelty = self.novelty is not None and self.unknown_threshold is not None
         self.where, self._autocast = inference_setup(clf.device, clf.mixed_precision)
         config = clf.model_.backbone.data_config
         self._preprocess = Preprocessor(self.size, config["mean"], config["std"], augment=None)
-        model = clf.model_.to(self.where, memory_format=torch.channels_last).eval()
+        # a copy: moving the caller's network to the device, to channels-last or to eval mode
+        # would change the estimator they go on using (and train with)
+        model = copy.deepcopy(clf.model_).to(self.where, memory_format=torch.channels_last).eval()
         generator = torch.Generator().manual_seed(0)
         example = torch.randint(0, 256, (2, 3, self.size, self.size), dtype=torch.uint8,
                                 generator=generator)
@@ -67,7 +74,9 @@ class ServedModel:
         with self._autocast():
             features = self._model.features(x)
             proba = clf._task.proba(self._model.head(features), clf.temperature_).float()
-            novelty = clf._novelty(features.float()).float()[:, 0] if self.has_novelty else None
+            novelty = None if not self.has_novelty else novelty_distance(
+                features.float(), self.novelty.means, self.novelty.precision,
+                self.novelty.normalize).float()
         return Outputs(proba.cpu().numpy(),
                        None if novelty is None else novelty.cpu().numpy())
 
