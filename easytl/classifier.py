@@ -1,9 +1,12 @@
-"""TransferClassifier: the scikit-learn estimator that ties backbone, head, schedule and trainer."""
+"""TransferClassifier: the scikit-learn estimator that ties backbone, head, schedule and trainer.
+
+``fit`` reads as: prepare the data (:mod:`easytl.data.fit_data`) -> plan
+(:mod:`easytl.plan`) -> train (:mod:`easytl.training.trainer`) -> keep the results.
+"""
 
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from dataclasses import replace
 
@@ -14,23 +17,33 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .constants import DEFAULT_BACKBONE, DEFAULT_CACHE_MEMORY
-from .data.labels import encode_like, read_labels
-from .data.sources import as_image_source
-from .data.split import Split, drop_unreadable, placeholder_size, read_labelled, stratified_split
-from .data.tables import is_table, read_table
+from .data.fit_data import ReadOptions, prepare
+from .data.labels import decode
+from .data.split import placeholder_size
 from .models.adapters import create_backbone
 from .models.device import make_accelerator
 from .params import validate_params
 from .persistence import load_estimator, save_estimator
-from .plan import DataFacts, FitPlan, phase_dict, check_options, decide_val_size, make_plan
+from .plan import DataFacts, FitPlan, check_options, decide_val_size, make_plan
 from .prediction import PredictionMixin
 from .training.adaptive import median_short_side
 from .training.assembly import build_trainer, trackers
 from .training.callbacks.base import as_callbacks, check_names
-from .training.checkpoints import check_fingerprint, load_checkpoint
-from .training.trainer import FitResult
+from .fitted import keep_labels, keep_results, say_if_interrupted
+from .training.checkpoints import check_fingerprint, checkpoint_to_resume
+from .training.lr_finder import NoPhaseToSweep
+from .training.semi_supervised import with_unlabeled
 
 AUTO_LR_FALLBACK = 1e-3  # lr="auto" when the range test finds no LR at which the loss falls
+
+
+def _same_on_every_process(accelerator, value, kind):
+    """Every process must split, initialise, shuffle and step alike: the main process's value
+    (its seed; its LR, as an LR sweep's loss differs between processes)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+    return kind(broadcast_object_list([value])[0])
 
 
 class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
@@ -184,6 +197,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     accumulate : int, default=1
         Gradient accumulation: one optimizer step per ``accumulate`` batches, on
         the mean of their losses (an effective batch of ``batch_size × accumulate``).
+    unlabeled_label : int, str or None, default=None
+        A label of ``y`` that marks an image as unlabeled (e.g. -1, scikit-learn's
+        semi-supervised convention): those images are used as ``X_unlabeled``
+        is. None: every label is a class, ``-1`` included.
 
     Attributes
     ----------
@@ -210,8 +227,8 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
     lr_ : float
         The head learning rate used (``lr``, or the LR range test's choice for "auto").
     validation_indices_ : ndarray or None
-        Positions in ``X`` of the images held out for validation (None when
-        ``X_val`` was given or nothing was held out).
+        Positions in ``X`` as given (a table's rows, a list's items) of the images
+        held out for validation (None when ``X_val`` was given or nothing was held out).
     skipped_images_ : list of (path, reason)
         Files left out by ``on_bad_image="skip"``.
     interrupted_ : bool
@@ -241,10 +258,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
                  plateau_patience=1, class_weight=None, mixed_precision="auto", device="auto",
                  num_workers="auto", random_state=None, verbose=1, callbacks=None, log_with=None,
                  logging_dir=None, cache_features="auto", cache_views=2,
-                 cache_memory=DEFAULT_CACHE_MEMORY,
-                 cache_dir=None, predict_batch_size=128, on_bad_image="error", calibrate=True,
-                 unknown_rate=0.05, multi_label="auto", label_smoothing=0.0, mixup=None,
-                 cutmix=None, ema=None, accumulate=1):
+                 cache_memory=DEFAULT_CACHE_MEMORY, cache_dir=None, predict_batch_size=128,
+                 on_bad_image="error", calibrate=True, unknown_rate=0.05, multi_label="auto",
+                 label_smoothing=0.0, mixup=None, cutmix=None, ema=None, accumulate=1,
+                 unlabeled_label=None):
         for name, value in locals().items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
@@ -270,9 +287,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             Write ``checkpoint.pt`` there after every epoch (weights, optimizer,
             position in the schedule, every callback's state, RNG states).
         resume : bool, default=False
-            Continue from the checkpoint in ``checkpoint_dir`` (same data and
-            parameters); on a CPU the result equals an uninterrupted fit. Starts
-            afresh when there is no checkpoint yet.
+            Continue from the checkpoint in ``checkpoint_dir`` (the same images,
+            labels and parameters: a digest of them is checked); on a CPU the
+            result equals an uninterrupted fit. Starts afresh when there is no
+            checkpoint yet.
         root, label_delim, path_column : optional
             For a table ``X``: the folder its paths are relative to (default: the
             CSV's folder), the delimiter of several labels in one cell (then the
@@ -283,10 +301,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             training images, if cross-validation on the labeled images shows that
             they help; otherwise the fit is the one without them.
             ``plan_["semi_supervised"]`` and ``history_[0]["semi_supervised"]`` say
-            what happened. Following scikit-learn, ``-1`` in integer ``y`` or
-            ``None`` in ``y`` of strings marks an image of ``X`` as unlabeled too
-            (the same fit). Not for labels read from a table or folders: an empty
-            label cell stays an error (or a skipped row); pass such images here.
+            what happened. Images of ``X`` whose label is ``unlabeled_label`` (say
+            -1) join them. Images that are labelled images of ``X`` or ``X_val``
+            too (the same file or the same pixels) are left out, with a warning.
             Unlabeled images never enter validation, calibration or the novelty statistics.
 
         Returns
@@ -297,124 +314,95 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         validate_params(params)
         check_options(params, X_val is not None)  # rules between options, before any data is read
         user_callbacks = as_callbacks(self.callbacks)
-        callback_names = check_names(user_callbacks)
-        checkpoint = self._checkpoint_to_resume(checkpoint_dir, resume)
-        # lr="auto": the range test runs on a copy first, before this fit holds any data
-        self.lr_ = self._learning_rate(checkpoint, X, y, root, label_delim, path_column)
+        checkpoint = checkpoint_to_resume(checkpoint_dir, resume)
 
-        # 1. read the data
-        table_skips = []
-        # later tables (X_val, predict, report, score) are read the way this one is
-        self._table_options = {"root": root, "path_column": path_column, "label_delim": label_delim}
-        # scikit-learn's -1/None for an unlabeled image applies to labels given as y, not read
-        # from a table's column (an empty cell there is an error, as it always was)
-        marks_unlabeled = not (is_table(X) and (y is None or isinstance(y, str)))
-        if is_table(X):
-            X, y, table_skips = read_table(X, y, root, path_column, label_delim, self.on_bad_image)
-        X_val, y_val = self._from_table(X_val, y_val)
-        source, labels = read_labelled(X, y, self.image_size)
-        source, labels, kept, self.skipped_images_ = drop_unreadable(
-            source, labels, self.on_bad_image, self.verbose,
-            memory=self.cache_memory, directory=self.cache_dir)
-        self.skipped_images_ = [(path, reason) for _, path, reason in table_skips] + self.skipped_images_
-        if labels is None:
-            raise ValueError("y is required: pass labels, a directory with one sub-folder per "
-                             "class, a table, or a Dataset yielding (image, label).")
-        source, labels, kept, unlabeled = self._unlabeled(source, labels, kept, X_unlabeled,
-                                                          marks_unlabeled)
-        info = read_labels(labels, self.multi_label)
-        self.classes_, y_encoded = info.classes, info.encoded
-        self.multi_label_, self._label_form = info.multi_label, info.form
-        if len(self.classes_) < (1 if self.multi_label_ else 2):
-            raise ValueError(f"y holds a single class ('{self.classes_[0]}'); a classifier needs "
-                             "at least 2 classes.")
-
-        # 2. plan
-        seed = self._seed(checkpoint)
+        # 1. the data: read, checked, labelled, de-duplicated (easytl.data.fit_data)
+        prepared = prepare(X, y, X_val, y_val, X_unlabeled,
+                           options=self._read_options(root, path_column, label_delim))
+        keep_labels(self, prepared, root, path_column, label_delim)
         accelerator = make_accelerator(self.device, self.mixed_precision,
                                        trackers(self.log_with, self.logging_dir), self.logging_dir)
-        if accelerator.num_processes > 1:
-            # Every process must split, initialise, shuffle and step alike: use the main
-            # process's seed and learning rate (an LR sweep's loss differs between processes).
-            from accelerate.utils import broadcast_object_list
-            seed, self.lr_ = broadcast_object_list([seed, self.lr_])
-            seed, self.lr_ = int(seed), float(self.lr_)
-        facts = DataFacts(tuple(self.classes_.tolist()), tuple(int(c) for c in info.counts()),
-                          self.multi_label_)
-        val_size = decide_val_size(params, facts, X_val is not None)
-        split = self._validation_split(source, y_encoded, kept, X_val, y_val, seed, val_size)
+        seed = _same_on_every_process(accelerator, self._seed(checkpoint), int)
+        facts = DataFacts(tuple(self.classes_.tolist()),
+                          tuple(int(c) for c in prepared.labels.counts()), self.multi_label_)
+        val_size = decide_val_size(params, facts, prepared.val is not None)
+        data = prepared.split(val_size, seed)
+        self.validation_indices_ = data.validation_indices
+        # lr="auto": the range test on the training images, the validation images held out
+        self.lr_ = _same_on_every_process(accelerator, self._learning_rate(checkpoint, data), float)
         if self.image_size == "auto":
-            facts = replace(facts, native_side=median_short_side(split.train))
+            facts = replace(facts, native_side=median_short_side(data.train))
+
         devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            # A user's module is copied: fit must not change the estimator's parameters.
-            spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
-            backbone = create_backbone(spec, self.weights, placeholder_size(self.image_size))
-            plan = make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
-                             n_train=len(split.train_y),
-                             n_val=0 if split.val_y is None else len(split.val_y),
-                             val_size=val_size, callback_names=callback_names,
-                             bytes_per_value=4 if accelerator.mixed_precision == "no" else 2)
-            semi, labeled = None, None
-            if unlabeled is not None:
-                split, semi, labeled = self._pseudo_labeled(split, unlabeled, backbone, plan,
-                                                            accelerator)
-                if semi.used:  # the plan's length follows the training images, pseudo-labeled too
-                    plan = make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
-                                     n_train=len(split.train_y), n_val=plan.n_val,
-                                     val_size=val_size, callback_names=callback_names,
-                                     bytes_per_value=4 if accelerator.mixed_precision == "no" else 2)
+            # 2. the plan
+            backbone = self._new_backbone()
+            plan = self._plan(params, facts, data, backbone, seed, val_size, accelerator,
+                              check_names(user_callbacks), checkpoint_dir)
+            data, semi, labeled = with_unlabeled(data, backbone, plan, accelerator,
+                                                 len(self.classes_))
+            if semi is not None and semi.used:  # the plan's length follows the pseudo-labeled images too
+                plan = self._plan(params, facts, data, backbone, seed, val_size, accelerator,
+                                  check_names(user_callbacks), checkpoint_dir)
             if checkpoint is not None:
                 check_fingerprint(checkpoint_dir, checkpoint, plan.fingerprint())
-
             # 3. train
-            trainer = build_trainer(plan, self, backbone, split, accelerator, user_callbacks,
+            trainer = build_trainer(plan, self, backbone, data, accelerator, user_callbacks,
                                     checkpoint_dir)
             try:
-                result = trainer.fit(split.train, split.train_y, split.val, split.val_y,
+                result = trainer.fit(data.train, data.train_y, data.val, data.val_y,
                                      resume_from=checkpoint, labeled=labeled)
             except FloatingPointError:  # the trainer restored the last good weights: keep them
-                self._keep(trainer.result(), plan, semi)
+                keep_results(self, trainer.result(), plan, semi)
                 raise
-
         # 4. keep the results
-        self._keep(result, plan, semi)
-        if self.interrupted_ and not self.history_:
-            warnings.warn("fit was interrupted before its first epoch ended: the model is NOT "
-                          "trained (its head is random) and its predictions mean nothing; save() "
-                          "refuses it. Fit again.", stacklevel=2)
-        elif self.interrupted_:
-            warnings.warn(f"fit was interrupted after {len(self.history_)} epoch"
-                          f"{'' if len(self.history_) == 1 else 's'}; the best weights so far are kept.",
-                          stacklevel=2)
+        keep_results(self, result, plan, semi)
+        say_if_interrupted(self)
         return self
 
-    def _learning_rate(self, checkpoint, X, y, root, label_delim, path_column) -> float:
+    def _read_options(self, root, path_column, label_delim) -> ReadOptions:
+        return ReadOptions(self.image_size, self.on_bad_image, self.verbose, self.cache_memory,
+                           self.cache_dir, self.multi_label, self.unlabeled_label, root,
+                           path_column, label_delim)
+
+    def _new_backbone(self):
+        # A user's module is copied: fit must not change the estimator's parameters.
+        spec = copy.deepcopy(self.backbone) if isinstance(self.backbone, nn.Module) else self.backbone
+        return create_backbone(spec, self.weights, placeholder_size(self.image_size))
+
+    def _plan(self, params, facts, data, backbone, seed, val_size, accelerator, callback_names,
+              checkpoint_dir) -> FitPlan:
+        return make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
+                         n_train=len(data.train_y),
+                         n_val=0 if data.val_y is None else len(data.val_y), val_size=val_size,
+                         callback_names=callback_names,
+                         bytes_per_value=4 if accelerator.mixed_precision == "no" else 2,
+                         data_digest=None if checkpoint_dir is None else data.digest())
+
+    def _learning_rate(self, checkpoint, data) -> float:
         """``lr``, or for ``lr="auto"`` the LR range test's suggestion (the one a resumed fit
-        already chose; the default 1e-3 when the sweep's loss never fell)."""
+        already chose; the default 1e-3 when the sweep shows none).
+
+        The sweep runs on the training images only; the validation images are passed
+        as its ``X_val``, so that its probe decides as this fit's will (a weak probe
+        goes deeper) and the sweep runs the phase this fit will train, but they are
+        never trained on."""
         if self.lr != "auto":
             return float(self.lr)
         if checkpoint is not None and "lr" in (checkpoint.get("fingerprint") or {}):
             return float(checkpoint["fingerprint"]["lr"])
-        from .training.semi_supervised import labeled_part, unlabeled_mask
-        mask = None if y is None or isinstance(y, str) else unlabeled_mask(y)
-        if mask is not None and isinstance(X, (np.ndarray, torch.Tensor, list, tuple)):
-            # the sweep runs on the labeled images, as it does when the rest come as X_unlabeled
-            keep = np.flatnonzero(~mask)
-            X = [X[i] for i in keep] if isinstance(X, (list, tuple)) else X[keep]
-            y = labeled_part(y, mask)
-        self.lr_find_ = self.lr_find(X, y, root=root, label_delim=label_delim,
-                                     path_column=path_column)
+        form = self._label_form
+        y_val = None if data.val is None else decode(data.val_y, self.classes_, form)
+        try:
+            self.lr_find_ = self.lr_find(data.train, decode(data.train_y, self.classes_, form),
+                                         X_val=data.val, y_val=y_val)
+        except NoPhaseToSweep as exc:  # a perfect probe ends the fit before any LR matters
+            warnings.warn(f"lr='auto': {exc}; lr={AUTO_LR_FALLBACK} is kept.", stacklevel=3)
+            self.lr_find_ = None
+            return AUTO_LR_FALLBACK
         suggestion = self.lr_find_.suggestion
         return AUTO_LR_FALLBACK if suggestion is None else float(suggestion)
-
-    def _checkpoint_to_resume(self, checkpoint_dir, resume):
-        if not resume:
-            return None
-        if checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir: the folder fit wrote checkpoints to.")
-        return load_checkpoint(checkpoint_dir)
 
     def _seed(self, checkpoint) -> int:
         if self.random_state is not None:
@@ -422,119 +410,6 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         if checkpoint is not None:  # an unseeded fit resumes with the seed it drew
             return int(checkpoint["fingerprint"]["seed"])
         return int(np.random.randint(0, 2**31 - 1))
-
-    def _validation_split(self, source, y_encoded, kept, X_val, y_val, seed, val_size):
-        if X_val is None:
-            split = stratified_split(source, y_encoded, len(self.classes_), val_size, seed)
-            self.validation_indices_ = (None if split.val_positions is None
-                                        else kept[split.val_positions])
-            return split
-        val_source, val_labels = as_image_source(X_val, y_val, name="X_val",
-                                                 size=placeholder_size(self.image_size))
-        val_source, val_labels, _, bad = drop_unreadable(val_source, val_labels, self.on_bad_image,
-                                                         self.verbose, "X_val",
-                                                         memory=self.cache_memory,
-                                                         directory=self.cache_dir)
-        self.skipped_images_ += bad
-        if val_labels is None:
-            raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
-        self.validation_indices_ = None
-        return Split(source, y_encoded, val_source,
-                     encode_like(val_labels, self.classes_, self._label_form, "y_val"))
-
-    def _unlabeled(self, source, labels, kept, X_unlabeled, marks_unlabeled: bool):
-        """Take the images marked unlabeled in ``labels`` (-1 / None) out of ``source`` and put
-        them before ``X_unlabeled``'s: (labeled source, labels, their positions in X,
-        unlabeled source or None)."""
-        from .data.combined import combine
-        from .training.semi_supervised import labeled_part, unlabeled_mask
-        parts = []
-        mask = unlabeled_mask(labels) if marks_unlabeled else None
-        if mask is not None:
-            if mask.all():
-                raise ValueError("every label in y marks an unlabeled image (-1 or None): at least "
-                                 "some images need a label.")
-            mark = "-1" if np.asarray(labels).dtype.kind in "iu" else "None"
-            remaining = labeled_part(labels, mask)
-            if len(np.unique(remaining)) < 2:
-                raise ValueError(f"y holds {len(np.unique(remaining))} class besides {mask.sum()} "
-                                 f"labels {mark}, which mark unlabeled images (scikit-learn's "
-                                 f"semi-supervised convention). If {mark} is a class, give the "
-                                 "labels as strings (y.astype(str)) or re-encode them.")
-            warnings.warn(f"{mask.sum()} of {len(mask)} labels in y are {mark}: those images are "
-                          "used as unlabeled images (scikit-learn's semi-supervised convention), "
-                          f"not as a class. If {mark} is a class, give the labels as strings "
-                          "(y.astype(str)) or re-encode them.", stacklevel=3)
-            parts.append(source.subset(np.flatnonzero(mask)))
-            keep = np.flatnonzero(~mask)
-            source, labels, kept = source.subset(keep), remaining, kept[keep]
-        if X_unlabeled is not None:
-            extra, _ = as_image_source(X_unlabeled, None, name="X_unlabeled",
-                                       size=placeholder_size(self.image_size))
-            extra, _, _, bad = drop_unreadable(extra, None, self.on_bad_image, self.verbose,
-                                               "X_unlabeled", memory=self.cache_memory,
-                                               directory=self.cache_dir)
-            self.skipped_images_ += bad
-            extra = _without_labeled_files(extra, source)
-            parts.append(extra)
-        return source, labels, kept, (combine(parts) if parts else None)
-
-    def _pseudo_labeled(self, split, unlabeled, backbone, plan, accelerator):
-        """The split with pseudo-labeled images added to training when they help
-        (:func:`easytl.training.semi_supervised.learn_from_unlabeled`)."""
-        from .data.augment import Preprocessor
-        from .training.semi_supervised import learn_from_unlabeled
-        if self.multi_label_:
-            raise ValueError("X_unlabeled (and -1/None in y) are for single-label data; a "
-                             "multi-label fit cannot use unlabeled images.")
-        for part in (split.train, unlabeled):
-            if hasattr(part, "size"):
-                part.size = plan.image_size
-        preprocess = Preprocessor(plan.image_size, backbone.data_config["mean"],
-                                  backbone.data_config["std"], augment=None)
-        return learn_from_unlabeled(split, unlabeled, backbone, preprocess, self.batch_size,
-                                    accelerator, len(self.classes_), plan.seed, self.num_workers)
-
-    def _keep(self, result: FitResult, plan: FitPlan, semi=None) -> None:
-        """The fit's results as fitted attributes."""
-        trust = result.trust
-        temperature = trust.temperature
-        self.temperature_ = (np.asarray(temperature, dtype=np.float64) if np.ndim(temperature)
-                             else float(temperature))
-        self.thresholds_ = (None if trust.thresholds is None
-                            else np.asarray(trust.thresholds, dtype=np.float64))
-        self.novelty_ = trust.novelty
-        self.unknown_threshold_ = trust.unknown_threshold
-        self.unknown_threshold_n_ = trust.unknown_threshold_n  # trust-ux: images the threshold rests on
-        self.model_ = result.model.eval()
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.interrupted_ = result.interrupted
-        self.n_features_ = result.model.backbone.num_features
-        self.image_size_ = plan.image_size
-        self.phases_ = list(result.phases or plan.phases)  # what ran (a weak probe goes deeper)
-        self.plan_ = plan.describe()
-        if plan.if_probe_weak is not None:
-            applied = any(row.get("weak_probe") for row in self.history_)
-            self.plan_["if_probe_weak"]["applied"] = applied
-            if applied:  # plan_ describes the fit that ran; the planned phases are kept beside
-                self.plan_["planned_phases"] = self.plan_["phases"]
-                self.plan_["phases"] = [phase_dict(p) for p in self.phases_]
-                self.plan_["cache_phases"] = list(result.cache_phases)
-                self.plan_["note"] = self.history_[0]["note"]
-        tested = next((row for row in self.history_ if "symmetries" in row), None)
-        if tested is not None:  # what the symmetry test measured and added to the augmentation
-            self.plan_["symmetries"] = {"tests": tested["symmetries"],
-                                        "recipe": tested.get("augment")}  # or None: light
-        # The recipe the model trained with, by name, for test-time augmentation: the augment
-        # parameter may be set to another before predict_tta.
-        given = self.augment if self.augment is None or isinstance(self.augment, str) else "custom"
-        self.plan_["augment"] = (tested or {}).get("augment") or given
-        if semi is not None:  # what the unlabeled images did, in the plan and the first history row
-            self.plan_["semi_supervised"] = semi.describe()
-            if self.history_:
-                self.history_[0]["semi_supervised"] = semi.note
-        self._head_used = plan.head
 
     def lr_find(self, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
                 num_steps: int = 100, divergence: float = 4.0, **fit_params):
@@ -550,36 +425,6 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         from .training.lr_finder import lr_find
         return lr_find(self, X, y, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
                        divergence=divergence, **fit_params)
-
-    def suggest_labels(self, X_pool, n: int = 50, *, uncertainty: str = "margin",
-                       diversity: bool = True, root=None):
-        """The ``n`` pool images worth labelling next (active learning), and the unknown ones.
-
-        Uncertain images under the calibrated probabilities (``uncertainty``: "margin"
-        between the two most probable classes, or "entropy"; multi-label: the class
-        closest to its threshold), spread over the backbone's feature space: a
-        farthest-first traversal of the ``3 n`` most uncertain distinct images
-        (``diversity=False``: the ``n`` most uncertain, near-copies included). Images
-        the novelty score calls unknown are left out and listed apart: they may be a
-        class the model has never seen. See :mod:`easytl.trust.suggestions`.
-
-        Parameters
-        ----------
-        X_pool : any form ``X`` takes (arrays, files, a folder, a table)
-            Unlabelled images (a folder may be flat).
-        n : int, default=50
-            How many to suggest; more than the pool holds is an error.
-        root : path, optional
-            The folder a table's paths are relative to.
-
-        Returns
-        -------
-        LabelSuggestions with ``indices`` (positions in ``X_pool``, most useful first),
-        ``scores`` (uncertainty in [0, 1]), ``guesses``, ``probabilities``, ``paths``
-        (for files), and ``unknown`` / ``unknown_scores`` / ``unknown_paths``.
-        """
-        from .trust.suggestions import suggest
-        return suggest(self, X_pool, n, uncertainty, diversity, root)
 
     # ------------------------------------------------------------------------- persistence
     def save(self, path):
@@ -604,28 +449,3 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             Needed only when the model was fitted with a custom head callable.
         """
         return load_estimator(cls, path, backbone, head)
-
-
-def _without_labeled_files(unlabeled, labeled):
-    """``unlabeled`` without the image files that are in ``labeled`` too (``--unlabeled pool/``
-    over the folder a label table points into): labeled images, validation ones among them,
-    must not come back as pseudo-labeled training images."""
-    def files(source):
-        items, positions = getattr(source, "items", None), getattr(source, "positions", None)
-        if items is None or positions is None:
-            return None
-        return [os.path.abspath(items[p]) if isinstance(items[p], (str, os.PathLike)) else None
-                for p in positions]
-    mine, theirs = files(unlabeled), files(labeled)
-    if not mine or not theirs:
-        return unlabeled
-    known = set(theirs) - {None}
-    keep = [i for i, path in enumerate(mine) if path is None or path not in known]
-    if len(keep) == len(mine):
-        return unlabeled
-    warnings.warn(f"X_unlabeled: left out {len(mine) - len(keep)} files that are labeled images "
-                  "of X too", stacklevel=4)
-    if not keep:
-        raise ValueError("every image of X_unlabeled is a labeled image of X: give images "
-                         "without labels as X_unlabeled.")
-    return unlabeled.subset(keep)

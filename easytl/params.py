@@ -200,6 +200,7 @@ def parameter_table() -> dict[str, list[Accepts]]:
         "cutmix": [NONE, POSITIVE],
         "ema": [NONE, Number(0, 1, low_open=True, high_open=True)],
         "accumulate": [POSITIVE_INT],
+        "unlabeled_label": [NONE, Kind((numbers.Integral, str), "an int or a string label")],
     }
 
 

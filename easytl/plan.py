@@ -11,10 +11,10 @@ data is known (:func:`make_plan`, before any training).
 The same plan is the checkpoint fingerprint (:meth:`FitPlan.fingerprint`) and
 is recorded in the model file (:meth:`FitPlan.describe`).
 
-Adding a plain fit parameter touches three places: the estimator's signature
-and docstring, its line in :func:`easytl.params.parameter_table`, and the one
-place that uses it, which reads it from the plan as ``plan.<name>`` (every
-validated parameter is reachable that way; a resolved value shadows "auto").
+Adding a plain fit parameter touches these places: the estimator's signature
+and docstring, its line in :func:`easytl.params.parameter_table`, and, when the
+trainer reads it, a field of :class:`FitPlan` and its name in
+:data:`TRAINER_OPTIONS` (the trainer reads ``plan.<name>``; a misspelt name fails).
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ from .training.schedules import Phase, resolve_phases
 # are left out of the fingerprint, so a fit may resume with other values of them.
 NOT_IN_FINGERPRINT = ("verbose", "log_with", "logging_dir", "cache_dir", "cache_memory",
                       "predict_batch_size", "num_workers", "device", "callbacks")
+
+# The estimator parameters that are FitPlan fields of their own (what the trainer reads).
+TRAINER_OPTIONS = ("batch_size", "accumulate", "augment", "class_weight", "grad_clip", "train_bn",
+                   "optimizer", "weight_decay", "lr_decay", "plateau_factor", "plateau_patience",
+                   "early_stopping", "label_smoothing", "mixup", "cutmix", "ema", "cache_views",
+                   "cache_memory", "cache_dir", "calibrate", "unknown_rate", "num_workers",
+                   "verbose", "log_with")
 
 # The backbone LR relative to the head's and the warmup, when left to easytl ("auto"): a named
 # schedule's defaults, or the adaptive plan's (LP-FT trains everything at one LR after warmup).
@@ -123,8 +130,8 @@ class WeakProbeRule:
 class FitPlan:
     """Everything a fit will do, resolved (see the module docstring).
 
-    Attributes that are not fields (``plan.grad_clip``, ``plan.mixup``, ...) are
-    the validated estimator parameters, read from :attr:`options`.
+    The estimator parameters the trainer reads are fields of their own (``plan.grad_clip``,
+    ``plan.mixup``, ...: :data:`TRAINER_OPTIONS`); :attr:`options` holds all of them as given.
     """
 
     options: Mapping[str, Any]
@@ -149,15 +156,36 @@ class FitPlan:
     if_probe_weak: WeakProbeRule | None = None   # decided after the probe, on validation data
     test_symmetries: bool = False   # after the probe, add the symmetries the data has to augment
 
-    def __getattr__(self, name: str):
-        options = object.__getattribute__(self, "options")
-        if name in options:
-            return options[name]
-        raise AttributeError(f"FitPlan has no option {name!r}")
+    data_digest: str | None = None  # of the images and labels, for a fit that checkpoints
+    # The estimator parameters the trainer reads, as validated (make_plan copies each one).
+    batch_size: int = 32
+    accumulate: int = 1
+    augment: Any = "default"
+    class_weight: Any = None
+    grad_clip: float | None = None
+    train_bn: bool = False
+    optimizer: Any = "adamw"
+    weight_decay: float = 1e-4
+    lr_decay: str | None = "cosine"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 1
+    early_stopping: int | None = None
+    label_smoothing: float = 0.0
+    mixup: float | None = None
+    cutmix: float | None = None
+    ema: float | None = None
+    cache_views: int = 2
+    cache_memory: Any = "2GB"
+    cache_dir: Any = None
+    calibrate: bool = True
+    unknown_rate: float = 0.05
+    num_workers: Any = "auto"
+    verbose: int = 1
+    log_with: Any = None
 
     @property
     def cache_memory_bytes(self) -> int:
-        return parse_bytes(self.options["cache_memory"], "cache_memory")
+        return parse_bytes(self.cache_memory, "cache_memory")
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed by this fit: every resolved value and
@@ -172,7 +200,7 @@ class FitPlan:
                 "monitor": self.monitor.name, "updates_per_epoch": self.updates_per_epoch,
                 "callbacks": list(self.callback_names), "options": repr(options),
                 "if_probe_weak": None if self.if_probe_weak is None else repr(self.if_probe_weak),
-                "test_symmetries": self.test_symmetries}
+                "test_symmetries": self.test_symmetries, "data": self.data_digest}
 
     def describe(self) -> dict:
         """The plan as JSON-able values (recorded in the model file)."""
@@ -232,7 +260,7 @@ def input_size(params: Mapping, backbone_config: dict, backbone_name: str,
 
 def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbone,
               n_train: int, n_val: int, val_size, bytes_per_value: int = 4,
-              callback_names=()) -> FitPlan:
+              callback_names=(), data_digest: str | None = None) -> FitPlan:
     """Resolve every option against the data and the backbone (see the module docstring)."""
     params = dict(params)
     backbone_config, backbone_name = backbone.data_config, backbone_identity(backbone)
@@ -295,7 +323,8 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
                    updates_per_epoch=updates_per_epoch, backbone_name=backbone_name,
                    callback_names=tuple(callback_names), note=note,
                    stop_if_probe_perfect=note is not None and len(phases) > 1,
-                   if_probe_weak=weak_probe, test_symmetries=symmetries)
+                   if_probe_weak=weak_probe, test_symmetries=symmetries, data_digest=data_digest,
+                   **{name: params[name] for name in TRAINER_OPTIONS})
 
 
 def _cache_phases(params, phases, backbone, size: int, n_images: int, bytes_per_value: int) -> tuple:

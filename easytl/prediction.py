@@ -257,3 +257,33 @@ class PredictionMixin:
                 raise ValueError("labels needed: pass y, or a class folder / labelled Dataset.")
         encode_like(y, self.classes_, getattr(self, "_label_form", "labels"), "y")
         return y if getattr(self, "_label_form", "labels") == "sets" else np.asarray(y)
+
+    def suggest_labels(self, X_pool, n: int = 50, *, uncertainty: str = "margin",
+                       diversity: bool = True, root=None):
+        """The ``n`` pool images worth labelling next (active learning), and the unknown ones.
+
+        Uncertain images under the calibrated probabilities (``uncertainty``: "margin"
+        between the two most probable classes, or "entropy"; multi-label: the class
+        closest to its threshold), spread over the backbone's feature space: a
+        farthest-first traversal of the ``3 n`` most uncertain distinct images
+        (``diversity=False``: the ``n`` most uncertain, near-copies included). Images
+        the novelty score calls unknown are left out and listed apart: they may be a
+        class the model has never seen. See :mod:`easytl.trust.suggestions`.
+
+        Parameters
+        ----------
+        X_pool : any form ``X`` takes (arrays, files, a folder, a table)
+            Unlabelled images (a folder may be flat).
+        n : int, default=50
+            How many to suggest; more than the pool holds is an error.
+        root : path, optional
+            The folder a table's paths are relative to.
+
+        Returns
+        -------
+        LabelSuggestions with ``indices`` (positions in ``X_pool``, most useful first),
+        ``scores`` (uncertainty in [0, 1]), ``guesses``, ``probabilities``, ``paths``
+        (for files), and ``unknown`` / ``unknown_scores`` / ``unknown_paths``.
+        """
+        from .trust.suggestions import suggest
+        return suggest(self, X_pool, n, uncertainty, diversity, root)

@@ -1,11 +1,13 @@
-"""Learning from unlabeled images: X_unlabeled, -1/None in y, the check, and no leak into validation."""
+"""Learning from unlabeled images: X_unlabeled, unlabeled_label marks in y, the check, and no leak into
+validation."""
 
 import numpy as np
 import pytest
 
 from easytl import TransferClassifier, make_textures
 from easytl.training import semi_supervised
-from easytl.training.semi_supervised import decide, unlabeled_mask
+from easytl.data.fit_data import unlabeled_mask
+from easytl.training.semi_supervised import decide
 
 from conftest import tiny_kwargs
 
@@ -19,12 +21,14 @@ def clusters(n_per_class, seed, separation=0.8, dim=100, n_classes=5):
     return X.astype(np.float32), np.repeat(np.arange(n_classes), n_per_class)
 
 
-def test_unlabeled_marks_follow_scikit_learn():
-    assert unlabeled_mask(np.array([0, -1, 2])).tolist() == [False, True, False]
-    assert unlabeled_mask(np.array(["a", None, "b"], dtype=object)).tolist() == [False, True, False]
-    assert unlabeled_mask(np.array(["a", "b"])) is None          # strings: nothing marked
-    assert unlabeled_mask(np.array([0, 1, 2])) is None
-    assert unlabeled_mask(np.array([0.0, -1.0])) is None          # only integer -1 marks
+def test_unlabeled_marks_are_the_label_asked_for():
+    assert unlabeled_mask(np.array([0, -1, 2])) is None           # not asked: -1 is a class
+    assert unlabeled_mask(np.array([0, -1, 2]), -1).tolist() == [False, True, False]
+    assert unlabeled_mask(np.array(["a", "?", "b"]), "?").tolist() == [False, True, False]
+    assert unlabeled_mask(np.array(["a", "b"]), "?") is None
+    assert unlabeled_mask(np.array([True, False]), 1) is None     # booleans are not the int 1
+    with pytest.raises(ValueError, match="every label in y is unlabeled_label=-1"):
+        unlabeled_mask(np.array([-1, -1]), -1)
 
 
 def test_check_uses_pseudo_labels_that_help_and_refuses_noise():
@@ -69,7 +73,7 @@ def split_data():
 @pytest.fixture(scope="module")
 def forced_fits(split_data):
     """Fits whose pseudo-labels are used whatever the check says (the training path), in each
-    form: X_unlabeled, -1 in integer y, None in string y; and the fit without them."""
+    form: X_unlabeled, -1 in integer y, "?" in string y (unlabeled_label); and the fit without them."""
     X_l, y_l, X_u, X_test = split_data
     codes = np.unique(y_l, return_inverse=True)[1]
     patch = pytest.MonkeyPatch()
@@ -81,11 +85,11 @@ def forced_fits(split_data):
                 "X_unlabeled": TransferClassifier(**tiny_kwargs(epochs=1)).fit(X_l, codes,
                                                                                X_unlabeled=X_u)}
         X_all = np.concatenate([X_l, X_u])
-        fits["-1"] = TransferClassifier(**tiny_kwargs(epochs=1)).fit(
+        fits["-1"] = TransferClassifier(**tiny_kwargs(epochs=1, unlabeled_label=-1)).fit(
             X_all, np.concatenate([codes, np.full(len(X_u), -1)]))
-        names = np.array([f"class{c}" for c in codes], dtype=object)
-        fits["None"] = TransferClassifier(**tiny_kwargs(epochs=1)).fit(
-            X_all, np.concatenate([names, np.full(len(X_u), None, dtype=object)]))
+        names = np.array([f"class{c}" for c in codes])
+        fits["?"] = TransferClassifier(**tiny_kwargs(epochs=1, unlabeled_label="?")).fit(
+            X_all, np.concatenate([names, np.full(len(X_u), "?")]))
     finally:
         patch.undo()
     return fits
@@ -96,12 +100,12 @@ def test_x_unlabeled_and_marks_in_y_give_the_same_fit(forced_fits, split_data):
     reference = forced_fits["X_unlabeled"]
     assert reference.plan_["semi_supervised"]["used"]
     assert reference.plan_["semi_supervised"]["n_pseudo_labeled"] > 0
-    for form in ("-1", "None"):
+    for form in ("-1", "?"):
         fit = forced_fits[form]
         assert fit.plan_["semi_supervised"] == reference.plan_["semi_supervised"]
         proba = fit.predict_proba(X_test)
         np.testing.assert_allclose(proba, reference.predict_proba(X_test), atol=1e-6)
-    assert forced_fits["None"].classes_.tolist() == ["class0", "class1", "class2", "class3"]
+    assert forced_fits["?"].classes_.tolist() == ["class0", "class1", "class2", "class3"]
     assert forced_fits["-1"].classes_.tolist() == [0, 1, 2, 3]
 
 
@@ -148,8 +152,8 @@ def test_unlabeled_folder_and_errors(split_data, tmp_path):
     with pytest.raises(ValueError, match="single-label"):
         TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(
             X_l, [(label,) for label in y_l], X_unlabeled=X_u[:4])
-    with pytest.raises(ValueError, match="every label in y marks an unlabeled image"):
-        TransferClassifier(**tiny_kwargs()).fit(X_l[:4], np.full(4, -1))
+    with pytest.raises(ValueError, match="every label in y is unlabeled_label=-1"):
+        TransferClassifier(**tiny_kwargs(unlabeled_label=-1)).fit(X_l[:4], np.full(4, -1))
 
 
 def test_a_table_label_column_is_read_as_before(split_data, tmp_path):
@@ -180,45 +184,34 @@ def test_cli_fit_learns_from_an_unlabeled_folder(digit_folder, tmp_path, capsys)
     assert TransferClassifier.load(model).plan_["semi_supervised"]["n_unlabeled"] == 6
 
 
-def test_minus_one_marks_are_announced_and_a_minus_one_class_is_not_dropped_silently(textures):
-    X, names = textures
-    y = np.unique(names, return_inverse=True)[1]  # integer classes 0-3
-    marked = np.where(y == 0, -1, y)  # a user whose classes are -1, 1, 2, 3
-    with pytest.warns(UserWarning, match=r"20 of 80 labels in y are -1: .*unlabeled.*astype\(str\)"):
-        TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, marked)
-    two = np.where(y < 2, -1, 1)  # SVM-style -1/+1
-    with pytest.raises(ValueError, match=r"1 class besides 40 labels -1.*astype\(str\)"):
-        TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, two)
-    clf = TransferClassifier(**tiny_kwargs(epochs=1)).fit(X, two.astype(str))
-    assert sorted(clf.classes_.tolist()) == ["-1", "1"]
-
-
 def test_unlabeled_files_that_are_labeled_images_are_left_out(digit_folder):
     files = sorted(str(p) for p in digit_folder.rglob("*.png")) + \
         sorted(str(p) for p in digit_folder.rglob("*.PNG"))
     labels = [p.split("/")[-2] for p in files]
     clf = TransferClassifier(**tiny_kwargs(epochs=1))
-    with pytest.warns(UserWarning, match="X_unlabeled: left out 24 files that are labeled images"):
-        with pytest.raises(ValueError, match="every image of X_unlabeled is a labeled image of X"):
-            clf.fit(files, labels, X_unlabeled=digit_folder)
+    with pytest.warns(UserWarning, match="X_unlabeled: left out 24 files that are labeled images.*"
+                      "no unlabeled image is left"):
+        clf.fit(files, labels, X_unlabeled=digit_folder)
+    assert clf.plan_["semi_supervised"]["n_unlabeled"] == 0
     half = files[::2]
     with pytest.warns(UserWarning, match="left out 12 files"):
         clf.fit(half, [p.split("/")[-2] for p in half], X_unlabeled=digit_folder)
     assert clf.plan_["semi_supervised"]["n_unlabeled"] == 12
 
 
-def test_lr_auto_sweeps_on_the_labeled_images_only(textures, monkeypatch):
+def test_lr_auto_sweeps_on_the_labeled_training_images_only(textures, monkeypatch):
     X, names = textures
     y = np.unique(names, return_inverse=True)[1]
     seen = []
     real = TransferClassifier.lr_find
 
     def spy(self, X, y=None, **kwargs):
-        seen.append((len(X), sorted(set(np.asarray(y).tolist()))))
+        seen.append((len(X), sorted(set(np.asarray(y).tolist())), len(kwargs["X_val"])))
         return real(self, X, y, num_steps=20, **kwargs)
     monkeypatch.setattr(TransferClassifier, "lr_find", spy)
     marked = y.copy()
     marked[::4] = -1
-    with pytest.warns(UserWarning, match="-1"):
-        TransferClassifier(**tiny_kwargs(epochs=1, lr="auto")).fit(X, marked)
-    assert seen == [(60, sorted(set(y.tolist())))]
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, lr="auto", unlabeled_label=-1)).fit(X, marked)
+    # the sweep trains on the labeled training images; the held-out ones are only its X_val
+    n_val = clf.plan_["n_val"]
+    assert n_val > 0 and seen == [(60 - n_val, sorted(set(y.tolist())), n_val)]

@@ -51,8 +51,8 @@ def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int
     ``(path, reason)`` pairs left out.
     """
     kept = np.arange(len(source))
-    if not (isinstance(source, ListImages) and source.decodes_files):
-        return source, labels, kept, []
+    if not (isinstance(source, ListImages) and source.decodes_files) or source.store is not None:
+        return source, labels, kept, []  # nothing to decode, or decoded once already
     store, bad_items = decode_once(source.items, int(DRAFT_MARGIN * source.size),
                                    parse_bytes(memory, "cache_memory"), directory, verbose,
                                    positions=source.positions)

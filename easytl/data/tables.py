@@ -58,7 +58,7 @@ def _column(columns: list[str], given, candidates, fallback: int | None, what: s
 
 
 def read_table(table, y=None, root=None, path_column=None, label_delim=None,
-               on_bad_image: str = "error"):
+               on_bad_image: str = "error", with_rows: bool = False):
     """Image paths and labels from a table.
 
     Parameters
@@ -83,7 +83,8 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     Returns
     -------
     paths (list of Path), labels (array, list of tuples with ``label_delim``, or
-    None without a label column), and the rows left out as (row, path, reason).
+    None without a label column), and the rows left out as (row, path, reason);
+    with ``with_rows``, also the position of each path's row among the table's rows.
     """
     columns, rows = _rows(table)
     if not rows:
@@ -139,12 +140,12 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
         warnings.warn(f"left out {len(bad)} rows of the label table: "
                       + "; ".join(f"row {n}: {r}" for n, _, r in bad[:5]), stacklevel=3)
     if given is not None:  # the rows left out leave their labels out too
-        return paths, _take(given, kept), bad
-    if label_col is None:
-        return paths, None, bad
-    if label_delim is not None:
-        return paths, labels, bad
-    return paths, np.asarray(labels), bad
+        labels = _take(given, kept)
+    elif label_col is None:
+        labels = None
+    elif label_delim is None:
+        labels = np.asarray(labels)
+    return (paths, labels, bad, kept) if with_rows else (paths, labels, bad)
 
 
 def _given_labels(y, n_rows: int):

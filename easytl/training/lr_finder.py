@@ -6,11 +6,13 @@ on that steep part. easytl sweeps the first phase that trains in the fit the
 estimator would run (for the default plan: fine-tuning from the linear-probe
 head), so the suggestion is in the units of its ``lr`` parameter.
 
-A suggestion is only made when the sweep shows one: enough steps
-(:data:`MIN_STEPS`), and a smoothed loss that falls by a clear margin
-(:data:`MIN_DROP`) after the first steps. A sweep that starts from a converged
-head often shows none (every larger LR only makes the loss worse); then there
-is no suggestion, rather than the sweep's floor, which no one could train at.
+A suggestion is only made when the sweep shows one (:func:`analyse`): enough
+steps (:data:`MIN_STEPS`), and a loss that, smoothed, falls clearly below its
+level at the start: by :data:`MIN_DROP` of that level and by :data:`NOISE_Z`
+times the batch noise measured there. A sweep that starts from a converged
+head often shows none: its loss is near zero, and the batch noise of the first
+steps alone made the old rule read a "fall" at the sweep's floor (6.5e-07 on a
+texture task), an LR no one could train at. Then there is no suggestion.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..progress import progress
 from .callbacks.base import Callback
 
 MIN_STEPS = 20  # fewer steps cannot tell a fall from the noise of a few batches
 MIN_DROP = 0.1  # the smoothed loss must fall by a tenth of its value at the start
+# ... and by this many standard errors of the batch noise: on pure noise about 1 sweep in 60 shows
+# a "fall" (simulated, 20 to 100 steps), and then still past the first steps, where the level falls
+NOISE_Z = 4.0
+
+
+class NoPhaseToSweep(ValueError):
+    """The sweep's fit trained no phase (a perfect probe ended it, or too little data)."""
 
 
 @dataclass
@@ -43,9 +53,10 @@ class LRFindResult:
     raw_losses : ndarray
         Training loss per step as measured.
     suggestion : float or None
-        Where the smoothed loss falls fastest (per log-LR), past the sweep's first
-        steps and before its minimum; None when the loss did not fall meaningfully
-        (``reason`` says why): keep the LR you have.
+        Where the loss (smoothed over neighbouring steps) falls fastest per
+        log-LR, within the stretch where it falls from its starting level to its
+        minimum, never in the sweep's first steps; None when the loss did not fall
+        meaningfully (``reason`` says why): keep the LR you have.
     min_loss_lr : float
         The LR of the lowest smoothed loss.
     diverged_at : float or None
@@ -54,7 +65,8 @@ class LRFindResult:
         The phase that was swept.
     loss_fell : bool
         Whether the sweep had enough steps and its smoothed loss fell by a clear
-        margin (:data:`MIN_DROP` of its starting value) after the first steps.
+        margin after the first steps (see :func:`analyse`); True exactly when
+        there is a suggestion.
     reason : str or None
         Why there is no suggestion (None when there is one).
     """
@@ -138,46 +150,67 @@ class LRSweep(Callback):
 
     def result(self) -> LRFindResult:
         if len(self.raw) < 2:
-            raise ValueError("the LR sweep made fewer than 2 steps: there is no phase that trains, "
-                             "or too little data; pass more images or a schedule with a trained phase.")
+            raise NoPhaseToSweep("the LR sweep made fewer than 2 steps: there is no phase that "
+                                 "trains, or too little data; pass more images or a schedule "
+                                 "with a trained phase.")
         lrs, losses = np.asarray(self.lrs), np.asarray(self.smoothed)
-        suggestion, reason = analyse(lrs, losses)
+        suggestion, reason = analyse(lrs, np.asarray(self.raw))
         lowest = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
         return LRFindResult(lrs, losses, np.asarray(self.raw), suggestion,
                             float(lrs[lowest]), self.diverged_at, self.phase,
                             loss_fell=suggestion is not None, reason=reason)
 
 
-def analyse(lrs: np.ndarray, losses: np.ndarray, min_steps: int = MIN_STEPS,
-            min_drop: float = MIN_DROP) -> tuple[float | None, str | None]:
-    """The suggested LR of a sweep (smoothed ``losses`` at ``lrs``), or None and why not.
+def _level(values: np.ndarray, width: int) -> np.ndarray:
+    """The loss level at each step: a centred running median (a blown-up batch moves it
+    little), then a running mean over ``width`` steps. Centred, it does not lag the way the
+    sweep's exponential average does, which shifts the steepest point to larger LRs."""
+    half = width // 2
+    values = np.where(np.isfinite(values), values, np.inf)  # a NaN step is no minimum
+    median = np.median(sliding_window_view(np.pad(values, half, mode="edge"), width), axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf next to a diverged step
+        return sliding_window_view(np.pad(median, half, mode="edge"), width).mean(axis=1)
 
-    The first ``max(3, n // 10)`` steps are skipped (their smoothed loss averages
-    a few batches only, and their LRs are the sweep's floor). The loss must then
-    fall to at most ``1 - min_drop`` of its value at the end of that stretch; the
-    suggestion is the LR where it falls fastest per unit of log-LR, between the
-    stretch and the minimum.
+
+def analyse(lrs: np.ndarray, raw_losses: np.ndarray, min_steps: int = MIN_STEPS,
+            min_drop: float = MIN_DROP, noise_z: float = NOISE_Z) -> tuple[float | None, str | None]:
+    """The suggested LR of a sweep (per-step ``raw_losses`` at ``lrs``), or None and why not.
+
+    The first ``head = max(5, n // 10)`` steps give the starting level (their mean)
+    and are never suggested (the sweep's floor, where nothing trains yet). The
+    batch noise is the spread of the first quarter's losses about their smoothed
+    level (:func:`_level`, ``head`` steps wide). The smoothed loss must then fall
+    below the starting level by ``min_drop`` of it and by ``noise_z`` standard
+    errors of the difference of the two levels; a converged head whose loss only
+    jitters near zero does not. The suggestion is the LR of the steepest descent
+    per unit of log-LR between the last step still at the starting level and the
+    minimum.
     """
-    n = len(losses)
-    losses = np.where(np.isfinite(losses), losses, np.inf)  # a NaN step is no minimum
+    n = len(raw_losses)
     if n < min_steps:
         return None, (f"the sweep made only {n} steps (at least {min_steps} are needed to tell a "
                       "fall of the loss from batch noise)")
-    skip = max(3, n // 10)
-    start = float(losses[skip - 1])
-    lowest = skip + int(np.argmin(losses[skip:]))
-    if not losses[lowest] <= (1 - min_drop) * start or lowest == skip:
-        return None, (f"the loss never fell meaningfully (from {start:.4g} at lr {lrs[skip - 1]:.2g}, "
-                      f"its lowest after that was {float(np.min(losses[skip:])):.4g}): no LR in the "
-                      "sweep trained better than its smallest")
-    span = slice(skip, lowest + 1)
-    slope = np.gradient(losses[span], np.log(lrs[span]))
-    return float(lrs[skip + int(np.argmin(slope))]), None
-
-
-def suggest(lrs: np.ndarray, losses: np.ndarray) -> float | None:
-    """The suggested LR of a sweep, or None when it shows none (see :func:`analyse`)."""
-    return analyse(lrs, losses)[0]
+    raw = np.asarray(raw_losses, dtype=float)
+    head = max(5, n // 10)
+    width = head | 1  # odd: centred
+    level = _level(raw, width)
+    start = float(np.mean(raw[:head]))
+    residuals = (raw - level)[:max(2 * head, n // 4)]
+    residuals = residuals[np.isfinite(residuals)]
+    noise = float(np.sqrt(np.mean(residuals ** 2) * width / (width - 1))) if len(residuals) else np.nan
+    needed = max(min_drop * start, noise_z * noise * math.sqrt(1 / head + 1 / width))
+    lowest = head + int(np.argmin(level[head:]))
+    if not start - level[lowest] >= needed:  # also False for NaN
+        return None, (f"the loss never fell meaningfully: from {start:.4g} over the first {head} steps "
+                      f"(lr up to {lrs[head - 1]:.2g}), its smoothed lowest after that was "
+                      f"{float(level[lowest]):.4g}, and a fall must exceed {needed:.2g} (a tenth of the "
+                      f"start, and {noise_z:g} standard errors of its batch noise, {noise:.2g}): no LR in "
+                      "the sweep trained clearly better than its smallest")
+    still = np.flatnonzero(level[head:lowest] >= start - needed / 2)  # not fallen yet
+    begin = min(head + (int(still[-1]) if len(still) else 0), lowest - 1)
+    span = slice(begin, lowest + 1)
+    slope = np.gradient(level[span], np.log(lrs[span]))
+    return float(lrs[begin + int(np.argmin(slope))]), None
 
 
 def _copies(callbacks: list) -> list:
@@ -208,7 +241,7 @@ def lr_find(estimator, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.
     nothing of the sweep) and shows the sweep's progress instead of the fit's.
 
     When the sweep shows no LR that trains better than its start (too few steps,
-    or a loss that never fell by :data:`MIN_DROP`), the result's ``suggestion`` is
+    or a loss that never fell clearly, see :func:`analyse`), the result's ``suggestion`` is
     None, ``loss_fell`` is False, and a ``UserWarning`` says why: keep the LR you
     have (for the default plan, the plan's own fine-tuning LR).
     """
@@ -222,11 +255,12 @@ def lr_find(estimator, X, y=None, *, start_lr: float = 1e-7, end_lr: float = 10.
     user = estimator.callbacks
     user = [] if user is None else list(user) if isinstance(user, (list, tuple)) else [user]
     # clone() keeps the user's callback objects themselves: the sweep's fit gets copies.
-    probe = clone(estimator).set_params(lr=base_lr, val_size=0, calibrate=False, early_stopping=None,
-                                        log_with=None, verbose=0,
-                                        callbacks=_copies(user) + [sweep])
+    # Named apart from the linear probe, which is a phase of the fit this copy runs.
+    sweep_estimator = clone(estimator).set_params(lr=base_lr, val_size=0, calibrate=False,
+                                                  early_stopping=None, log_with=None, verbose=0,
+                                                  callbacks=_copies(user) + [sweep])
     try:
-        probe.fit(X, y, **fit_params)
+        sweep_estimator.fit(X, y, **fit_params)
     finally:
         sweep._close_bar()
     result = sweep.result()

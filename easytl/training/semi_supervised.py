@@ -1,7 +1,7 @@
 """Learning from unlabeled images: confident pseudo-labels from the frozen backbone's features.
 
-``fit(X, y, X_unlabeled=U)`` (or ``-1`` / ``None`` in ``y``, scikit-learn's
-convention) runs these steps after the validation split, before training:
+``fit(X, y, X_unlabeled=U)`` (or images of ``X`` labelled ``unlabeled_label``)
+runs these steps after the validation split, before training:
 
 1. **Features.** The pretrained backbone's pooled features of the labeled
    training images and of ``U``, at the plan's input size, unaugmented.
@@ -36,7 +36,6 @@ import torch
 from ..constants import eval_batch_size
 from ..data.combined import combine
 from ..data.sources import batches
-from ..data.split import Split
 
 MIN_CONFIDENCE = 0.9    # label spreading's class probability a pseudo-label needs (with the probe agreeing)
 NEIGHBOURS = 10         # of the kNN graph label spreading runs on
@@ -46,30 +45,6 @@ MIN_GAIN_IMAGES = 2
 FOLDS = 5               # at most; at least 2 labeled images per class are needed to check at all
 CHECK_UNLABELED = 3000  # unlabeled images the check pseudo-labels (a seeded sample beyond it)
 PROBE_C = 1.0           # the linear probe's C (easytl.training.probe)
-
-
-def unlabeled_mask(labels) -> np.ndarray | None:
-    """Which labels mark an unlabeled image: ``-1`` in integer labels, ``None`` in object labels
-    (scikit-learn's semi-supervised convention); None when there is none."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or not len(labels):
-        return None
-    if labels.dtype.kind in "iu":
-        mask = labels == -1
-    elif labels.dtype == object:
-        mask = np.array([v is None for v in labels.tolist()], dtype=bool)
-    else:
-        return None
-    return mask if mask.any() else None
-
-
-def labeled_part(labels, mask: np.ndarray) -> np.ndarray:
-    """The labels that are not marked unlabeled, typed as if only they had been given
-    (["a", None, "b"] -> array(["a", "b"]))."""
-    kept = np.asarray(labels)[~mask]
-    if kept.dtype == object and len(kept) and not any(isinstance(v, (tuple, list)) for v in kept):
-        return np.asarray(kept.tolist())
-    return kept
 
 
 @dataclass(frozen=True)
@@ -192,7 +167,7 @@ def decide(features_l: np.ndarray, y_l: np.ndarray, features_u: np.ndarray, n_cl
     when not used)."""
     from threadpoolctl import threadpool_limits
     if y_l.ndim != 1:
-        raise ValueError("X_unlabeled (and -1/None in y) are for single-label data; a multi-label "
+        raise ValueError("X_unlabeled (and unlabeled_label) are for single-label data; a multi-label "
                          "fit cannot use unlabeled images.")
     # One BLAS thread: these fits are small (a few thousand rows), and on a busy machine a
     # BLAS thread pool that spins waiting for cores made them 20-50x slower (measured).
@@ -225,26 +200,47 @@ def _decide(features_l, y_l, features_u, n_classes: int, seed: int):
     return (decision, positions, labels) if used else (decision, empty, empty)
 
 
-def learn_from_unlabeled(split: Split, unlabeled, backbone, preprocess, batch_size: int, accelerator,
-                         n_classes: int, seed: int, num_workers=0):
-    """The split with confident pseudo-labeled images added to its training part (when the
-    check says they help), the decision, and a mask of the training rows that are labeled.
+def learn_from_unlabeled(train, train_y, unlabeled, backbone, preprocess, batch_size: int,
+                         accelerator, n_classes: int, seed: int, num_workers=0):
+    """The training images with confident pseudo-labeled images added (when the check says
+    they help): (images, labels, the decision, a mask of the rows that are labeled).
 
-    Validation is left exactly as it is.
+    Validation is not touched: it is not an argument.
     """
-    features_l = pooled_features(backbone, split.train, preprocess, batch_size, accelerator,
-                                 num_workers)
-    y_l = np.asarray(split.train_y)
+    y_l = np.asarray(train_y)
     labeled = np.ones(len(y_l), dtype=bool)
+    if not len(unlabeled):
+        note = ("no unlabeled image used: every image of X_unlabeled is a labeled image of X or "
+                "X_val")
+        return train, y_l, SemiSupervised(False, 0, 0, None, None, 0, note), labeled
+    features_l = pooled_features(backbone, train, preprocess, batch_size, accelerator, num_workers)
     if probe_is_perfect(features_l, y_l, n_classes, seed):
         note = (f"{len(unlabeled)} unlabeled images not used: the probe already classifies every "
                 f"labeled image right in cross-validation ({len(y_l)} images); nothing to gain")
-        return split, SemiSupervised(False, len(unlabeled), 0, 1.0, None, len(y_l), note), labeled
+        return (train, y_l, SemiSupervised(False, len(unlabeled), 0, 1.0, None, len(y_l), note),
+                labeled)
     features_u = pooled_features(backbone, unlabeled, preprocess, batch_size, accelerator,
                                  num_workers)
     decision, positions, labels = decide(features_l, y_l, features_u, n_classes, seed)
     if not decision.used:
-        return split, decision, labeled
-    train = combine([split.train, unlabeled.subset(positions)])
-    new = Split(train, np.concatenate([y_l, labels]), split.val, split.val_y, split.val_positions)
-    return new, decision, np.concatenate([labeled, np.zeros(len(positions), dtype=bool)])
+        return train, y_l, decision, labeled
+    return (combine([train, unlabeled.subset(positions)]), np.concatenate([y_l, labels]), decision,
+            np.concatenate([labeled, np.zeros(len(positions), dtype=bool)]))
+
+
+def with_unlabeled(data, backbone, plan, accelerator, n_classes: int):
+    """A fit's data (:class:`~easytl.data.fit_data.FitData`) with pseudo-labeled images added
+    to training when they help: (data, the decision or None, which training rows carry a
+    given label or None)."""
+    if data.unlabeled is None:
+        return data, None, None
+    from ..data.augment import Preprocessor
+    for part in (data.train, data.unlabeled):
+        if hasattr(part, "size"):
+            part.size = plan.image_size
+    preprocess = Preprocessor(plan.image_size, backbone.data_config["mean"],
+                              backbone.data_config["std"], augment=None)
+    train, train_y, semi, labeled = learn_from_unlabeled(
+        data.train, data.train_y, data.unlabeled, backbone, preprocess, plan.batch_size,
+        accelerator, n_classes, plan.seed, plan.num_workers)
+    return data.with_training(train, train_y), semi, labeled

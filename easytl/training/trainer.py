@@ -22,18 +22,18 @@ import torch
 
 from .best_epoch import BestEpoch, EarlyStopping
 from .callbacks import CallbackList
-from .checkpoints import save_checkpoint
+from .checkpoints import Checkpointing
 from .ema import WeightEMA
+from .evaluation import Evaluation
 from .feeds import ImageFeed
 from .history import History
 from .lr_schedule import LRSchedule
-from .metrics import balanced_accuracy
 from .mixing import BatchMixer
 from .phase_setup import PhaseFeeds, PhaseSetup
-from . import symmetry
+from . import decisions
 from .schedules import Phase
 from .tasks import task_for
-from .trust_statistics import TrustResult, trust_statistics
+from .post_fit_trust import TrustResult, trust_statistics
 from ..data.augment import Preprocessor
 from ..data.sources import ImageSource
 from ..models.depthwise import fp32_depthwise_training
@@ -61,9 +61,10 @@ class FitResult:
     trust: TrustResult
     phases: tuple = ()       # the phases that ran (after a weak probe: the deeper fine-tuning)
     cache_phases: tuple = ()  # per phase that ran: whether it trained on cached activations
+    changes: tuple = ()       # what the decisions after the probe changed (PlanChange)
 
 
-class Trainer:
+class Trainer(Evaluation, Checkpointing):
     """Runs a :class:`~easytl.plan.FitPlan` for a :class:`~easytl.models.network.TransferModel`.
 
     Parameters
@@ -155,7 +156,7 @@ class Trainer:
         end_logs = {"interrupted": False, "error": None, "best_epoch": None}
         trust = TrustResult()
         self.phases, self.interrupted, self._last_good_state = list(self.plan.phases), False, None
-        self.cache_phases = list(self.plan.cache_phases)
+        self.cache_phases, self.changes = list(self.plan.cache_phases), []
         try:
             device = self.accelerator.device
             self.model.to(device).to(memory_format=torch.channels_last)
@@ -192,7 +193,7 @@ class Trainer:
         """What the fit produced so far (also after an error: the last good weights)."""
         return FitResult(self.model, self.history, self.best.epoch, self.interrupted,
                          trust or TrustResult(), tuple(self.phases),
-                         tuple(self.cache_phases[:len(self.phases)]))
+                         tuple(self.cache_phases[:len(self.phases)]), tuple(self.changes))
 
     def _end(self, logs: dict, failing: bool) -> None:
         """``on_train_end`` for every callback, then let go of everything. While an error is on
@@ -260,57 +261,6 @@ class Trainer:
             val, val_targets = val.subset(shard), np.asarray(val_targets)[shard]
         return train, train_targets, val, val_targets
 
-    # -- checkpoints ------------------------------------------------------------------------
-    def _parts(self) -> dict:
-        """The trainer's own stateful steps, by name."""
-        parts = {"phase_setup": self.phase_setup, "lr_schedule": self.lr_schedule,
-                 "best_epoch": self.best}
-        if self.early_stopping is not None:
-            parts["early_stopping"] = self.early_stopping
-        return parts
-
-    def _write_checkpoint(self, epoch: int) -> None:
-        if self.checkpoint_dir is None or not self.accelerator.is_main_process:
-            return
-        last = 1 if self.phase.probe else self.phase.epochs
-        save_checkpoint(self.checkpoint_dir, {
-            "fingerprint": self.plan.fingerprint(), "phase_index": self.phase_index,
-            "phase_epoch": self.phase_epoch, "epoch": epoch,
-            "phase_done": self.phase_epoch == last or self.stop_phase or self.stop_training,
-            "stopped": self.stop_training, "model": self.model.state_dict(),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "parts": {name: part.state_dict() for name, part in self._parts().items()},
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "callbacks": self.callbacks.states(), "history": [dict(row) for row in self.history],
-            "torch_rng": torch.get_rng_state(),
-            "generator": None if self.generator is None else self.generator.get_state(),
-        })
-
-    def _restore(self, state: dict) -> int:
-        """Load a checkpoint's weights, history, RNG and every state; return the phase to
-        continue with."""
-        self.model.load_state_dict(state["model"])
-        self.history = History(state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.generator is not None and state["generator"] is not None:
-            self.generator.set_state(state["generator"])
-        for name, part in self._parts().items():
-            if name in state["parts"]:
-                part.load_state_dict(state["parts"][name])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"], self.model)
-        self.callbacks.load_states(state["callbacks"])
-        # A fit a callback stopped stays stopped: resuming only restores it.
-        self.stop_training = bool(state.get("stopped", False))
-        self.epoch = state["epoch"]
-        if any(row.get("weak_probe") for row in self.history):  # the probe chose the deeper plan
-            self.phase_index = next(i for i, p in enumerate(self.phases) if p.probe)
-            self._go_deeper()
-        added = next((row["augment"] for row in self.history if row.get("augment")), None)
-        if added is not None:  # the symmetry test added to the augmentation
-            self._use_augmentation(added)
-        return state["phase_index"] + (1 if state["phase_done"] else 0)
-
     # -- phases and epochs ------------------------------------------------------------------
     def _run_phase(self, index: int, resuming: dict | None) -> None:
         phase = self.phases[index]
@@ -374,18 +324,10 @@ class Trainer:
         improved = self.best.update(self.epoch, row, self.model)
         if phase.probe and self.plan.note is not None:
             row["note"] = self.plan.note
-            if self.plan.stop_if_probe_perfect and row.get("val_accuracy") == 1.0:
-                row["note"] = ("the probe classifies every held-out image correctly: fine-tuning "
-                               "skipped (nothing left to gain on the held-out data)")
-                self.stop_training = True
-                del self.phases[self.phase_index + 1:]  # phases_ lists what ran
-            elif self._probe_is_weak(row):
-                row["note"] = self.plan.if_probe_weak.note(row["val_balanced_accuracy"],
-                                                           self.plan.image_size, self.plan.n_val)
-                row["weak_probe"] = True
-                self._go_deeper()
-            if self.plan.test_symmetries and not self.stop_training:
-                self._add_symmetries(row)
+            changes = decisions.take(decisions.after_probe(self.plan), self, row)
+            for change in changes:
+                self.apply_change(change, row)
+            row["decisions"] = [change.record() for change in changes]
         self.callbacks.fire("on_epoch_end", self.epoch, row)
         if self.early_stopping is not None and self.early_stopping.update(improved):
             self.stop_phase = True
@@ -443,59 +385,24 @@ class Trainer:
         total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
-    # -- evaluation -------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _outputs(self, feed, transform=None):
-        """Logits (float) and labels of a feed, batch by batch, in inference mode (each batch
-        through ``transform`` first, if given)."""
-        self.model.eval()
-        for x, labels in ([] if feed is None else feed.batches(train=False)):
-            if transform is not None:
-                x = transform(x)
-            with self.accelerator.autocast():
-                logits = self.model(x, start=feed.start).float()
-            yield logits, labels
-
-    def evaluate(self, feed, criterion=None) -> tuple[float, float]:
-        """Mean loss and accuracy (no augmentation, inference mode), summed over processes."""
-        criterion = criterion or self.val_criterion
-        total_loss, correct, seen = 0.0, 0, 0
-        for logits, labels in self._outputs(feed):
-            total_loss += criterion(logits, labels).item() * len(labels)
-            correct += self.task.correct(logits, labels)
-            seen += len(labels)
-        total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
-        return total_loss / max(seen, 1), correct / max(seen, 1)
-
-    def _probe_is_weak(self, row: dict) -> bool:
-        rule = self.plan.if_probe_weak
-        return rule is not None and row.get("val_balanced_accuracy", 1.0) < rule.below
-
-    def _go_deeper(self) -> None:
-        """After a weak probe: the plan's deeper fine-tuning replaces the phases after it."""
-        rule, after = self.plan.if_probe_weak, self.phase_index + 1
-        self.phases[after:] = list(rule.phases)
-        self.cache_phases[after:] = list(rule.cache_phases)
-
-    def _add_symmetries(self, row: dict) -> None:
-        """After the probe: add to the augmentation the symmetries the held-out images show
-        they have (:mod:`easytl.training.symmetry`); the test's time counts in the probe's."""
-        start = time.perf_counter()
-        # The upright losses are recomputed from the images, not taken from the probe's cached
-        # features, so that upright and transformed images go through the same path.
-        upright, labels = self._held_out_losses()
-        names = np.array([str(c) for c in self.plan.classes], dtype=object)[labels]  # (notes)
-        tests = symmetry.compare_losses(
-            upright, {name: self._held_out_losses(transform)[0]
-                      for name, transform in symmetry.SYMMETRIES.items()}, names)
-        chosen = symmetry.augmentation_for(tests)
-        row["symmetries"] = {test.name: test.describe() for test in tests}
-        row["note"] = f"{row['note']}; {symmetry.note(tests, chosen)}"
-        if chosen is not None:
-            row["augment"] = chosen
-            self._use_augmentation(chosen)
-        row["symmetry_seconds"] = round(time.perf_counter() - start, 3)
-        row["seconds"] = round(row["seconds"] + row["symmetry_seconds"], 3)
+    def apply_change(self, change, row: dict | None = None) -> None:
+        """Apply what a decision after the probe changed (:mod:`easytl.training.decisions`) and,
+        unless it is replayed on resume (``row`` None), record it in the probe's row."""
+        after = self.phase_index + 1
+        if change.stop:
+            self.stop_training = True
+            del self.phases[after:]  # phases_ lists what ran
+        if change.phases is not None:
+            self.phases[after:] = list(change.phases)
+            self.cache_phases[after:] = list(change.cache_phases)
+        if change.augment is not None:
+            self._use_augmentation(change.augment)
+        self.changes.append(change)
+        if row is not None:
+            row["note"] = f"{row['note']}; {change.note}" if change.extends_note else change.note
+            row.update(change.row)
+            if "symmetry_seconds" in change.row:  # the test's time counts in the probe's
+                row["seconds"] = round(row["seconds"] + change.row["symmetry_seconds"], 3)
 
     def _use_augmentation(self, recipe: str) -> None:
         """Train from now on with ``recipe`` (a copy of the preprocessing: prediction's is
@@ -503,70 +410,3 @@ class Trainer:
         train = self.image_feeds[0]
         train.preprocess = copy.copy(train.preprocess)
         train.preprocess.augment = recipe
-
-    def _held_out_losses(self, transform=None) -> tuple[np.ndarray, np.ndarray]:
-        """Log-loss and label of each held-out image (of every process, in rank order), plain
-        or under ``transform``."""
-        losses, labels = [], []
-        for logits, y in self._outputs(self.image_feeds[1], transform):
-            losses.append(torch.nn.functional.cross_entropy(logits, y, reduction="none"))
-            labels.append(y)
-        device = self.accelerator.device
-        losses = torch.cat(losses) if losses else torch.zeros(0, device=device)
-        labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
-        return self.gather(losses).cpu().numpy(), self.gather(labels).cpu().numpy()
-
-    def validate(self, feed, balanced: bool = False) -> dict:
-        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one
-        (``balanced``: and ``val_balanced_accuracy``). Every process takes part, also one
-        without a validation image of its own."""
-        if self.monitor.score is None and not balanced:
-            loss, accuracy = self.evaluate(feed)
-            return {"val_loss": loss, "val_accuracy": accuracy}
-        losses, probas, labels = [], [], []
-        for logits, y in self._outputs(feed):
-            losses.append(self.val_criterion(logits, y).item() * len(y))
-            probas.append(self.task.proba(logits))
-            labels.append(y)
-        n_classes, device = len(self.plan.classes), self.accelerator.device
-        proba = torch.cat(probas) if probas else torch.zeros((0, n_classes), device=device)
-        y_all = torch.cat(labels) if labels else (
-            torch.zeros((0, n_classes), device=device) if self.task.multi_label
-            else torch.zeros(0, dtype=torch.long, device=device))
-        proba, y_true = self.gather(proba).cpu().numpy(), self.gather(y_all).cpu().numpy()
-        if self.task.multi_label:
-            y_true = (y_true > 0.5).astype(np.int64)
-        loss = self._sum_over_processes(sum(losses))[0]
-        y_pred = self.task.decide(proba)
-        scores = {"val_loss": loss / max(len(y_true), 1),
-                  "val_accuracy": self.task.score(y_true, y_pred)}
-        if self.monitor.score is not None:
-            scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
-        if balanced and "val_balanced_accuracy" not in scores:  # (unless it is the monitor)
-            scores["val_balanced_accuracy"] = balanced_accuracy(y_true, y_pred, quiet=True)
-        return scores
-
-    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Rows of every process in rank order; the processes may hold different numbers of
-        rows, none included (accelerate's gather needs equal shapes: pad, gather, trim)."""
-        acc = self.accelerator
-        if acc.num_processes == 1:
-            return tensor
-        tensor = tensor.to(acc.device)
-        sizes = acc.gather(torch.tensor([len(tensor)], device=acc.device)).tolist()
-        most = max(sizes)
-        if most == 0:
-            return tensor
-        padded = torch.zeros((most,) + tuple(tensor.shape[1:]), dtype=tensor.dtype, device=acc.device)
-        padded[:len(tensor)] = tensor
-        gathered = acc.gather(padded).reshape((len(sizes), most) + tuple(tensor.shape[1:]))
-        return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
-
-    def _sum_over_processes(self, *values: float) -> list[float]:
-        """Sum per-process metrics over all processes (identity in a single process), so that
-        every process logs, early-stops and picks the best epoch on the same numbers."""
-        if self.accelerator.num_processes == 1:
-            return list(values)
-        local = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        gathered = self.accelerator.gather(local)
-        return gathered.reshape(-1, len(values)).sum(0).tolist()

@@ -1,0 +1,105 @@
+"""What the trainer measures: losses, accuracy and the monitored metric on a feed, in
+inference mode, summed or gathered over processes (a mixin of
+:class:`~easytl.training.trainer.Trainer`, which provides ``model``, ``accelerator``,
+``task``, ``monitor``, ``plan``, ``val_criterion`` and ``image_feeds``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .metrics import balanced_accuracy
+
+
+class Evaluation:
+    """Evaluation methods of the trainer."""
+
+    @torch.inference_mode()
+    def _outputs(self, feed, transform=None):
+        """Logits (float) and labels of a feed, batch by batch, in inference mode (each batch
+        through ``transform`` first, if given)."""
+        self.model.eval()
+        for x, labels in ([] if feed is None else feed.batches(train=False)):
+            if transform is not None:
+                x = transform(x)
+            with self.accelerator.autocast():
+                logits = self.model(x, start=feed.start).float()
+            yield logits, labels
+
+    def evaluate(self, feed, criterion=None) -> tuple[float, float]:
+        """Mean loss and accuracy (no augmentation, inference mode), summed over processes."""
+        criterion = criterion or self.val_criterion
+        total_loss, correct, seen = 0.0, 0, 0
+        for logits, labels in self._outputs(feed):
+            total_loss += criterion(logits, labels).item() * len(labels)
+            correct += self.task.correct(logits, labels)
+            seen += len(labels)
+        total_loss, correct, seen = self._sum_over_processes(total_loss, correct, seen)
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def held_out_losses(self, transform=None) -> tuple[np.ndarray, np.ndarray]:
+        """Log-loss and label of each held-out image (of every process, in rank order), plain
+        or under ``transform``."""
+        losses, labels = [], []
+        for logits, y in self._outputs(self.image_feeds[1], transform):
+            losses.append(torch.nn.functional.cross_entropy(logits, y, reduction="none"))
+            labels.append(y)
+        device = self.accelerator.device
+        losses = torch.cat(losses) if losses else torch.zeros(0, device=device)
+        labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
+        return self.gather(losses).cpu().numpy(), self.gather(labels).cpu().numpy()
+
+    def validate(self, feed, balanced: bool = False) -> dict:
+        """``val_loss``, ``val_accuracy`` and the monitored metric when it is another one
+        (``balanced``: and ``val_balanced_accuracy``). Every process takes part, also one
+        without a validation image of its own."""
+        if self.monitor.score is None and not balanced:
+            loss, accuracy = self.evaluate(feed)
+            return {"val_loss": loss, "val_accuracy": accuracy}
+        losses, probas, labels = [], [], []
+        for logits, y in self._outputs(feed):
+            losses.append(self.val_criterion(logits, y).item() * len(y))
+            probas.append(self.task.proba(logits))
+            labels.append(y)
+        n_classes, device = len(self.plan.classes), self.accelerator.device
+        proba = torch.cat(probas) if probas else torch.zeros((0, n_classes), device=device)
+        y_all = torch.cat(labels) if labels else (
+            torch.zeros((0, n_classes), device=device) if self.task.multi_label
+            else torch.zeros(0, dtype=torch.long, device=device))
+        proba, y_true = self.gather(proba).cpu().numpy(), self.gather(y_all).cpu().numpy()
+        if self.task.multi_label:
+            y_true = (y_true > 0.5).astype(np.int64)
+        loss = self._sum_over_processes(sum(losses))[0]
+        y_pred = self.task.decide(proba)
+        scores = {"val_loss": loss / max(len(y_true), 1),
+                  "val_accuracy": self.task.score(y_true, y_pred)}
+        if self.monitor.score is not None:
+            scores[self.monitor.name] = float(self.monitor.score(y_true, y_pred, proba))
+        if balanced and "val_balanced_accuracy" not in scores:  # (unless it is the monitor)
+            scores["val_balanced_accuracy"] = balanced_accuracy(y_true, y_pred, quiet=True)
+        return scores
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rows of every process in rank order; the processes may hold different numbers of
+        rows, none included (accelerate's gather needs equal shapes: pad, gather, trim)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return tensor
+        tensor = tensor.to(acc.device)
+        sizes = acc.gather(torch.tensor([len(tensor)], device=acc.device)).tolist()
+        most = max(sizes)
+        if most == 0:
+            return tensor
+        padded = torch.zeros((most,) + tuple(tensor.shape[1:]), dtype=tensor.dtype, device=acc.device)
+        padded[:len(tensor)] = tensor
+        gathered = acc.gather(padded).reshape((len(sizes), most) + tuple(tensor.shape[1:]))
+        return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
+
+    def _sum_over_processes(self, *values: float) -> list[float]:
+        """Sum per-process metrics over all processes (identity in a single process), so that
+        every process logs, early-stops and picks the best epoch on the same numbers."""
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        local = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        gathered = self.accelerator.gather(local)
+        return gathered.reshape(-1, len(values)).sum(0).tolist()
