@@ -1,138 +1,20 @@
-"""Review defects (issue 21) around training: the LR finder's suggestion and its copy of the
-callbacks, the BatchNorm-folded cache prefix, process-wide state touched by predict/save/fit,
-and novelty means of classes that never occur."""
+"""Review defects (issue 21) around training: the BatchNorm-folded cache prefix, process-wide
+state touched by predict/save/fit, and novelty means of classes that never occur."""
 
 import os
-import re
 import threading
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from easytl import Callback, Phase, TransferClassifier
+from easytl import Phase, TransferClassifier
 
 from conftest import tiny_cnn, tiny_kwargs
 
 
-# --------------------------------------------------------------------------- A: LR finder
-
-def analyse(lrs, losses):
-    from easytl.training.lr_finder import analyse
-    return analyse(lrs, losses)
-
-
-def curve(n, fall_from=None, fall_to=None, low=1e-7, high=10.0, start=1.0, noise=0.0):
-    """An LR sweep's (lrs, smoothed losses): flat at ``start``, falling linearly in log-LR
-    between step ``fall_from`` and ``fall_to`` to half, then rising steeply."""
-    lrs = low * (high / low) ** (np.arange(n) / (n - 1))
-    losses = np.full(n, start)
-    if fall_from is not None:
-        losses[fall_from:fall_to] = np.linspace(start, start / 2, fall_to - fall_from)
-        losses[fall_to:] = start / 2 * np.exp(np.arange(n - fall_to) * 0.3)
-    rng = np.random.default_rng(0)
-    return lrs, losses + noise * rng.standard_normal(n)
-
-
-def test_no_suggestion_when_the_loss_never_falls():
-    lrs, losses = curve(60)
-    losses = losses * np.linspace(1.0, 3.0, 60)  # only rises
-    suggestion, reason = analyse(lrs, losses)
-    assert suggestion is None and "never fell" in reason
-
-
-def test_no_suggestion_when_the_loss_only_wobbles_at_the_floor():
-    lrs, losses = curve(60, noise=0.01)  # flat with noise: its minimum means nothing
-    suggestion, reason = analyse(lrs, losses)
-    assert suggestion is None and "never fell" in reason
-
-
-def test_no_confident_suggestion_from_a_dozen_steps():
-    lrs, losses = curve(12, fall_from=3, fall_to=8)
-    suggestion, reason = analyse(lrs, losses)
-    assert suggestion is None and "12 steps" in reason
-
-
-def test_suggestion_on_the_steep_part_past_the_first_steps():
-    lrs, losses = curve(60, fall_from=20, fall_to=40)
-    suggestion, reason = analyse(lrs, losses)
-    assert reason is None and lrs[20] <= suggestion <= lrs[39]
-    # A fall that starts at once: still never the sweep's first points.
-    lrs, losses = curve(60, fall_from=0, fall_to=30)
-    suggestion, _ = analyse(lrs, losses)
-    assert suggestion >= lrs[3]
-    # A step that blew up to NaN at the end is no minimum.
-    lrs, losses = curve(60, fall_from=20, fall_to=40)
-    losses[-1] = np.nan
-    suggestion, reason = analyse(lrs, losses)
-    assert reason is None and lrs[20] <= suggestion <= lrs[39]
-
-
-def test_lr_find_says_when_the_loss_never_fell(textures):
-    X, y = textures
-    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(30, "all")], epochs=None))
-    # From lr 10 up, every step only makes it worse: the sweep's start is no suggestion.
-    with pytest.warns(UserWarning, match="no LR suggested"):
-        result = clf.lr_find(X, y, start_lr=10.0, end_lr=1e6, num_steps=40)
-    assert result.suggestion is None and result.loss_fell is False
-    assert "fell" in result.reason or "steps" in result.reason
-
-
-def test_lr_find_suggests_when_the_loss_falls(textures):
-    X, y = textures
-    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(30, "all")], epochs=None))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a clean fall: no warning
-        result = clf.lr_find(X, y, start_lr=1e-5, end_lr=100, num_steps=60)
-    assert result.loss_fell is True and result.reason is None
-    assert result.lrs[3] <= result.suggestion <= result.min_loss_lr
-
-
-class Recorder(Callback):
-    def __init__(self):
-        self.calls = []
-
-    def on_train_begin(self, logs=None):
-        self.calls.append("train_begin")
-
-    def on_batch_end(self, batch, logs=None):
-        self.calls.append("batch_end")
-
-
-def test_lr_find_leaves_the_users_callbacks_untouched(textures):
-    X, y = textures
-    recorder = Recorder()
-    clf = TransferClassifier(**tiny_kwargs(schedule=[Phase(3, "all")], epochs=None, callbacks=[recorder]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.lr_find(X, y, num_steps=10)
-    assert recorder.calls == [] and recorder.trainer is None
-    assert clf.callbacks == [recorder]
-
-
-def test_cli_lr_find_prints_no_suggestion_and_no_fit_progress(digit_folder, tmp_path, capsys):
-    from easytl.cli import main
-    # 24 images, batch 32: the swept phase has a handful of steps, too few for a suggestion.
-    plot = tmp_path / "lr.png"
-    assert main(["lr-find", str(digit_folder), "--image-size", "32", "--steps", "12",
-                 "--end-lr", "100", "--verbose", "1", "--plot", str(plot)]) == 0
-    captured = capsys.readouterr()
-    assert "no suggestion:" in captured.out and "--lr" not in captured.out
-    assert "no LR suggested" in captured.err and plot.stat().st_size > 1000
-    # The sweep's copy prints no fit plan and no per-epoch line with the schedule's LR.
-    assert "easytl plan:" not in captured.err and "held out" not in captured.err
-    assert "lr (solved)" not in captured.err and not re.search(r"epoch +\d+ +\w+ +lr ", captured.err)
-
-
-def test_lr_auto_on_the_default_plan_keeps_a_trainable_lr(textures):
-    X, y = textures
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = TransferClassifier(**tiny_kwargs(epochs=None, lr="auto")).fit(X, y)
-    assert clf.lr_ >= 1e-5
-
+# The LR finder's tests (section A) live in tests/training/test_lr_finder.py.
 
 # --------------------------------------------------------------------------- B: folded cache prefix
 
