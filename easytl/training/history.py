@@ -34,10 +34,6 @@ class History(list):
         self.batches.append(dict(row))
         return self.batches[-1]
 
-    def record_batch(self, key: str, value) -> None:
-        """Set ``key`` in the current batch's row."""
-        self.batches[-1][key] = value
-
     def column(self, key: str) -> list:
         """``key`` of every epoch row (None where a row lacks it)."""
         return [row.get(key) for row in self]
