@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .data.sources import ImageSource, as_image_source
 from .models.inference import run_model
 from .data.hf import is_hf_dataset, read_hf
+from .data.augment import trains_on_mirror_images
 from .data.labels import decode, encode_like, mark_unknown
 from .data.tables import is_table, read_table
 from .params import PREDICT_PARAMETERS, validate_arguments, validate_params
@@ -112,8 +113,9 @@ class PredictionMixin:
         mild random views (large crops, flips, ±5% brightness/contrast), drawn
         from ``random_state`` so repeated calls agree. A model trained without
         mirror images (``augment="no_mirror"``, given or chosen by the symmetry
-        test: they change its classes) gets no mirror images here either: the
-        plain image, then ``n_augment - 1`` random views without flips.
+        test; ``augment=None``; or the user's own augmentation, of which nothing
+        is known) gets no mirror images here either: the plain image, then
+        ``n_augment - 1`` random views without flips.
         ``n_augment=1`` is :meth:`predict`.
 
         Returns
@@ -123,7 +125,7 @@ class PredictionMixin:
         validate_arguments(n_augment=n_augment, return_proba=return_proba)
         generator = torch.Generator().manual_seed(self.random_state or 0)
         proba = self._run(X, self._proba, n_views=int(n_augment), generator=generator,
-                          mirror_views=self._training_recipe() != "no_mirror",
+                          mirror_views=trains_on_mirror_images(self._training_recipe()),
                           desc=f"predicting ({n_augment} TTA views)")
         return proba if return_proba else self._decode(proba)
 

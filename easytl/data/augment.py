@@ -17,6 +17,7 @@ from .sources import resize
 
 # Names of the built-in augmentation recipes ("default" is "light").
 AUGMENT_PRESETS = ("default", "light", "strong", "flips", "turns", "no_mirror")
+MIRRORING_PRESETS = ("default", "light", "strong", "flips", "turns")  # they flip left-right
 
 
 # --------------------------------------------------------------------------- on-device preprocessing
@@ -71,6 +72,13 @@ class Preprocessor:
             views.append(default_augment(x, self.size, generator, scale=(0.85, 1.0),
                                          ratio=(0.9, 1.1), jitter=0.05, mirror=mirror))
         return [self.normalise(v) for v in views]
+
+
+def trains_on_mirror_images(recipe) -> bool:
+    """Whether a model trained with ``recipe`` (a preset's name, None, or "custom" for a
+    callable or transform) was shown mirror images, and so tolerates them at test time.
+    Only the presets that flip do; nothing is known of a user's own augmentation."""
+    return recipe in MIRRORING_PRESETS
 
 
 def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
