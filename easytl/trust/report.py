@@ -106,6 +106,13 @@ def _multi_label_figures(clf, truth: np.ndarray, raw, proba: np.ndarray) -> dict
 
 
 def _temperature_note(clf) -> str:
+    """Why the temperature is what it is: the fit's recorded decision (the last ``history_``
+    row's ``calibration``, or ``plan_``'s), else what a model file from before it allows."""
+    history = getattr(clf, "history_", None) or [{}]
+    decision = (getattr(clf, "plan_", None) or {}).get("calibration") or history[-1].get("calibration")
+    if decision:
+        return ("fitted on the validation split, " if decision["kept"]
+                else "not applied: ") + decision["reason"]
     if clf.temperature_ != 1.0:
         return "fitted on the validation split"
     return ("not fitted: calibrate=False, no validation split, or one without an error, which "
@@ -275,90 +282,138 @@ def _one_epoch(row: dict) -> str:
 
 def write_html_report(clf, X, y, proba: np.ndarray, path, X_train=None, y_train=None) -> Path:
     """Write the report to ``path``; returns the path."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    from ..plots import plot_history, plot_reliability
-    from .statistics import expected_calibration_error
     found = analyse(clf, X, y, proba, X_train, y_train)
-    names = [str(c) for c in clf.classes_]
-    labels, predictions, novelty = found["labels"], found["predictions"], found["novelty"]
     thumbs = Thumbnails(clf, X)
-    name = _Names(X, thumbs.source)  # file paths where the images came from files, else "#i"
+    page = _Page(clf, found, proba, thumbs, _Names(X, thumbs.source))
+    parts = (_summary_html(page) + _calibration_html(page) + _history_html(clf)
+             + _confused_html(page) + _worst_errors_html(page) + _suspects_html(page))
+    if X_train is not None:
+        parts += _duplicates_html(page, X_train)
+    text = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>easytl report"
+            f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    from ..io import atomic_file, check_writable
+    check_writable(path)
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+class _Page:
+    """What every section of the page reads: the model, :func:`analyse`'s findings, the
+    probabilities, the thumbnails and names of the evaluated images, the class names."""
+
+    def __init__(self, clf, found: dict, proba: np.ndarray, thumbs: Thumbnails, name: _Names):
+        self.clf, self.found, self.proba, self.thumbs, self.name = clf, found, proba, thumbs, name
+        self.names = [str(c) for c in clf.classes_]
+        self.labels, self.predictions = found["labels"], found["predictions"]
+        self.novelty = found["novelty"]
+
+    def card(self, i: int, caption: str) -> str:
+        """Image ``i``'s thumbnail over its name and ``caption``."""
+        return (f'<div class="card">{_img(_png(self.thumbs.image(i)), self.name.text(i))}<br>'
+                f"{self.name.html(i)}{caption}</div>")
+
+
+def _summary_html(page: _Page) -> list[str]:
+    """The title, the model in one line, per-class figures and the confusion matrix."""
+    from sklearn.metrics import precision_recall_fscore_support
+    clf, names, labels, predictions = page.clf, page.names, page.labels, page.predictions
     k = len(names)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (labels, predictions), 1)
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=np.arange(k), zero_division=0)
     accuracy = float((labels == predictions).mean())
-    parts = [f"<h1>easytl report: accuracy {accuracy:.3f} on {len(labels)} images</h1>",
-             f'<p class="note">backbone {html.escape(clf.model_.backbone.name)}, input '
-             f"{clf.image_size_} px, {k} classes, temperature {clf.temperature_:.3g}"
-             + ("" if novelty is None else _threshold_note(clf))
-             + "</p>", "<h2>Per class</h2>",
-             _table(["class", "precision", "recall", "F1", "images"],
-                    [(html.escape(n), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", int(s))
-                     for n, p, r, f, s in zip(names, precision, recall, f1, support)]),
-             "<h2>Confusion matrix</h2>", _confusion_html(counts, names)]
-    ece = expected_calibration_error(proba, labels)
-    parts += ["<h2>Calibration</h2>",
-              f"<p>expected calibration error (15 bins): {ece:.4f}; temperature "
-              f"{clf.temperature_:.3g} ({_temperature_note(clf)})</p>",
-              _img(_figure_png(plot_reliability(proba, labels)), "reliability diagram", 420)]
+    return [f"<h1>easytl report: accuracy {accuracy:.3f} on {len(labels)} images</h1>",
+            f'<p class="note">backbone {html.escape(clf.model_.backbone.name)}, input '
+            f"{clf.image_size_} px, {k} classes, temperature {clf.temperature_:.3g}"
+            + ("" if page.novelty is None else _threshold_note(clf))
+            + "</p>", "<h2>Per class</h2>",
+            _table(["class", "precision", "recall", "F1", "images"],
+                   [(html.escape(n), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", int(s))
+                    for n, p, r, f, s in zip(names, precision, recall, f1, support)]),
+            "<h2>Confusion matrix</h2>", _confusion_html(counts, names)]
+
+
+def _calibration_html(page: _Page) -> list[str]:
+    from ..plots import plot_reliability
+    from .statistics import expected_calibration_error
+    ece = expected_calibration_error(page.proba, page.labels)
+    return ["<h2>Calibration</h2>",
+            f"<p>expected calibration error (15 bins): {ece:.4f}; temperature "
+            f"{page.clf.temperature_:.3g} ({html.escape(_temperature_note(page.clf))})</p>",
+            _img(_figure_png(plot_reliability(page.proba, page.labels)), "reliability diagram", 420)]
+
+
+def _history_html(clf) -> list[str]:
+    from ..plots import plot_history
     history = getattr(clf, "history_", None) or []
     if len(history) > 1:
-        parts += ["<h2>Training history</h2>", _img(_figure_png(plot_history(clf)), "history", 900)]
-    elif history:  # one epoch (a fit that stopped after the probe): its figures, not empty panels
-        parts += ["<h2>Training history</h2>", f"<p>{_one_epoch(history[0])}</p>"]
-    parts.append("<h2>Most-confused class pairs</h2>")
-    if not found["confused_pairs"]:
+        return ["<h2>Training history</h2>", _img(_figure_png(plot_history(clf)), "history", 900)]
+    if history:  # one epoch (a fit that stopped after the probe): its figures, not empty panels
+        return ["<h2>Training history</h2>", f"<p>{_one_epoch(history[0])}</p>"]
+    return []
+
+
+def _confused_html(page: _Page) -> list[str]:
+    parts = ["<h2>Most-confused class pairs</h2>"]
+    if not page.found["confused_pairs"]:
         parts.append("<p>No image was confused.</p>")
-    for true, pred, count in found["confused_pairs"]:
-        shown = np.flatnonzero((labels == true) & (predictions == pred))[:6]
-        pictures = "".join(f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}<br>'
-                           f"{name.html(i)}</div>" for i in shown)
+    for true, pred, count in page.found["confused_pairs"]:
+        shown = np.flatnonzero((page.labels == true) & (page.predictions == pred))[:6]
+        pictures = "".join(page.card(i, "") for i in shown)
         plural = "" if count == 1 else "s"
-        parts.append(f"<p><b>{html.escape(names[true])}</b> taken for <b>{html.escape(names[pred])}"
-                     f'</b>: {count} image{plural}</p><div class="gallery">{pictures}</div>')
-    if any(found["worst_errors"].values()):  # no heading over nothing when no image is wrong
+        parts.append(f"<p><b>{html.escape(page.names[true])}</b> taken for <b>"
+                     f"{html.escape(page.names[pred])}</b>: {count} image{plural}</p>"
+                     f'<div class="gallery">{pictures}</div>')
+    return parts
+
+
+def _worst_errors_html(page: _Page) -> list[str]:
+    """Per class, its most confident errors, each beside a Grad-CAM of the predicted class."""
+    names, predictions, name = page.names, page.predictions, page.name
+    parts = []
+    if any(page.found["worst_errors"].values()):  # no heading over nothing when no image is wrong
         parts.append("<h2>Worst errors per class</h2>"
                      '<p class="note">image, then Grad-CAM of the predicted class on it</p>')
-    for c, indices in found["worst_errors"].items():
+    for c, indices in page.found["worst_errors"].items():
         if not indices:
             continue
-        cams = thumbs.heatmaps(indices, predictions[indices])
+        cams = page.thumbs.heatmaps(indices, predictions[indices])
         cards = []
         for i, cam in zip(indices, cams):
-            score = "" if novelty is None else f", novelty {novelty[i]:.2f}"
-            cards.append(f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}'
+            score = "" if page.novelty is None else f", novelty {page.novelty[i]:.2f}"
+            cards.append(f'<div class="card">{_img(_png(page.thumbs.image(i)), name.text(i))}'
                          f'{_img(_png(cam), f"Grad-CAM {name.text(i)}")}<br>{name.html(i)}: '
                          f"{html.escape(names[c])} → "
-                         f"{html.escape(names[predictions[i]])} ({proba[i, predictions[i]]:.2f}"
+                         f"{html.escape(names[predictions[i]])} ({page.proba[i, predictions[i]]:.2f}"
                          f"{score})</div>")
         parts.append(f"<h3>{html.escape(names[c])}</h3><div class=\"gallery\">{''.join(cards)}</div>")
-    parts.append("<h2>Suspected label errors</h2>"
-                 f'<p class="note">the given label disagrees with the model and with most of the '
-                 f"{NEIGHBOURS} most similar images</p>")
-    suspects = found["suspected_label_errors"][:24]
-    parts.append("<p>None found.</p>" if not suspects else '<div class="gallery">' + "".join(
-        f'<div class="card">{_img(_png(thumbs.image(i)), name.text(i))}<br>{name.html(i)}: labelled '
-        f"{html.escape(names[labels[i]])}, looks like {html.escape(names[predictions[i]])}</div>"
-        for i in suspects) + "</div>")
-    if X_train is not None:
-        parts.append("<h2>Near-duplicates between training and test images</h2>"
-                     f'<p class="note">feature cosine ≥ {DUPLICATE_COSINE}: a test image this close '
-                     "to a training image measures memory, not generalisation</p>")
-        duplicates = found["near_duplicates"][:24]
-        train_thumbs = Thumbnails(clf, X_train)
-        train_name = _Names(X_train, train_thumbs.source)
-        parts.append("<p>None found.</p>" if not duplicates else '<div class="gallery">' + "".join(
-            f'<div class="card">{_img(_png(thumbs.image(i)), f"test {name.text(i)}")}'
-            f'{_img(_png(train_thumbs.image(j)), f"train {train_name.text(j)}")}<br>test '
-            f"{name.html(i)} ~ train {train_name.html(j)} "
-            f"({cos:.4f})</div>" for i, j, cos in duplicates) + "</div>")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>easytl report"
-            f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    from ..io import atomic_file, check_writable
-    check_writable(path)
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
-    return Path(path)
+    return parts
+
+
+def _suspects_html(page: _Page) -> list[str]:
+    names, labels, predictions = page.names, page.labels, page.predictions
+    suspects = page.found["suspected_label_errors"][:24]
+    return ["<h2>Suspected label errors</h2>"
+            f'<p class="note">the given label disagrees with the model and with most of the '
+            f"{NEIGHBOURS} most similar images</p>",
+            "<p>None found.</p>" if not suspects else '<div class="gallery">' + "".join(
+                page.card(i, f": labelled {html.escape(names[labels[i]])}, looks like "
+                             f"{html.escape(names[predictions[i]])}") for i in suspects) + "</div>"]
+
+
+def _duplicates_html(page: _Page, X_train) -> list[str]:
+    """Test images nearly identical to a training image, side by side."""
+    thumbs, name = page.thumbs, page.name
+    duplicates = page.found["near_duplicates"][:24]
+    train_thumbs = Thumbnails(page.clf, X_train)
+    train_name = _Names(X_train, train_thumbs.source)
+    return ["<h2>Near-duplicates between training and test images</h2>"
+            f'<p class="note">feature cosine ≥ {DUPLICATE_COSINE}: a test image this close '
+            "to a training image measures memory, not generalisation</p>",
+            "<p>None found.</p>" if not duplicates else '<div class="gallery">' + "".join(
+                f'<div class="card">{_img(_png(thumbs.image(i)), f"test {name.text(i)}")}'
+                f'{_img(_png(train_thumbs.image(j)), f"train {train_name.text(j)}")}<br>test '
+                f"{name.html(i)} ~ train {train_name.html(j)} "
+                f"({cos:.4f})</div>" for i, j, cos in duplicates) + "</div>"]

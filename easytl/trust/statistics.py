@@ -3,7 +3,10 @@
 * **Temperature scaling** (Guo et al., "On Calibration of Modern Neural
   Networks", ICML 2017): one scalar T divides the logits; it is fitted on the
   validation split to minimise the log-loss. T > 0 never changes which class
-  is most probable.
+  is most probable. It is applied only when shown to help
+  (:func:`choose_temperature`): fitted on four fifths of the validation images,
+  its log-loss on the fifth held out must fall by more than one standard error;
+  otherwise T = 1. A temperature fitted on a few dozen images is mostly noise.
 * **Novelty score**: the Mahalanobis distance of an image's pooled backbone
   features to the nearest class mean, with one covariance shared by all
   classes (Lee et al., "A Simple Unified Framework for Detecting
@@ -67,21 +70,121 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def fit_binary_temperatures(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Multi-label: one temperature per class, each minimising that class's binary log-loss
     of ``sigmoid(logit / T)`` (in [0.25, 20]; 1 for a class held out all present or absent)."""
-    from scipy.optimize import minimize_scalar
     logits, targets = np.asarray(logits, np.float64), np.asarray(targets) > 0.5
-    temperatures = np.ones(logits.shape[1])
-    for k in range(logits.shape[1]):
-        if targets[:, k].all() or not targets[:, k].any() or np.all((logits[:, k] > 0) == targets[:, k]):
-            continue
-        z, t = logits[:, k], targets[:, k]
+    return np.array([_fit_binary_temperature(logits[:, k], targets[:, k])
+                     for k in range(logits.shape[1])])
 
-        def bce(log_t, z=z, t=t):
-            p = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), 1e-12, 1 - 1e-12)
-            return -np.mean(np.where(t, np.log(p), np.log(1 - p)))
-        result = minimize_scalar(bce, bounds=(np.log(0.25), np.log(20.0)), method="bounded",
-                                 options={"xatol": 1e-4})
-        temperatures[k] = float(np.exp(result.x))
-    return temperatures
+
+def _fit_binary_temperature(z: np.ndarray, t: np.ndarray) -> float:
+    """One class's temperature (:func:`fit_binary_temperatures`); 1 without an error."""
+    from scipy.optimize import minimize_scalar
+    if t.all() or not t.any() or np.all((z > 0) == t):
+        return 1.0
+    result = minimize_scalar(lambda log_t: float(np.mean(_binary_losses(z, t, np.exp(log_t)))),
+                             bounds=(np.log(0.25), np.log(20.0)), method="bounded",
+                             options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def _binary_losses(z: np.ndarray, t: np.ndarray, temperature: float) -> np.ndarray:
+    """Each image's binary log-loss of ``sigmoid(z / temperature)`` for targets ``t``."""
+    p = np.clip(1.0 / (1.0 + np.exp(-z / temperature)), 1e-12, 1 - 1e-12)
+    return -np.where(t, np.log(p), np.log(1 - p))
+
+
+def _losses(logits: np.ndarray, labels: np.ndarray, temperature: float) -> np.ndarray:
+    """Each image's log-loss of ``softmax(logits / temperature)``."""
+    proba = softmax(logits, temperature)[np.arange(len(labels)), labels]
+    return -np.log(np.clip(proba, 1e-12, 1.0))
+
+
+# ------------------------------------------------------------------ is a temperature shown to help?
+
+CALIBRATION_FOLDS = 5         # the validation images are split this way to cross-fit the temperature
+CALIBRATION_Z = 1.0           # standard errors the held-out log-loss must fall by
+CALIBRATION_MIN_IMAGES = 20   # fewer validation images show nothing: T = 1
+
+
+def _cross_fitted_gains(n: int, fit, losses, seed: int) -> np.ndarray:
+    """Per image, how much lower its log-loss is under a temperature fitted without its fold
+    (``fit(rows)``) than at T = 1 (``losses(rows, T)``)."""
+    folds = np.empty(n, int)
+    folds[np.random.default_rng(seed).permutation(n)] = np.arange(n) % CALIBRATION_FOLDS
+    gains = np.zeros(n)
+    for fold in range(CALIBRATION_FOLDS):
+        held = np.flatnonzero(folds == fold)
+        temperature = fit(np.flatnonzero(folds != fold))
+        if temperature != 1.0:
+            gains[held] = losses(held, 1.0) - losses(held, temperature)
+    return gains
+
+
+def _decide(n: int, fit, losses, seed: int, no_error: bool) -> dict:
+    """The rule of :func:`choose_temperature` for one temperature, as a JSON-able record."""
+    fitted = fit(np.arange(n)) if n else 1.0
+    record = {"temperature": 1.0, "fitted": float(fitted), "kept": False, "gain": None,
+              "standard_error": None, "n_images": int(n)}
+    if no_error:
+        return {**record, "reason": "no validation error: no evidence for a temperature"}
+    if n < CALIBRATION_MIN_IMAGES:
+        return {**record, "reason": f"too few validation images ({n} < {CALIBRATION_MIN_IMAGES})"}
+    gains = _cross_fitted_gains(n, fit, losses, seed)
+    gain, error = float(gains.mean()), float(gains.std(ddof=1) / np.sqrt(n))
+    kept = gain > CALIBRATION_Z * error and gain > 0
+    words = "shown to help" if kept else "not shown to help (T = 1)"
+    return {**record, "temperature": fitted if kept else 1.0, "kept": bool(kept),
+            "gain": gain, "standard_error": error,
+            "reason": f"{words}: cross-fitted validation log-loss {gain:+.4f} +- {error:.4f} "
+                      f"lower on {n} images"}
+
+
+def choose_temperature(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[float, dict]:
+    """The temperature to apply, and the record of why: :func:`fit_temperature` on all the
+    validation images, applied only when shown to help, else 1.
+
+    Shown to help: cross-fitted on :data:`CALIBRATION_FOLDS` folds (fitted on the others,
+    scored on each), the validation log-loss falls by more than :data:`CALIBRATION_Z`
+    standard errors of the per-image differences. The cross-fitting already charges a
+    temperature for the noise it was fitted on (on a calibrated model's logits its held-out
+    gain is negative on average), so one standard error suffices: on logits of a perfectly
+    calibrated synthetic model (40-500 images, 82-88% accuracy) it kept a temperature in
+    1-3.5% of 200 draws, while 2 standard errors kept a real 1.5x over-confidence on 100
+    images in only 5% of draws (1 SE: 63%). Fewer than :data:`CALIBRATION_MIN_IMAGES`
+    images show nothing.
+
+    Returns
+    -------
+    temperature : float
+    decision : dict
+        ``temperature`` (applied), ``fitted`` (on all images), ``kept``, ``gain`` (mean
+        cross-fitted log-loss decrease, or None), ``standard_error``, ``n_images``, ``reason``.
+    """
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    decision = _decide(len(labels), lambda rows: fit_temperature(logits[rows], labels[rows]),
+                       lambda rows, t: _losses(logits[rows], labels[rows], t), seed,
+                       no_error=len(labels) > 0 and np.all(logits.argmax(axis=1) == labels))
+    return decision["temperature"], decision
+
+
+def choose_binary_temperatures(logits: np.ndarray, targets: np.ndarray,
+                               seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Multi-label: :func:`choose_temperature`'s rule for each class's temperature
+    (:func:`fit_binary_temperatures`), on that class's binary log-loss. The record holds a
+    list per field (one entry per class) and one ``reason``."""
+    logits, targets = np.asarray(logits, np.float64), np.asarray(targets) > 0.5
+    n, k = logits.shape
+    rows = []
+    for c in range(k):
+        z, t = logits[:, c], targets[:, c]
+        rows.append(_decide(n, lambda r, z=z, t=t: _fit_binary_temperature(z[r], t[r]),
+                            lambda r, temp, z=z, t=t: _binary_losses(z[r], t[r], temp), seed,
+                            no_error=n > 0 and bool(np.all((z > 0) == t))))
+    decision = {key: [row[key] for row in rows]
+                for key in ("temperature", "fitted", "kept", "gain", "standard_error")}
+    kept = sum(decision["kept"])
+    decision.update(n_images=int(n), reason=f"{kept} of {k} classes' temperatures shown to help "
+                    f"(cross-fitted validation log-loss); the others T = 1")
+    return np.array(decision["temperature"], dtype=np.float64), decision
 
 
 def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:

@@ -1,4 +1,10 @@
-"""After training: the temperature that calibrates probabilities, and what "unknown" means."""
+"""What the trainer fits once training is done and the best weights are back: the
+temperature that calibrates probabilities, the multi-label thresholds, the novelty model
+and the threshold that says what "unknown" means.
+
+The math is in :mod:`easytl.trust.statistics`; this module runs the model over the
+training and validation images and hands their outputs to it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ import torch
 from .feeds import ImageFeed
 from .tasks import tune_thresholds
 from ..models.folding import fold_batchnorm
-from ..trust.statistics import (NoveltyModel, cross_fitted_scores, fit_binary_temperatures,
-                                fit_temperature, threshold_for)
+from ..trust.statistics import (NoveltyModel, choose_binary_temperatures, choose_temperature,
+                                cross_fitted_scores, threshold_for)
 
 MAX_STATISTICS_IMAGES = 5000  # training images the class means and covariance are fitted on
 
@@ -23,13 +29,18 @@ class TrustResult:
     novelty: NoveltyModel | None = None
     unknown_threshold: float | None = None
     unknown_threshold_n: int | None = None   # how many held-out scores the threshold rests on
+    calibration: dict | None = None    # why the temperature is what it is (JSON-able)
 
 
 def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -> TrustResult:
     """Run once the best weights are back.
 
-    * ``calibrate``: fits the temperature on the validation split (1.0 without one; one per
-      class for a multi-label fit, whose per-class decision thresholds are tuned there too);
+    * ``calibrate``: fits the temperature on the validation split and applies it only when
+      cross-fitting shows it lowers the validation log-loss
+      (:func:`~easytl.trust.statistics.choose_temperature`; 1.0 otherwise, or without a
+      split; one per class for a multi-label fit, whose per-class decision thresholds are
+      tuned there too). The decision is ``calibration`` and goes into the last
+      ``history_`` row;
     * fits the novelty model (class means, shared covariance) on the pooled features of
       (up to 5,000) training images, and sets the unknown threshold at the conformal
       ``1 - unknown_rate`` quantile of held-out scores: the cross-fitted scores of those
@@ -61,11 +72,13 @@ def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -
     multi_label = trainer.task.multi_label
     if multi_label:
         result.thresholds = np.full(n_classes, 0.5)
+    result.calibration = {"temperature": 1.0, "kept": False,
+                          "reason": "calibrate=False" if not calibrate else "no validation split"}
     if trainer.plan.n_val > 0:
         val_features, val_logits, val_labels = _outputs(trainer, val_feed)
         if calibrate:
-            result.temperature = (fit_binary_temperatures(val_logits, val_labels) if multi_label
-                                  else fit_temperature(val_logits, val_labels))
+            choose = choose_binary_temperatures if multi_label else choose_temperature
+            result.temperature, result.calibration = choose(val_logits, val_labels, seed=seed)
         if multi_label:
             calibrated = trainer.task.proba(torch.from_numpy(val_logits), result.temperature).numpy()
             result.thresholds = tune_thresholds(calibrated, val_labels)
@@ -76,6 +89,8 @@ def trust_statistics(trainer, calibrate: bool, unknown_rate: float, seed: int) -
     scores = np.concatenate(held_out)
     result.unknown_threshold = threshold_for(scores, unknown_rate)
     result.unknown_threshold_n = len(scores)
+    if trainer.history:  # where the fitted estimator (and its model file) shows the decision
+        trainer.history.record("calibration", result.calibration)
     return result
 
 
