@@ -240,17 +240,16 @@ def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches) -> None:
     info = json.loads(extra["easytl"])
     if info["unknown_threshold"] is None:
         return
-    proba, _, features32 = graph_outputs(fp32_run, batches)
-    features8 = graph_outputs(int8_run, batches)[2]
+    proba, novelty32 = graph_outputs(fp32_run, batches)[:2]
+    novelty8 = graph_outputs(int8_run, batches)[1]
     multi_label = json.loads(extra["multi_label"])
     if multi_label:  # the fp32 model's decisions label the calibration images
         cut = json.loads(extra["thresholds"]) if "thresholds" in extra else 0.5
         labels = (proba >= np.asarray(cut)).astype(np.float64)
     else:
         labels = proba.argmax(axis=1)
-    overall, per_class = int8_unknown_thresholds(info["unknown_threshold"], features32, features8,
-                                                 labels, proba.shape[1], per_class=not multi_label,
-                                                 normalize=info.get("novelty_normalize", True))
+    overall, per_class = int8_unknown_thresholds(info["unknown_threshold"], novelty32, novelty8,
+                                                 labels, proba.shape[1], per_class=not multi_label)
     info.update(unknown_threshold=overall, unknown_thresholds=per_class,
                 unknown_threshold_fp32=info["unknown_threshold"])
     extra["easytl"] = json.dumps(info)

@@ -100,36 +100,33 @@ def _without_log_lines(prefix: str):
 MIN_CLASS_IMAGES = 10  # calibration images a class needs for a threshold of its own
 
 
-def int8_unknown_thresholds(threshold: float, features32: np.ndarray, features8: np.ndarray,
-                            labels: np.ndarray, n_classes: int, per_class: bool,
-                            seed: int = 0, normalize: bool = True) -> tuple[float, list | None]:
+def int8_unknown_thresholds(threshold: float, novelty32: np.ndarray, novelty8: np.ndarray,
+                            labels: np.ndarray, n_classes: int,
+                            per_class: bool) -> tuple[float, list | None]:
     """The novelty thresholds of the int8 model: overall, and per predicted class.
 
     int8 rounding adds noise to the pooled features, which the Mahalanobis
     distance weighs in every low-variance direction, and how much depends on the
     image: on the textures, images of uniform noise scored ~150 in int8 against
-    ~15 in fp32, stripes ~35 against ~12. So the int8 threshold is re-fitted the
-    way the classifier's is, on scores of images as a new image would get them:
-    the calibration images are cross-fitted (:func:`~easytl.trust.statistics.
-    cross_fitted_scores`, labelled by the fp32 model, each fold's statistics
-    fitted on fp32 features) and each scored from both its fp32 and its int8
-    features. The int8 threshold is the int8 score at the rank the fp32
-    threshold takes among the fp32 scores (:func:`matched_threshold`), so int8
-    rejects as many in-distribution images as fp32. One threshold for all
-    classes would be pulled up by the noisiest class and let drifted images of
-    the others through, so single-label models get one per predicted class
-    (classes with fewer than ``MIN_CLASS_IMAGES`` calibration images: the
-    overall one). A single rule (``sqrt(t² + σ²)`` with the median noise)
-    called 23% of held-out texture images unknown where fp32 called 4%.
+    ~15 in fp32, stripes ~35 against ~12. The int8 threshold is the int8 score at
+    the rank the fp32 threshold takes among the fp32 scores of the same
+    calibration images (:func:`matched_threshold`), both scores the exported
+    graph's own ``novelty`` output: the classifier's novelty model, the scorer
+    the threshold is applied with. So int8 calls unknown the share of images fp32
+    calls unknown, whichever images calibrate (training images score lower than
+    new ones, and both scores move together). Novelty models refitted on the
+    ~300 calibration images (cross-fitted, as easytl did before) score on
+    another scale (another shrinkage, fewer images), so the fp32 threshold's rank
+    among their scores meant nothing. One threshold for all classes would be
+    pulled up by the noisiest class and let drifted images of the others through,
+    so single-label models get one per predicted class (classes with fewer than
+    ``MIN_CLASS_IMAGES`` calibration images: the overall one).
     """
-    from ..trust.statistics import cross_fitted_scores
-    fp32, int8 = cross_fitted_scores(features32, labels, n_classes, seed=seed, also=features8,
-                                     normalize=normalize)
-    overall = matched_threshold(threshold, fp32, int8)
+    overall = matched_threshold(threshold, novelty32, novelty8)
     if not per_class:
         return overall, None
     labels = np.asarray(labels)
-    return overall, [matched_threshold(threshold, fp32[labels == k], int8[labels == k])
+    return overall, [matched_threshold(threshold, novelty32[labels == k], novelty8[labels == k])
                      if np.sum(labels == k) >= MIN_CLASS_IMAGES else overall
                      for k in range(n_classes)]
 
