@@ -253,7 +253,7 @@ def test_fit_lists_bad_images_or_skips_them(workspace, tmp_path):
 def test_the_fit_summary_says_when_fine_tuning_lost_to_the_probe():
     from types import SimpleNamespace
 
-    from easytl.cli.commands import _kept_epoch
+    from easytl.cli.fit_cmd import _kept_epoch
     rows = [{"phase": "probe"}, {"phase": "top3"}, {"phase": "top3"}]
     assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=1)) == (
         "best epoch 1 of 3 (the linear probe's: fine-tuning did not improve on it on the "
