@@ -88,8 +88,10 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
         As :class:`TransferClassifier` (each backbone's own pretrained size bounds "auto").
     refit : bool, default=False
         Train the winner (best mean accuracy) on all of ``X``: a
-        :class:`TransferClassifier` with that backbone and ``classifier_params``,
-        returned as ``best_estimator_``.
+        :class:`TransferClassifier` with that backbone, ``weights``, ``image_size``,
+        ``random_state`` and ``classifier_params`` (under ``strategy="fine_tune"``
+        exactly the estimator the folds trained, but for ``verbose``), returned as
+        ``best_estimator_``.
     root, label_delim, path_column : optional
         For a table ``X`` (a CSV path or DataFrame), as in :meth:`TransferClassifier.fit`.
     verbose : int, default=1
@@ -152,8 +154,9 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
     rows[:] = compared + [r for r in rows if r["skipped"]]
     rows.best = compared[0]["backbone"] if compared else None
     if refit and compared:
-        rows.best_estimator_ = _refit(rows.best, backbones, X, given, image_size, random_state,
-                                      verbose, classifier_params)
+        spec = next(b for b in backbones if _name(b) == rows.best)
+        rows.best_estimator_ = _classifier(spec, weights, image_size, random_state, verbose,
+                                           classifier_params).fit(X, given)
     if verbose and show_table:
         print(format_rows(rows))
     return rows
@@ -161,8 +164,7 @@ def compare_backbones(X, y=None, backbones: Sequence | None = None,
 
 def _compare_one(backbone, X, labels, folds, strategy, weights, image_size, fixed_size,
                  random_state, verbose, classifier_params) -> dict:
-    name = backbone if isinstance(backbone, str) else type(backbone).__name__
-    row = dict(dict.fromkeys(ROW_KEYS), backbone=name, pretrained=weights == "default")
+    row = dict(dict.fromkeys(ROW_KEYS), backbone=_name(backbone), pretrained=weights == "default")
     try:
         module = create_backbone(backbone, weights, fixed_size)
     except WeightsUnavailableError as exc:
@@ -178,10 +180,7 @@ def _compare_one(backbone, X, labels, folds, strategy, weights, image_size, fixe
         model = make_pipeline(FeatureExtractor(module, image_size=image_size, verbose=verbose),
                               StandardScaler(), OneVsRestClassifier(linear) if multi_label else linear)
     else:
-        # Imported here: selection is a workflow on top of the estimator, not below it.
-        from .classifier import TransferClassifier
-        model = TransferClassifier(module, image_size=image_size, random_state=random_state,
-                                   verbose=0, **classifier_params)
+        model = _classifier(backbone, weights, image_size, random_state, 0, classifier_params)
     scores = cross_validate(clone(model), X, labels, cv=folds,
                             scoring="f1_samples" if multi_label else None)
     row["accuracy_mean"] = float(np.mean(scores["test_score"]))
@@ -190,12 +189,18 @@ def _compare_one(backbone, X, labels, folds, strategy, weights, image_size, fixe
     return row
 
 
-def _refit(best: str, backbones, X, labels, image_size, random_state, verbose, classifier_params):
-    """The winner as a TransferClassifier fitted on all the data."""
+def _name(backbone) -> str:
+    return backbone if isinstance(backbone, str) else type(backbone).__name__
+
+
+def _classifier(backbone, weights, image_size, random_state, verbose, classifier_params):
+    """The TransferClassifier that the fine-tuning folds train and that ``refit`` fits: built in
+    one place, so that the refit is the model compared (the same backbone and weights: a
+    comparison with ``weights=None`` never refits a pretrained model, nor downloads one)."""
+    # Imported here: selection is a workflow on top of the estimator, not below it.
     from .classifier import TransferClassifier
-    spec = next((b for b in backbones if (b if isinstance(b, str) else type(b).__name__) == best))
-    return TransferClassifier(spec, image_size=image_size, random_state=random_state,
-                              verbose=verbose, **classifier_params).fit(X, labels)
+    return TransferClassifier(backbone, weights=weights, image_size=image_size,
+                              random_state=random_state, verbose=verbose, **classifier_params)
 
 
 def format_rows(rows: list[dict], backbones_option: str = "backbones=") -> str:
