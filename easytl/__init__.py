@@ -24,7 +24,7 @@ _EXPORTS = {
     "ModelFileError": "io",
     "plot_backbones": "plots", "plot_confusion": "plots", "plot_history": "plots",
     "plot_tsne": "plots", "plot_calibration": "plots", "plot_errors": "plots",
-    "plot_lr_find": "plots", "LRFindResult": "training.lr_finder",
+    "plot_lr_find": "plots", "LRFindResult": "training.lr_finder", "lr_find": "training.lr_finder",
     "FeatureExtraction": "training.schedules", "FineTune": "training.schedules",
     "Phase": "training.schedules", "ProgressiveUnfreezing": "training.schedules",
     "Schedule": "training.schedules",
