@@ -382,12 +382,10 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
 
     def _learning_rate(self, checkpoint, data) -> float:
         """``lr``, or for ``lr="auto"`` the LR range test's suggestion (the one a resumed fit
-        already chose; the default 1e-3 when the sweep shows none).
-
-        The sweep runs on the training images only; the validation images are passed
-        as its ``X_val``, so that its probe decides as this fit's will (a weak probe
-        goes deeper) and the sweep runs the phase this fit will train, but they are
-        never trained on."""
+        already chose; the default 1e-3 when the sweep shows none). The sweep trains on
+        the training images only; the held-out ones are its ``X_val``, so that its probe
+        decides as this fit's will (a weak probe goes deeper): it sweeps the phase this
+        fit will train."""
         if self.lr != "auto":
             return float(self.lr)
         if checkpoint is not None and "lr" in (checkpoint.get("fingerprint") or {}):

@@ -68,3 +68,35 @@ def test_sub_packages_follow_the_data():
 def test_every_public_name_imports_from_the_package():
     for name in easytl.__all__:
         assert getattr(easytl, name) is not None
+
+
+def _code_lines(node, source_lines) -> int:
+    """Lines of a function that hold code: not blank, not a comment, not its docstring."""
+    body = node.body
+    skip = set()
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        skip = set(range(body[0].lineno, body[0].end_lineno + 1))
+    count = 0
+    for number in range(node.lineno, node.end_lineno + 1):
+        text = source_lines[number - 1].strip()
+        if text and not text.startswith("#") and number not in skip:
+            count += 1
+    return count
+
+
+def test_functions_and_modules_stay_small():
+    """No function over 80 lines of code and no module over 450 lines (readable top-down)."""
+    long_functions, long_modules = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        if len(lines) > 450:
+            long_modules.append(f"{path.relative_to(PACKAGE)} ({len(lines)} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(node, lines)
+                if n > 80:
+                    long_functions.append(f"{path.relative_to(PACKAGE)}:{node.name} ({n})")
+    assert not long_modules, "modules over 450 lines: " + ", ".join(long_modules)
+    assert not long_functions, "functions over 80 lines of code: " + ", ".join(long_functions)
