@@ -31,7 +31,7 @@ DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 # its sides stay at least DRAFT_MARGIN × the model's input side. DCT scaling is itself a proper
 # downscale (each 8×8 block's mean at 1/8), so the margin only has to leave the antialiased
 # resize that follows enough pixels: at 1.5× the features differ from a full decode's by less
-# than the model notices (tests/test_photos.py pins it at 1/4 and 1/8 scale), and a
+# than the model notices (tests/data/test_photos.py pins it at 1/4 and 1/8 scale), and a
 # 12-megapixel photo decodes at 1/8 for a 224 px model, where 2× would stop at 1/4 and leave
 # a 4× larger image to resize.
 DRAFT_MARGIN = 1.5

@@ -9,7 +9,7 @@ import resource
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest
 
 from conftest import tiny_cnn  # noqa: E402
 from easytl import Phase, TransferClassifier  # noqa: E402

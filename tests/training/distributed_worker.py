@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest
 
 from conftest import tiny_kwargs  # noqa: E402
 from easytl import Phase, TransferClassifier, make_textures  # noqa: E402
