@@ -44,6 +44,8 @@ def keep_results(estimator, result, plan, semi=None) -> None:
     probe_note = estimator.history_[0].get("note") if estimator.history_ else None
     estimator.plan_ = describe_fit(plan, result.changes, estimator.phases_, result.cache_phases,
                                    probe_note, given)
+    if getattr(trust, "calibration", None) is not None:  # whether a temperature was shown to help
+        estimator.plan_["calibration"] = trust.calibration
     if semi is not None:  # what the unlabeled images did, in the plan and the first history row
         estimator.plan_["semi_supervised"] = semi.describe()
         if estimator.history_:

@@ -263,7 +263,7 @@ def _onnx_outputs(path: str):
 
 def _openvino_outputs(model):
     import openvino as ov
-    compiled = ov.Core().compile_model(model, "CPU")
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # as Predictor
     return lambda images: [compiled(images)[compiled.output(name)]
                            for name in ("probabilities", "novelty", "features")]
 
