@@ -1,4 +1,5 @@
-"""Defects from the review (issue 21) in reading data, selection, parameters and the CSV log."""
+"""Tables with label arrays, gray images, parameters as scikit-learn takes them, the ONNX torch
+check, and CSV logs across fits."""
 
 import csv
 import tomllib

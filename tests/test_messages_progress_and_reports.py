@@ -1,5 +1,5 @@
-"""What a new user hit in v0.2 (issue 24): bad files, tables, files that cannot be written, and
-the CLI's messages. In-process and small: part of the fast subset."""
+"""Messages, progress and reports as a user meets them: bad files, tables, files that cannot be
+written, the CLI's wording, progress bars in logs. In-process and small: part of the fast subset."""
 
 import os
 import warnings

@@ -1,5 +1,5 @@
-"""Review defects (issue 21) around training: the BatchNorm-folded cache prefix, process-wide
-state touched by predict/save/fit, and novelty means of classes that never occur."""
+"""The BatchNorm-folded cache prefix, process-wide state that predict/save/fit must leave alone,
+and novelty means of classes that never occur."""
 
 import os
 import threading
