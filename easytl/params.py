@@ -149,7 +149,7 @@ PREDICT_PARAMETERS = ("predict_batch_size", "num_workers", "device", "mixed_prec
 def parameter_table() -> dict[str, list[Accepts]]:
     """Every estimator parameter and its alternatives (built lazily: it names torch types)."""
     from .data.augment import AUGMENT_PRESETS
-    from .training.lr_schedule import LR_DECAYS
+    from .training.learning_rates import LR_DECAYS
     from .training.callbacks.tracking import TRACKERS
     from .models.device import DEVICES, PRECISIONS
     from .training.metrics import MONITORS, Monitor

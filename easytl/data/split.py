@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..constants import DEFAULT_CACHE_MEMORY, parse_bytes
 from .decoded import decode_once
@@ -70,26 +69,6 @@ def drop_unreadable(source: ImageSource, labels, on_bad_image: str, verbose: int
     warnings.warn(f"left out {len(bad)} unreadable image files:\n{describe_unreadable(bad)}",
                   stacklevel=4)
     return source.subset(kept), (None if labels is None else labels[kept]), kept, bad
-
-
-def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> torch.Tensor | None:
-    """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight}); for
-    multi-label ``y`` (an indicator matrix) the weights of each class's positive examples
-    (BCE's ``pos_weight``), "balanced" being negatives / positives."""
-    if class_weight is None:
-        return None
-    if class_weight != "balanced":
-        unknown = set(class_weight) - set(classes.tolist())
-        if unknown:
-            raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
-        weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
-    elif y_encoded.ndim == 2:
-        positives = np.maximum(y_encoded.sum(axis=0), 1)
-        weights = (len(y_encoded) - positives) / positives
-    else:
-        from sklearn.utils.class_weight import compute_class_weight
-        weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 @dataclass

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from .callbacks import observers
+from .tasks import class_weights
 from .trainer import Trainer
 from ..data.augment import Preprocessor
-from ..data.split import class_weights
 from ..models.heads import build_head
 from ..models.network import TransferModel
 

@@ -24,9 +24,6 @@ class SingleLabel:
         """Cross-entropy; takes class indices or (mixed) class probabilities as targets."""
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
-    def targets(self, targets) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(targets), dtype=torch.long)
-
     def soft(self, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
         """Targets as probability rows (what MixUp / CutMix mix)."""
         return nn.functional.one_hot(targets, n_classes).float()
@@ -69,9 +66,6 @@ class MultiLabel:
     def loss(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
         """Binary cross-entropy per class; smoothing moves each 0/1 target ε/2 towards 1/2."""
         return SmoothedBCE(weight, label_smoothing)
-
-    def targets(self, targets) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
 
     def soft(self, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
         return targets.float()
@@ -142,3 +136,23 @@ def widest_margin(values: np.ndarray, tied: np.ndarray) -> float:
         if t - low > best_width:
             best_width, best_mid = t - low, (low + t) / 2.0
     return float(best_mid)
+
+
+def class_weights(class_weight, classes: np.ndarray, y_encoded: np.ndarray) -> torch.Tensor | None:
+    """Per-class loss weights for ``class_weight`` (None, "balanced" or {label: weight}); for
+    multi-label ``y`` (an indicator matrix) the weights of each class's positive examples
+    (BCE's ``pos_weight``), "balanced" being negatives / positives."""
+    if class_weight is None:
+        return None
+    if class_weight != "balanced":
+        unknown = set(class_weight) - set(classes.tolist())
+        if unknown:
+            raise ValueError(f"class_weight names labels not in y: {sorted(map(str, unknown))}.")
+        weights = [float(class_weight.get(c, 1.0)) for c in classes.tolist()]
+    elif y_encoded.ndim == 2:
+        positives = np.maximum(y_encoded.sum(axis=0), 1)
+        weights = (len(y_encoded) - positives) / positives
+    else:
+        from sklearn.utils.class_weight import compute_class_weight
+        weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_encoded)
+    return torch.tensor(weights, dtype=torch.float32)

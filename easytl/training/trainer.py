@@ -27,7 +27,7 @@ from .ema import WeightEMA
 from .evaluation import Evaluation
 from .feeds import ImageFeed
 from .history import History
-from .lr_schedule import LRSchedule
+from .learning_rates import LRSchedule
 from .mixing import BatchMixer
 from .phase_setup import PhaseFeeds, PhaseSetup
 from . import decisions

@@ -5,7 +5,7 @@ from torch import nn
 from easytl import FeatureExtraction, FineTune, MLPHead, Phase, ProgressiveUnfreezing, Schedule
 from easytl.models.heads import build_head
 from easytl.training.schedules import resolve_phases, split_epochs
-from easytl.training.lr_schedule import Plateau, lr_factor
+from easytl.training.learning_rates import Plateau, lr_factor
 
 
 def test_mlp_head_is_the_notebooks():
