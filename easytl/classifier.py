@@ -338,13 +338,14 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             torch.manual_seed(seed)
             # 2. the plan
             backbone = self._new_backbone()
+            digest = None if checkpoint_dir is None else data.digest()  # the data as given
             plan = self._plan(params, facts, data, backbone, seed, val_size, accelerator,
-                              check_names(user_callbacks), checkpoint_dir)
+                              check_names(user_callbacks), digest)
             data, semi, labeled = with_unlabeled(data, backbone, plan, accelerator,
                                                  len(self.classes_))
             if semi is not None and semi.used:  # the plan's length follows the pseudo-labeled images too
                 plan = self._plan(params, facts, data, backbone, seed, val_size, accelerator,
-                                  check_names(user_callbacks), checkpoint_dir)
+                                  check_names(user_callbacks), digest)
             if checkpoint is not None:
                 check_fingerprint(checkpoint_dir, checkpoint, plan.fingerprint())
             # 3. train
@@ -372,13 +373,13 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         return create_backbone(spec, self.weights, placeholder_size(self.image_size))
 
     def _plan(self, params, facts, data, backbone, seed, val_size, accelerator, callback_names,
-              checkpoint_dir) -> FitPlan:
+              digest) -> FitPlan:
         return make_plan(params, facts, seed=seed, lr=self.lr_, backbone=backbone,
                          n_train=len(data.train_y),
                          n_val=0 if data.val_y is None else len(data.val_y), val_size=val_size,
                          callback_names=callback_names,
                          bytes_per_value=4 if accelerator.mixed_precision == "no" else 2,
-                         data_digest=None if checkpoint_dir is None else data.digest())
+                         data_digest=digest)
 
     def _learning_rate(self, checkpoint, data) -> float:
         """``lr``, or for ``lr="auto"`` the LR range test's suggestion (the one a resumed fit
@@ -390,7 +391,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             return float(self.lr)
         if checkpoint is not None and "lr" in (checkpoint.get("fingerprint") or {}):
             return float(checkpoint["fingerprint"]["lr"])
-        form = self._label_form
+        form = "indicator" if self.multi_label_ else self._label_form  # multi-label: fixed columns
         y_val = None if data.val is None else decode(data.val_y, self.classes_, form)
         try:
             self.lr_find_ = self.lr_find(data.train, decode(data.train_y, self.classes_, form),

@@ -79,10 +79,12 @@ class FitData:
     def digest(self) -> str:
         """A digest of the images and labels (what a resumed fit must find unchanged)."""
         h = hashlib.sha1()
-        for part, labels in ((self.train, self.train_y), (self.val, self.val_y)):
+        for part, labels in ((self.train, self.train_y), (self.val, self.val_y),
+                             (self.unlabeled, None)):
             if part is not None:
                 h.update(_source_digest(part).encode())
-                h.update(np.ascontiguousarray(labels).tobytes())
+                if labels is not None:
+                    h.update(np.ascontiguousarray(labels).tobytes())
         return h.hexdigest()[:16]
 
 
@@ -122,9 +124,10 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
                          "class, a table, or a Dataset yielding (image, label).")
     marked = unlabeled_mask(labels, options.unlabeled_label)
     _check_marks(labels, options, given_unlabeled=X_unlabeled is not None)
-    unlabeled_parts = []
+    unlabeled_parts = []  # (name, images)
     if marked is not None:
-        unlabeled_parts.append(source.subset(np.flatnonzero(marked)))
+        unlabeled_parts.append((f"images of X labelled {options.unlabeled_label!r}",
+                                source.subset(np.flatnonzero(marked))))
         keep = np.flatnonzero(~marked)
         source, labels, positions = source.subset(keep), labeled_part(labels, marked), positions[keep]
     info = read_labels(labels, options.multi_label)
@@ -141,7 +144,9 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
     if X_unlabeled is not None:
         extra, _, _, bad = _read(X_unlabeled, None, options, "X_unlabeled", labelled=False)
         skipped += bad
-        unlabeled_parts.append(_without(extra, [source] + ([val] if val is not None else [])))
+        unlabeled_parts.append(("X_unlabeled", extra))
+    labelled = [source] + ([val] if val is not None else [])
+    unlabeled_parts = [_without(part, labelled, name) for name, part in unlabeled_parts]
     unlabeled_parts = [part for part in unlabeled_parts if part is not None and len(part)]
     if unlabeled_parts and info.multi_label:
         raise ValueError("X_unlabeled (and unlabeled_label in y) are for single-label data; a "
@@ -149,6 +154,9 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
     unlabeled = combine(unlabeled_parts) if unlabeled_parts else None
     if unlabeled is None and X_unlabeled is not None:
         unlabeled = ArrayImages(torch.zeros((0, 3, 1, 1), dtype=torch.uint8))  # none left: said
+    elif marked is not None and unlabeled is None:
+        raise ValueError("every image labelled unlabeled_label is a labeled image of X or X_val "
+                         "too: there is no unlabeled image left.")
     return PreparedData(source, info, positions, val, val_y, unlabeled, skipped)
 
 
@@ -182,6 +190,9 @@ def unlabeled_mask(labels, unlabeled_label=None) -> np.ndarray | None:
     if labels.ndim != 1 or not len(labels):
         return None
     mask = np.array([_same(value, unlabeled_label) for value in labels.tolist()], dtype=bool)
+    if not mask.any():
+        warnings.warn(f"unlabeled_label={unlabeled_label!r} marks no image of y: every image is "
+                      "trained with its label.", stacklevel=4)
     if mask.all():
         raise ValueError(f"every label in y is unlabeled_label={unlabeled_label!r}: at least "
                          "some images need a label.")
@@ -189,8 +200,11 @@ def unlabeled_mask(labels, unlabeled_label=None) -> np.ndarray | None:
 
 
 def _same(value, mark) -> bool:
+    """Whether a label is the mark (a table's cells are text: "-1" is the mark -1 there)."""
     if isinstance(value, (tuple, list)):
         return False
+    if isinstance(value, str) and not isinstance(mark, str):
+        return value.strip() == str(mark)
     try:
         return bool(value == mark) and type(value) is not bool
     except (TypeError, ValueError):
@@ -226,7 +240,7 @@ def _check_marks(labels, options: ReadOptions, given_unlabeled: bool) -> None:
 
 
 # ------------------------------------------------------------------------ de-duplication
-def _without(unlabeled: ImageSource, labelled: list) -> ImageSource | None:
+def _without(unlabeled: ImageSource, labelled: list, name: str = "X_unlabeled") -> ImageSource | None:
     """``unlabeled`` without the images that are labelled images too (the same file, or the
     same pixels): ``--unlabeled pool/`` over the folder a label table points into."""
     mine = _identities(unlabeled)
@@ -239,7 +253,7 @@ def _without(unlabeled: ImageSource, labelled: list) -> ImageSource | None:
     if len(keep) == len(mine):
         return unlabeled
     what = "files" if isinstance(unlabeled, ListImages) else "images"
-    warnings.warn(f"X_unlabeled: left out {len(mine) - len(keep)} {what} that are labeled "
+    warnings.warn(f"{name}: left out {len(mine) - len(keep)} {what} that are labeled "
                   f"images of X or X_val{'; no unlabeled image is left' if not keep else ''}",
                   stacklevel=4)
     return unlabeled.subset(keep) if keep else None
@@ -262,6 +276,10 @@ def _identities(source: ImageSource) -> list | None:
 def _source_digest(source: ImageSource) -> str:
     """Files: paths, sizes and modification times; arrays: the pixels; else the count."""
     h = hashlib.sha1(str(len(source)).encode())
+    for part in getattr(source, "parts", ()):  # combined sources: each part, then the rows
+        h.update(_source_digest(part).encode())
+    if getattr(source, "rows", None) is not None:
+        h.update(np.ascontiguousarray(source.rows).tobytes())
     if isinstance(source, ArrayImages):
         h.update(source.images.numpy().tobytes())
         return h.hexdigest()

@@ -62,7 +62,7 @@ class PlanChange:
         """JSON-able, for ``history_`` and the checkpoint (enough to replay it)."""
         return {"decision": self.decision, "note": self.note, "stop": self.stop,
                 "phases": None if self.phases is None else [p.name for p in self.phases],
-                "augment": self.augment}
+                "augment": self.augment, "row": dict(self.row)}
 
 
 class Decision:
@@ -75,7 +75,8 @@ class Decision:
 
     def replay(self, plan, record: dict) -> PlanChange:
         """The change a checkpoint recorded, rebuilt from the plan (for a resumed fit)."""
-        return PlanChange(self.name, record["note"], stop=record["stop"], augment=record["augment"])
+        return PlanChange(self.name, record["note"], stop=record["stop"], augment=record["augment"],
+                          row=dict(record.get("row") or {}))
 
 
 class StopAtPerfectProbe(Decision):
@@ -178,7 +179,7 @@ def describe_fit(plan, changes, phases_ran, cache_phases_ran, probe_note, given_
         described["note"] = probe_note
     tested = next((c for c in changes if c.decision == AddSymmetries.name), None)
     if tested is not None:
-        described["symmetries"] = {"tests": tested.row["symmetries"], "recipe": tested.augment}
+        described["symmetries"] = {"tests": tested.row.get("symmetries"), "recipe": tested.augment}
     # The recipe the model trained with, by name, for test-time augmentation.
     described["augment"] = (tested.augment if tested is not None and tested.augment
                             else given_recipe)

@@ -108,3 +108,30 @@ def test_validation_indices_skip_unreadable_files_and_unlabeled_marks(textures, 
                                                                 labels[labeled])
     np.testing.assert_array_equal(np.sort(clf.validation_indices_),
                                   np.sort(labeled[reference.validation_indices_]))
+
+
+def test_images_marked_unlabeled_that_are_validation_images_are_left_out(textures, tmp_path):
+    X, y = textures
+    train = _files(tmp_path / "train", X[0::2], y[0::2], "t")
+    val = _files(tmp_path / "val", X[1::4], y[1::4], "v")
+    extra = _files(tmp_path / "extra", X[3::8], y[3::8], "e")
+    labels = np.concatenate([y[0::2], np.full(len(val) + len(extra), "?")])
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, unlabeled_label="?"))
+    with pytest.warns(UserWarning, match=r"images of X labelled '\?': left out 20 files"):
+        clf.fit(train + val + extra, labels, X_val=val, y_val=y[1::4])
+    assert clf.plan_["semi_supervised"]["n_unlabeled"] == len(extra) == 10
+
+
+def test_unlabeled_label_matches_a_tables_text_and_says_when_it_marks_nothing(textures, tmp_path):
+    X, y = textures
+    codes = np.unique(y, return_inverse=True)[1]
+    paths = _files(tmp_path, X, codes, "c")
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for i, (path, label) in enumerate(zip(paths, codes)):
+            writer.writerow([path.split("/")[-1], -1 if i % 4 == 0 else label])
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, unlabeled_label=-1)).fit(str(tmp_path / "t.csv"))
+    assert "-1" not in clf.classes_.tolist() and clf.plan_["semi_supervised"]["n_unlabeled"] == 20
+    with pytest.warns(UserWarning, match=r"unlabeled_label=-7 marks no image"):
+        TransferClassifier(**tiny_kwargs(epochs=1, unlabeled_label=-7)).fit(X, codes)
