@@ -118,7 +118,8 @@ def _fastapi_app(service: Service, version: str):
 
     @app.exception_handler(UploadError)
     async def refused(request, exc: UploadError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        rows = {} if exc.rows is None else {"predictions": exc.rows, "errors": len(exc.rows)}
+        return JSONResponse({"detail": exc.message, **rows}, status_code=exc.status)
 
     @app.exception_handler(_BodyTooLarge)
     async def too_large(request, exc):
@@ -157,7 +158,9 @@ def _add_routes(app, service: Service) -> None:
         Send images as multipart file fields named ``files`` or as JSON
         ``{"images": [base64, ...]}``; options ``top_k`` (default 5) and
         ``reject_unknown`` (label images unlike the training set "unknown") go in the
-        query string, the form or the JSON object.
+        query string, the form or the JSON object. One row per image, in the order
+        sent; an image that cannot be read gets ``{"name", "error", "status"}`` in its
+        row and the others are answered (200); when none can be, a 4xx.
         """
         images, options = await read_request(request, service.limits)
         return await service.predict(images, options, run=run_in_threadpool)

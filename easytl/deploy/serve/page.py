@@ -94,6 +94,7 @@ async function show(file) {
     const response = await fetch("predict?" + params, { method: "POST", body: form });
     if (!response.ok) throw new Error(await detail(response));
     const p = (await response.json()).predictions[0];
+    if (p.error !== undefined) throw new Error(p.error);  // a row the server could not answer
     const text = p.labels !== undefined ? (p.labels.join(", ") || "(no label)") : String(p.label);
     label.textContent = text;
     if (p.unknown) label.classList.add("unknown");

@@ -36,28 +36,36 @@ class Limits:
         return int(self.max_upload_mb * 1024 * 1024)
 
 
-async def read_request(request, limits: Limits) -> tuple[list[tuple[str, bytes]], dict]:
-    """(name, bytes) of each image and the options (raw values), from multipart or JSON."""
+async def read_request(request, limits: Limits) -> tuple[list[tuple[str, bytes | UploadError]], dict]:
+    """(name, bytes) of each image and the options (raw values), from multipart or JSON; an
+    image that cannot be read from the request (bad base64) comes as (name, its UploadError)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     options = {k: v for k, v in request.query_params.items() if k in OPTION_FIELDS}
     unknown = [k for k in request.query_params if k not in OPTION_FIELDS]
     if unknown:
         raise UploadError(400, f"unknown query parameter {unknown[0]!r}: use "
                                f"{' or '.join(OPTION_FIELDS)}.")
-    if kind == "multipart/form-data":
+    if kind == "multipart/form-data":  # parsed as it streams: its files are never all in memory
         images = await read_form(request, options, limits)
-    elif kind == "application/json":
-        images = read_json(await request.body(), options, limits)
     else:
-        raise UploadError(415, "send images as multipart/form-data file fields named 'files', "
-                               "or as JSON {\"images\": [base64, ...]}; got content type "
-                               f"{kind or 'none'!r}.")
+        body = await request.body()  # the body limit (app.BodyLimit) bounds it
+        if not body.strip():  # `curl -X POST URL`: no images, whatever the content type says
+            raise no_images()
+        if kind != "application/json":
+            raise UploadError(415, "send images as multipart/form-data file fields named 'files', "
+                                   "or as JSON {\"images\": [base64, ...]}; got content type "
+                                   f"{kind or 'none'!r}.")
+        images = read_json(body, options, limits)
     if not images:
-        raise UploadError(400, "the request holds no images: send one or more in the "
-                               "'files' field (multipart) or the 'images' list (JSON).")
+        raise no_images()
     if len(images) > limits.max_images:
         raise too_many(limits)
     return images, options
+
+
+def no_images() -> UploadError:
+    return UploadError(400, "the request holds no images: send one or more in the "
+                            "'files' field (multipart) or the 'images' list (JSON).")
 
 
 def too_many(limits: Limits) -> UploadError:
@@ -116,7 +124,16 @@ def read_json(body: bytes, options: dict, limits: Limits) -> list:
         raise UploadError(400, "'images' must be a list of base64 strings.")
     if len(items) > limits.max_images:
         raise too_many(limits)
-    return [(f"images[{i}]", from_base64(item, f"images[{i}]")) for i, item in enumerate(items)]
+    return [(f"images[{i}]", _decoded_base64(item, f"images[{i}]")) for i, item in enumerate(items)]
+
+
+def _decoded_base64(item, name: str):
+    """An item's bytes, or the UploadError that refuses it: one bad item among good ones is
+    refused in its own row of the answer, not for the whole request."""
+    try:
+        return from_base64(item, name)
+    except UploadError as error:
+        return error
 
 
 def parse_options(options: dict, n_classes: int, has_novelty: bool) -> tuple[int, bool]:

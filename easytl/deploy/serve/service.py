@@ -31,21 +31,42 @@ class Service:
     def __init__(self, served, batcher: DynamicBatcher, limits: Limits, version: str):
         self.served, self.batcher, self.limits, self.version = served, batcher, limits, version
 
-    def decode_all(self, images: list[tuple[str, bytes]]) -> torch.Tensor:
-        """(name, bytes) uploads → uint8 (n, 3, size, size), or UploadError naming the bad one."""
-        return torch.stack([decode_upload(self.served, data, name, self.limits.max_pixels)
-                            for name, data in images])
+    def decode_one(self, name: str, data) -> torch.Tensor:
+        """One (name, bytes) upload → uint8 (3, size, size), or the UploadError that refuses it
+        (``data`` may be that error already: the request could not carry the image)."""
+        if isinstance(data, UploadError):
+            raise data
+        return decode_upload(self.served, data, name, self.limits.max_pixels)
+
+    def decode_each(self, images: list[tuple[str, bytes]]) -> list:
+        """Each upload's uint8 tensor, or the UploadError that refuses it, in the order sent."""
+        decoded = []
+        for name, data in images:
+            try:
+                decoded.append(self.decode_one(name, data))
+            except UploadError as error:
+                decoded.append(error)
+        return decoded
 
     async def predict(self, images: list[tuple[str, bytes]], options: dict, run=None) -> dict:
-        """``{"predictions": [row, ...]}`` of the uploads (:meth:`answer` per image). ``run(f,
-        *args)``: where decoding runs (the app: a thread pool; default: here)."""
+        """``{"predictions": [row, ...], "errors": k}``, one row per upload in the order sent:
+        :meth:`answer` for an image that could be decoded, ``{"name", "error", "status"}`` for
+        one that could not (``errors`` counts those). When none could be, an UploadError with
+        every reason (see :func:`none_answered`). ``run(f, *args)``: where decoding runs (the
+        app: a thread pool; default: here)."""
         top_k, reject_unknown = parse_options(options, len(self.served.classes),
                                               self.served.has_novelty)
-        batch = await _call(run, self.decode_all, images)
-        outputs = await self.batcher.submit(batch)
-        novelty = outputs.novelty if outputs.novelty is not None else np.zeros(len(batch))
-        return {"predictions": [self.answer(name, p, n, top_k, reject_unknown)
-                                for (name, _), p, n in zip(images, outputs.proba, novelty)]}
+        decoded = await _call(run, self.decode_each, images)
+        good = [i for i, item in enumerate(decoded) if not isinstance(item, UploadError)]
+        if not good:
+            raise none_answered(images, decoded)
+        outputs = await self.batcher.submit(torch.stack([decoded[i] for i in good]))
+        novelty = outputs.novelty if outputs.novelty is not None else np.zeros(len(good))
+        rows = [error_row(name, item) if isinstance(item, UploadError) else None
+                for (name, _), item in zip(images, decoded)]
+        for i, p, n in zip(good, outputs.proba, novelty):
+            rows[i] = self.answer(images[i][0], p, n, top_k, reject_unknown)
+        return {"predictions": rows, "errors": len(rows) - len(good)}
 
     def answer(self, name: str, proba: np.ndarray, novelty: float, top_k: int,
                reject_unknown: bool) -> dict:
@@ -77,7 +98,7 @@ class Service:
         if len(images) != 1:
             raise UploadError(400, f"/explain takes one image, got {len(images)}.")
         name, data = images[0]
-        image = await _call(run, decode_upload, self.served, data, name, self.limits.max_pixels)
+        image = await _call(run, self.decode_one, name, data)  # refused as /predict refuses it
         outputs = await self.batcher.submit(image[None])
         index = int(np.argmax(outputs.proba[0]))
         try:
@@ -102,6 +123,23 @@ class Service:
                 "temperature": np.asarray(served.temperature, float).tolist(),
                 "limits": {**asdict(self.limits), "max_batch": batcher.max_batch,
                            "max_wait_ms": batcher.max_wait * 1000.0}}
+
+
+def error_row(name: str, error: UploadError) -> dict:
+    """The row of an upload the server could not answer: why, and the status it alone would get."""
+    return {"name": name, "error": error.message, "status": error.status}
+
+
+def none_answered(images: list, errors: list) -> UploadError:
+    """The error of a request none of whose images could be decoded: one image's own error, or
+    every reason (the status all share, else 400), with the rows of :func:`error_row`."""
+    rows = [error_row(name, e) for (name, _), e in zip(images, errors)]
+    if len(errors) == 1:
+        return UploadError(errors[0].status, errors[0].message, rows)
+    statuses = {e.status for e in errors}
+    return UploadError(statuses.pop() if len(statuses) == 1 else 400,
+                       f"none of the {len(errors)} images could be read: "
+                       + " ".join(e.message for e in errors), rows)
 
 
 async def _call(run, function, *args):

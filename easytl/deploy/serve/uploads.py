@@ -18,11 +18,12 @@ from ...data.images import EncodedImage, open_image
 
 
 class UploadError(Exception):
-    """A request the server refuses, with the HTTP status and the message the client gets."""
+    """A request the server refuses, with the HTTP status and the message the client gets;
+    ``rows``: the per-image rows (``{"name", "error", "status"}``) when images were refused."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, rows: list | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.rows = status, message, rows
 
 
 def from_base64(text, name: str) -> bytes:
