@@ -55,8 +55,108 @@ class EncodedImage:
 
 
 def open_image(item) -> Image.Image:
-    """``Image.open`` of a path or an :class:`EncodedImage` (reads the header only)."""
-    return Image.open(io.BytesIO(item.data) if isinstance(item, EncodedImage) else item)
+    """``Image.open`` of a path or an :class:`EncodedImage` (reads the header only); a TIFF that
+    Pillow has no mode for (RGB float) is decoded by :func:`open_tiff` instead."""
+    try:
+        return Image.open(io.BytesIO(item.data) if isinstance(item, EncodedImage) else item)
+    except UnidentifiedImageError:
+        if not _is_tiff(item):
+            raise
+    return open_tiff(item)
+
+
+# --------------------------------------------------------------------------- TIFFs Pillow cannot open
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+# The TIFF orientation tag (as EXIF's) -> the transpose that shows the image upright.
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                 8: Image.Transpose.ROTATE_90}
+
+
+def _is_tiff(item) -> bool:
+    if isinstance(item, EncodedImage):
+        return item.data[:4] in _TIFF_MAGIC
+    try:
+        with open(item, "rb") as f:
+            return f.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
+
+
+def open_tiff(item) -> Image.Image:
+    """The first page of a TIFF that Pillow cannot open (RGB or RGBA float samples: Pillow has
+    float modes for one channel only), read with tifffile, as an 8-bit RGB PIL image upright.
+
+    Floats must lie in [0, 1] (as Pillow's gray float TIFFs), 16-bit samples are scaled
+    (65535 -> 255); alpha is dropped. Errors are ValueErrors naming the file.
+    """
+    where = str(item)
+    try:
+        import tifffile
+    except ImportError:
+        raise ValueError(f"{where} is a TIFF that Pillow cannot decode (RGB float samples?): "
+                         "install tifffile (pip install tifffile) to read it.") from None
+    try:
+        with tifffile.TiffFile(io.BytesIO(item.data) if isinstance(item, EncodedImage) else item) as tif:
+            page = tif.pages[0]
+            _check_pixels(page.shape, page.axes, where)
+            values, axes = page.asarray(), page.axes
+            tag = page.tags.get(274)  # Orientation
+            orientation = 1 if tag is None else tag.value
+    except (ValueError, OSError, KeyError, IndexError, TypeError, MemoryError) as exc:
+        raise ValueError(f"{where} is a TIFF easytl cannot decode: {exc}") from None
+    image = Image.fromarray(_samples_to_rgb(values, axes, where), "RGB")
+    transpose = _ORIENTATIONS.get(orientation)
+    return image if transpose is None else image.transpose(transpose)
+
+
+def _check_pixels(shape, axes: str, where: str) -> None:
+    """Pillow's decompression-bomb limit, before any pixel is decoded."""
+    pixels = int(np.prod([n for n, axis in zip(shape, axes) if axis in "YX"]))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and pixels > 2 * limit:
+        raise Image.DecompressionBombError(f"{where} has {pixels:,} pixels, over twice Pillow's "
+                                           f"decompression-bomb limit ({limit:,}).")
+
+
+def _samples_to_rgb(values: np.ndarray, axes: str, where: str) -> np.ndarray:
+    """A TIFF page's samples (axes such as YXS, SYX, YX) as uint8 (H, W, 3)."""
+    if "S" in axes:
+        values = np.moveaxis(values, axes.index("S"), -1)
+    else:
+        values = values[..., None]
+    while values.ndim > 3 and values.shape[0] == 1:  # e.g. a single plane of a depth axis
+        values = values[0]
+    if values.ndim != 3 or values.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"{where} is a TIFF of shape {values.shape} ({axes}): easytl reads gray, "
+                         "RGB and RGBA images.")
+    values = values[..., :1] if values.shape[-1] <= 2 else values[..., :3]  # alpha dropped
+    if np.issubdtype(values.dtype, np.floating):
+        rgb = _unit_floats_to_uint8(values, where)
+    elif values.dtype == np.uint16:
+        rgb = np.rint(values / 257.0).astype(np.uint8)
+    elif values.dtype in (np.uint8, np.bool_):
+        rgb = values.astype(np.uint8) * (255 if values.dtype == np.bool_ else 1)
+    else:
+        raise ValueError(f"{where} is a TIFF of {values.dtype} samples: easytl reads 8- and "
+                         "16-bit and float ([0, 1]) TIFFs. Re-save it as 8 or 16 bits.")
+    return np.ascontiguousarray(np.broadcast_to(rgb, rgb.shape[:2] + (3,)))
+
+
+def _unit_floats_to_uint8(values: np.ndarray, where: str) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8; anything else is a ValueError naming the values found."""
+    if values.dtype == np.float16:
+        values = values.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where} is a float image with NaN or infinite values.")
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{where} is a float image with values in [{low:.3g}, {high:.3g}]; "
+                         "easytl reads float images in [0, 1]. Rescale it, or re-save it as "
+                         "an 8- or 16-bit image.")
+    return np.rint(values * 255.0).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- single images
@@ -96,15 +196,7 @@ def pil_to_rgb(image: Image.Image, where: str = "image") -> np.ndarray:
         gray = np.rint(values / 257.0).astype(np.uint8)  # 65535 -> 255, exact for 8-bit data * 257
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(values).all():
-            raise ValueError(f"{where} is a float image with NaN or infinite values.")
-        low, high = float(values.min()), float(values.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"{where} is a float image with values in [{low:.3g}, {high:.3g}]; "
-                             "easytl reads float images in [0, 1]. Rescale it, or re-save it as "
-                             "an 8- or 16-bit image.")
-        gray = np.rint(values * 255.0).astype(np.uint8)
+        gray = _unit_floats_to_uint8(np.asarray(image, dtype=np.float32), where)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # the documented route; converting straight to RGB warns
@@ -133,7 +225,8 @@ def read_image_file(path, min_side: int | None = None) -> torch.Tensor:
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
     except DECODE_ERRORS as exc:
-        raise ValueError(f"cannot read image file {path}: {exc}. Remove or re-save it.") from None
+        raise ValueError(f"cannot read image file {path}: {reason_for(exc, path)}. Remove or "
+                         "re-save it.") from None
 
 
 class UnreadableImagesError(ValueError):
@@ -144,12 +237,26 @@ class UnreadableImagesError(ValueError):
         self.bad = bad
 
 
+EMPTY_FILE = "empty file (0 bytes)"
+
+
+def _is_empty(item) -> bool:
+    if isinstance(item, EncodedImage):
+        return len(item.data) == 0
+    try:
+        return os.path.getsize(item) == 0
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def reason_for(exc: BaseException, path) -> str:
     """The words for why ``path`` could not be decoded, from the exception decoding raised."""
     if isinstance(exc, FileNotFoundError):
         return "file not found"
     if isinstance(exc, IsADirectoryError):
         return "is a directory"
+    if _is_empty(path):  # the same words as the server's ("is empty (0 bytes)")
+        return EMPTY_FILE
     if isinstance(exc, UnidentifiedImageError):
         return ("not an image file" if Path(str(path)).suffix.lower() not in IMAGE_EXTENSIONS
                 else "not a readable image (corrupted, or a format Pillow cannot decode)")

@@ -95,6 +95,7 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
         columns, y, LABEL_COLUMNS, 1 if len(columns) > 1 else None, "label")
     if label_col == path_col:
         label_col = None
+    root_given = root is not None
     if root is None:
         root = Path(table).parent if isinstance(table, (str, os.PathLike)) else Path.cwd()
     root = Path(root).resolve()
@@ -131,9 +132,8 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     if bad and (on_bad_image == "error" or len(bad) == len(rows)):
         lines = "\n".join(f"  row {n} ({p}): {r}" for n, p, r in bad[:10])
         more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-        where = (f"\nPaths were looked for under {root} (root=; by default the CSV's folder, or "
-                 "the working directory for a DataFrame)." if any(r == "file not found" for _, _, r in bad)
-                 else "")
+        where = (f"\nPaths were looked for under {root}, {_root_words(table, root_given)}."
+                 if any(r == "file not found" for _, _, r in bad) else "")
         raise ValueError(f"{len(bad)} of {len(rows)} rows of the label table cannot be used:\n"
                          f"{lines}{more}{where}\nFix them, or pass on_bad_image='skip' to leave them out.")
     if bad:
@@ -146,6 +146,15 @@ def read_table(table, y=None, root=None, path_column=None, label_delim=None,
     elif label_delim is None:
         labels = np.asarray(labels)
     return (paths, labels, bad, kept) if with_rows else (paths, labels, bad)
+
+
+def _root_words(table, given: bool) -> str:
+    """Which folder the table's paths were read relative to, and how to name another."""
+    if given:
+        return "the folder given for the table's paths"
+    default = "the table's folder" if isinstance(table, (str, os.PathLike)) else \
+        "the working directory (a DataFrame has no folder)"
+    return f"{default}: pass root=FOLDER if its paths are relative to another folder"
 
 
 def _given_labels(y, n_rows: int):
