@@ -6,7 +6,14 @@ Writes the images worth labelling next as a CSV that ``easytl fit POOL_DIR
 prediction; deliberately not a name fit takes for a label column),
 ``probability``, ``score`` (uncertainty in [0, 1]), ``unknown`` ("yes" for images
 the novelty score calls unknown, listed after the suggestions, at most ``--n``
-of them) and ``novelty`` (their score).
+of them), ``novelty`` (their score), ``pick`` and ``uncertainty_rank``.
+
+The suggestions come in the order the diversity step picked them (``pick`` 1, 2,
+...): the most uncertain image first, then each the uncertain image farthest from
+those before it, so the first k rows are a spread-out batch of k. They are not
+sorted by uncertainty, since the k most uncertain are often near-copies of each
+other; ``uncertainty_rank`` (1: the most uncertain image of the pool) says where
+each stands by uncertainty alone, for whoever wants that order instead.
 """
 
 from __future__ import annotations
@@ -17,15 +24,19 @@ from pathlib import Path
 
 from .commands import CommandError, _announce, _collect_images, _count, _load, _report_bad, _say
 
-COLUMNS = ["path", "label", "guess", "probability", "score", "unknown", "novelty"]
+# pick and uncertainty_rank last: the columns before them keep the places v0.3 gave them
+COLUMNS = ["path", "label", "guess", "probability", "score", "unknown", "novelty", "pick",
+           "uncertainty_rank"]
 
 
 def add_parser(command, positive_int) -> None:
     """The ``suggest`` sub-command (``command`` is build_parser's sub-command factory)."""
     sub = command("suggest", suggest, "which unlabelled images to label next (active learning)",
                   "Score every image under POOL_DIR (searched recursively) with the model and "
-                  "write the N most useful to label next (uncertain, and unlike each other) to a "
-                  "CSV with an empty label column; images unlike the training images are listed "
+                  "write N worth labelling next (uncertain, and unlike each other) to a CSV with "
+                  "an empty label column, in the order they were picked (the first k rows are a "
+                  "spread-out batch of k; uncertainty_rank gives each one's rank by uncertainty "
+                  "alone); images unlike the training images are listed "
                   "after them with unknown=yes. Fill the label column in (delete the rows you "
                   "do not label) and fit on it: easytl fit POOL_DIR --labels CSV.",
                   ["easytl suggest model.easytl pool/ --n 50 --out to_label.csv --html to_label.html",
@@ -63,9 +74,11 @@ def suggest(args) -> int:
 
     def relative(index) -> str:
         return Path(os.path.relpath(files[index], pool)).as_posix()
-    rows = [[relative(i), "", _label_text(g), f"{p:.4f}", f"{s:.4f}", "no", ""]
-            for i, g, p, s in zip(found.indices, found.guesses, found.probabilities, found.scores)]
-    rows += [[relative(i), "", _label_text(g), f"{p:.4f}", "", "yes", f"{v:.3f}"]
+    rows = [[relative(i), "", _label_text(g), f"{p:.4f}", f"{s:.4f}", "no", "", str(pick), str(rank)]
+            for pick, (i, g, p, s, rank) in enumerate(zip(
+                found.indices, found.guesses, found.probabilities, found.scores,
+                found.uncertainty_ranks), start=1)]
+    rows += [[relative(i), "", _label_text(g), f"{p:.4f}", "", "yes", f"{v:.3f}", "", ""]
              for i, g, p, v in zip(unknown, found.unknown_guesses, found.unknown_probabilities,
                                    found.unknown_scores)]
     with atomic_file(args.out) as tmp:
@@ -77,7 +90,8 @@ def suggest(args) -> int:
     args.emit(f"{_count(len(found), 'image')} to label (of {len(files)} in {pool}) and "
               f"{_count(len(unknown), 'unknown image')}"
               + (f" (and {more} more unknown, not listed)" if more else "")
-              + f" written to {args.out}; fill in its label column, then: easytl fit {pool} "
+              + f" written to {args.out} (in pick order: the first k rows are a spread-out "
+              f"batch of k); fill in its label column, then: easytl fit {pool} "
               f"--labels {args.out} --out MODEL")
     if args.html:
         write_html(found, [str(f) for f in files], args.html)

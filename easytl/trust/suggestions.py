@@ -14,8 +14,11 @@ novelty score) and picks ``n`` of them:
   uncertain one, feature cosine ≥ 0.998 as in the error report, skipped) are the
   candidates, and a farthest-first traversal of their unit-length pooled
   features (k-center greedy; Sener & Savarese, ICLR 2018) picks ``n`` of them,
-  starting from the most uncertain. Uncertain images from one corner of
-  feature space are suggested once, not fifty times, and two near-duplicates
+  starting from the most uncertain, and they are returned in that order: each the
+  candidate farthest from those before it, so any first ``k`` are a spread-out
+  batch (``uncertainty_ranks`` gives each one's rank by uncertainty alone).
+  Uncertain images from one corner of feature space are suggested once, not
+  fifty times, and two near-duplicates
   are suggested together only when the pool holds fewer than ``n`` distinct
   images.
 * **Unknown** images (novelty score above ``unknown_threshold_``) are left out
@@ -58,10 +61,16 @@ class LabelSuggestions:
     Attributes
     ----------
     indices : ndarray of int
-        Positions in the pool of the images to label, in the order they were picked
-        (the first is the most useful).
+        Positions in the pool of the images to label, in the order the farthest-first
+        traversal picked them: the first is the most uncertain, and each next one the
+        candidate farthest from those before it, so the first ``k`` are a spread-out batch
+        of ``k`` (not the ``k`` most uncertain). With ``diversity=False``: most uncertain
+        first.
     scores : ndarray of float
         Their uncertainty in [0, 1] (1: the model cannot decide).
+    uncertainty_ranks : ndarray of int
+        Where each stands by uncertainty alone among the pool images that can be suggested
+        (1: the most uncertain; unknown images are not ranked; ties in pool order).
     guesses : ndarray or list
         The model's prediction for each (multi-label: a tuple of labels).
     probabilities : ndarray of float
@@ -79,6 +88,8 @@ class LabelSuggestions:
         The class each unknown image would have been given.
     unknown_probabilities : ndarray of float
         Its calibrated probability.
+    diversity : bool
+        Whether the diversity step picked (and ordered) ``indices``.
     """
 
     indices: np.ndarray
@@ -91,6 +102,8 @@ class LabelSuggestions:
     unknown_paths: list | None
     unknown_guesses: object = field(default=None)
     unknown_probabilities: np.ndarray = field(default=None)
+    uncertainty_ranks: np.ndarray = field(default=None)
+    diversity: bool = True  # how ``indices`` were ordered: farthest-first, or by uncertainty
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -197,10 +210,13 @@ def suggest(clf, X_pool, n: int = 50, uncertainty: str = "margin", diversity: bo
                       f"images; the other {int(is_unknown.sum())} are listed apart as unknown "
                       f"(LabelSuggestions.unknown), so {len(known)} are suggested, not {n}.",
                       stacklevel=3)
+    by_uncertainty = known[np.argsort(-scores[known], kind="stable")]
+    ranks = np.zeros(len(proba), np.int64)
+    ranks[by_uncertainty] = np.arange(1, len(by_uncertainty) + 1)
     if diversity:
         chosen = known[diverse_picks(features[known], scores[known], n)]
     else:
-        chosen = known[np.argsort(-scores[known], kind="stable")[:n]]
+        chosen = by_uncertainty[:n]
     unknown = np.flatnonzero(is_unknown)
     if len(unknown):
         unknown = unknown[np.argsort(-novelty[unknown], kind="stable")]
@@ -221,7 +237,8 @@ def suggest(clf, X_pool, n: int = 50, uncertainty: str = "margin", diversity: bo
         probabilities=shown[chosen], paths=None if paths is None else [paths[i] for i in chosen],
         unknown=unknown, unknown_scores=(np.zeros(0) if novelty is None else novelty[unknown]),
         unknown_paths=None if paths is None else [paths[i] for i in unknown],
-        unknown_guesses=take(guesses, unknown), unknown_probabilities=shown[unknown])
+        unknown_guesses=take(guesses, unknown), unknown_probabilities=shown[unknown],
+        uncertainty_ranks=ranks[chosen], diversity=bool(diversity))
 
 
 def _pool_pass(clf, X):
@@ -271,13 +288,15 @@ def write_html(suggestions: LabelSuggestions, X_pool, path, title: str = "Images
         return '<div class="gallery">' + "".join(cards) + "</div>" if cards else "<p>None.</p>"
 
     files = suggestions.paths or [None] * len(suggestions)
+    ranks = (suggestions.uncertainty_ranks if suggestions.uncertainty_ranks is not None
+             else ["?"] * len(suggestions))
     unknown_files = suggestions.unknown_paths or [None] * len(suggestions.unknown)
     parts = [f"<h1>{html.escape(title)}: {len(suggestions)} suggested</h1>",
-             '<p class="note">most useful first: images the model is unsure of, spread over what '
-             "the pool holds (uncertainty 1: it cannot decide)</p>",
-             gallery([card(r + 1, i, f, g, p, f"uncertainty {s:.2f}") for r, (i, f, g, p, s) in
-                      enumerate(zip(suggestions.indices, files, suggestions.guesses,
-                                    suggestions.probabilities, suggestions.scores))]),
+             f'<p class="note">{_ORDER_NOTE if suggestions.diversity else _UNCERTAIN_FIRST}</p>',
+             gallery([card(r + 1, i, f, g, p, f"uncertainty {s:.2f} (uncertainty rank {k})")
+                      for r, (i, f, g, p, s, k) in enumerate(zip(
+                          suggestions.indices, files, suggestions.guesses,
+                          suggestions.probabilities, suggestions.scores, ranks))]),
              f"<h2>Unknown: {len(suggestions.unknown)} images unlike the training images</h2>",
              '<p class="note">the novelty score is above the unknown threshold: a class the model '
              "has never seen, or a kind of photo it was not trained on; most novel first</p>",
@@ -290,6 +309,15 @@ def write_html(suggestions: LabelSuggestions, X_pool, path, title: str = "Images
     with atomic_file(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return Path(path)
+
+
+# What the page says of the order (the CSV's rows come in the same order, numbered by `pick`)
+_ORDER_NOTE = ("in the order they were picked: the first is the image the model is least sure of, "
+               "and each next one the uncertain image farthest from those before it, so the "
+               "first k are a spread-out batch of k, not the k most uncertain (uncertainty rank "
+               "1: the most uncertain in the pool; uncertainty 1: the model cannot decide)")
+_UNCERTAIN_FIRST = ("most uncertain first (diversity=False; uncertainty 1: the model cannot "
+                    "decide)")
 
 
 def _label_text(guess) -> str:

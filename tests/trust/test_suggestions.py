@@ -67,6 +67,32 @@ def test_suggestions_are_valid_unique_and_not_near_duplicates(tiny):
     assert np.sum(greedy.indices < 30) >= 4
 
 
+def test_suggestions_come_in_farthest_first_order_with_their_uncertainty_rank(tiny, tmp_path):
+    """The order is the diversity step's, not usefulness: each suggestion is the candidate
+    farthest from those before it (so the first k are a spread-out batch of k), and
+    ``uncertainty_ranks`` says where each stands by uncertainty alone."""
+    from easytl.trust.suggestions import write_html
+    pool = _pool_with_copies(tiny)
+    found = tiny.suggest_labels(pool, n=8)
+    scores = uncertainty_scores(tiny.predict_proba(pool))
+    known = np.setdiff1d(np.arange(len(pool)), found.unknown)
+    by_uncertainty = known[np.argsort(-scores[known], kind="stable")]
+    expected = {int(i): rank for rank, i in enumerate(by_uncertainty, start=1)}
+    assert found.uncertainty_ranks.tolist() == [expected[int(i)] for i in found.indices]
+    assert found.uncertainty_ranks[0] == 1  # the traversal starts from the most uncertain
+    assert np.any(np.diff(found.uncertainty_ranks) < 0), "this pool should show picks out of rank"
+    # farthest-first: the distance of each pick to the picks before it never grows
+    features = _unit(tiny.transform(pool))[found.indices]
+    gaps = [np.min(np.linalg.norm(features[:k] - features[k], axis=1)) for k in range(1, len(found))]
+    assert np.all(np.diff(gaps) <= 1e-5), gaps
+    greedy = tiny.suggest_labels(pool, n=8, diversity=False)  # then: most uncertain first
+    assert greedy.uncertainty_ranks.tolist() == list(range(1, 9))
+    page = write_html(found, pool, tmp_path / "page.html").read_text()
+    assert "most useful first" not in page
+    assert "farthest" in page and "uncertainty rank 1" in page
+    assert "most uncertain first" in write_html(greedy, pool, tmp_path / "greedy.html").read_text()
+
+
 def test_unknown_images_are_listed_apart_as_predict_rejects_them(tiny):
     known, _ = make_textures(n_per_class=5, size=32, random_state=3)
     rng = np.random.default_rng(1)
@@ -113,9 +139,14 @@ def test_cli_round_trip_suggest_fill_the_csv_fit_on_it(tmp_path, capsys):
     assert "6 images to label" in capsys.readouterr().out
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "label", "guess", "probability", "score", "unknown", "novelty"]
+    assert list(rows[0]) == ["path", "label", "guess", "probability", "score", "unknown", "novelty",
+                             "pick", "uncertainty_rank"]
     suggested = [r for r in rows if r["unknown"] == "no"]
     assert len(suggested) == 6 and all(r["label"] == "" for r in rows)
+    assert [r["pick"] for r in suggested] == ["1", "2", "3", "4", "5", "6"]  # the rows' order
+    ranks = [int(r["uncertainty_rank"]) for r in suggested]
+    assert ranks[0] == 1 and len(set(ranks)) == 6
+    assert all(r["pick"] == r["uncertainty_rank"] == "" for r in rows if r["unknown"] == "yes")
     assert len({r["path"] for r in rows}) == len(rows) and all(r["path"] in truth for r in rows)
     assert all(r["guess"] in set(y) for r in rows)
     assert all(0 <= float(r["score"]) <= 1 for r in suggested)
