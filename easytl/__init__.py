@@ -33,6 +33,7 @@ _EXPORTS = {
     "Monitor": "training.metrics", "History": "training.history",
     "FitPlan": "plan", "FitResult": "training.trainer",
     "Predictor": "deploy.predictor",
+    "list_images": "prediction",
 }
 
 __all__ = sorted(_EXPORTS)

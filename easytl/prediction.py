@@ -72,7 +72,10 @@ class PredictionMixin:
 
         Single-label rows sum to 1; multi-label columns are independent per-class
         probabilities (sigmoids). ``root``: the folder a table's paths are relative to
-        (default: fit's ``root``, else the CSV's folder or the working directory)."""
+        (default: fit's ``root``, else the CSV's folder or the working directory).
+
+        Rows follow ``X``: for a folder, the sorted files :func:`easytl.list_images`
+        returns (row ``i`` is ``list_images(X)[i]``)."""
         return self._run(self._from_table(X, root=root)[0], self._proba)
 
     def novelty_score(self, X) -> np.ndarray:
@@ -182,6 +185,12 @@ class PredictionMixin:
         ``unknown_threshold_`` gets ``unknown_label`` instead (an object array;
         multi-label: a list of tuples, ``(unknown_label,)`` for those images).
         ``root``: the folder a table's paths are relative to.
+
+        Rows follow ``X``: arrays, lists and datasets in their order, a table in its
+        rows' order, and a folder in the sorted order of its files, which
+        :func:`easytl.list_images` returns: ``dict(zip(easytl.list_images(folder),
+        clf.predict(folder)))`` pairs each file with its label. (``predict`` returns
+        only labels, as scikit-learn's do, and keeps no record of what it read.)
         """
         validate_arguments(reject_unknown=reject_unknown)
         X, _ = self._from_table(X, root=root)
@@ -283,9 +292,49 @@ class PredictionMixin:
 
         Returns
         -------
-        LabelSuggestions with ``indices`` (positions in ``X_pool``, most useful first),
+        LabelSuggestions with ``indices`` (positions in ``X_pool``, in pick order: the
+        first ``k`` are a spread-out batch of ``k``; ``uncertainty_ranks`` ranks them by
+        uncertainty alone),
         ``scores`` (uncertainty in [0, 1]), ``guesses``, ``probabilities``, ``paths``
         (for files), and ``unknown`` / ``unknown_scores`` / ``unknown_paths``.
         """
         from .trust.suggestions import suggest
         return suggest(self, X_pool, n, uncertainty, diversity, root)
+
+
+def list_images(folder) -> list:
+    """The image files of a folder, in the order ``predict(folder)`` answers them.
+
+    ``clf.predict(folder)`` returns labels only (an array, as scikit-learn's
+    ``predict`` does); row ``i`` is the file ``list_images(folder)[i]``. The
+    listing is the estimator's own: a folder with class sub-folders gives the
+    files under each sub-folder (searched recursively; files beside the
+    sub-folders are left out, with a warning), a flat folder its files
+    (recursively); both sorted as Python sorts paths (part by part; on Linux
+    and macOS by character code, so ``B.png`` before ``a.png``), without hidden
+    files and with image extensions only (any case).
+
+    Parameters
+    ----------
+    folder : str or path
+        A folder (or one image file: a list of that file).
+
+    Returns
+    -------
+    list of str
+        The image paths, in the order of ``predict``'s rows.
+
+    Examples
+    --------
+    >>> labels = dict(zip(easytl.list_images("new_photos/"), clf.predict("new_photos/")))
+    """
+    from .data.tables import is_table
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"list_images takes a folder (or an image file), got "
+                        f"{type(folder).__name__}: predict answers arrays, lists and datasets "
+                        "in the order given.")
+    if is_table(folder):
+        raise ValueError(f"{folder} is a table: predict answers its rows in the table's order "
+                         "(read them with pandas or csv); list_images takes a folder.")
+    source, _ = as_image_source(folder, None, name="folder")  # the listing predict reads
+    return [str(path) for path in source.items]
