@@ -6,7 +6,8 @@ import sys
 
 from tqdm.auto import tqdm
 
-from ...progress import is_a_log
+from ... import progress as stage_bars
+from ...progress import progress
 from .base import Callback
 
 
@@ -34,12 +35,12 @@ class ProgressLog(Callback):
         self.loss_sum, self.seen = 0.0, 0
         if t.phase.probe:
             return
-        # No bar in a log file or pipe: it gains nothing from one but carriage returns glued to
-        # the epoch's line, which follows anyway.
-        self.bar = tqdm(total=t.batches_per_epoch,
-                        desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
-                        disable=not self._enabled() or is_a_log(sys.stderr),
-                        leave=self.verbose >= 2, file=sys.stderr, dynamic_ncols=True)
+        # In a log file or pipe the epoch's own line follows at its end: a long epoch adds a line
+        # every LOG_REFRESH_SECONDS while it runs, a short one nothing.
+        self.bar = progress(total=t.batches_per_epoch, unit="batch", delay=0,
+                            desc=f"epoch {epoch} [{t.phase.name} {t.phase_epoch}/{t.phase.epochs}]",
+                            enabled=self._enabled(), leave=self.verbose >= 2,
+                            log_delay=stage_bars.LOG_REFRESH_SECONDS, log_end=False)
 
     def on_batch_end(self, batch, logs=None) -> None:
         self.loss_sum += logs["loss"] * logs["size"]
