@@ -47,6 +47,7 @@ class PredictionMixin:
         # set_params after fit can change these: check them where they are used
         validate_params({name: getattr(self, name) for name in PREDICT_PARAMETERS})
         X, _ = self._from_table(X)
+        X = _checked_sizes(X, self.image_size_)
         return run_model(self.model_, X, output, image_size=self.image_size_,
                          data_config=self.model_.backbone.data_config,
                          batch_size=self.predict_batch_size, num_workers=self.num_workers,
@@ -300,6 +301,16 @@ class PredictionMixin:
         """
         from .trust.suggestions import suggest
         return suggest(self, X_pool, n, uncertainty, diversity, root)
+
+
+def _checked_sizes(X, image_size: int) -> ImageSource:
+    """``X`` as the source ``run_model`` reads (read once: a folder is listed once), after a
+    warning naming the images far smaller than the model's input size (a 1x1 thumbnail is
+    predicted as confidently as a photo): sizes from headers and shapes, nothing decoded."""
+    from .data.checks import warn_small_inputs
+    source, _ = as_image_source(X, None, size=image_size)
+    warn_small_inputs(source, image_size)
+    return source
 
 
 def list_images(folder) -> list:

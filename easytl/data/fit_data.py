@@ -14,7 +14,13 @@ that turns those into what the trainer needs happens here, in this order:
 3. ``X_val`` is read the same way; ``X_unlabeled`` too, without the images that
    are labelled images of ``X`` or ``X_val`` (the same file, or the same pixels):
    a validation image must never come back as a pseudo-labelled training image.
-4. The labels are encoded (:func:`~easytl.data.labels.read_labels`).
+4. The labels are encoded (:func:`~easytl.data.labels.read_labels`) and checked: classes
+   that look like typos of another (``cta`` or ``Cat`` beside many ``cat``) and classes of
+   one image are named in a warning (:mod:`easytl.data.checks`), and first in the split's
+   error when they make it fail. Images far smaller than the model's input size are named
+   too: against ``image_size`` when it is given, else against the smallest size "auto"
+   chooses, and at the chosen size once the plan has chosen it
+   (:meth:`PreparedData.check_input_size`).
 5. :meth:`PreparedData.split` holds out the validation images (stratified), once
    the plan has said how many: the result is a :class:`FitData`.
 
@@ -24,6 +30,7 @@ Everything here happens before any model exists, so bad input fails fast.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -31,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from .checks import ImageSides, label_findings, split_advice, warn_labels
 from .combined import combine
 from .labels import Labels, encode_like, read_labels
 from .sources import ArrayImages, ImageSource, ListImages, as_image_source
@@ -99,6 +107,8 @@ class PreparedData:
     val_y: np.ndarray | None
     unlabeled: ImageSource | None
     skipped: list
+    findings: list = field(default_factory=list)      # classes that look like label mistakes
+    image_sides: list = field(default_factory=list)   # ImageSides of X, X_val, X_unlabeled
 
     @property
     def classes(self) -> np.ndarray:
@@ -109,16 +119,26 @@ class PreparedData:
         if self.val is not None:
             return FitData(self.source, self.labels.encoded, self.val, self.val_y, self.unlabeled,
                            self.labels, None, self.skipped)
-        split = stratified_split(self.source, self.labels.encoded, len(self.classes), val_size, seed)
+        try:
+            split = stratified_split(self.source, self.labels.encoded, len(self.classes), val_size,
+                                     seed)
+        except ValueError as exc:  # a class of one image: a typo is likelier than val_size
+            raise ValueError(split_advice(self.findings, exc)) from None
         indices = None if split.val_positions is None else self.positions[split.val_positions]
         return FitData(split.train, split.train_y, split.val, split.val_y, self.unlabeled,
                        self.labels, indices, self.skipped)
+
+    def check_input_size(self, size: int) -> None:
+        """Warn of the images far smaller than the input ``size`` the plan chose (those
+        ``prepare`` named against a smaller size are not named again)."""
+        for sides in self.image_sides:
+            sides.warn(size)
 
 
 def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
             options: ReadOptions) -> PreparedData:
     """Read ``X``, ``X_val`` and ``X_unlabeled`` for a fit (see the module docstring)."""
-    source, labels, positions, skipped = _read(X, y, options, "X")
+    source, labels, positions, skipped, sides = _read(X, y, options, "X")
     if labels is None:
         raise ValueError("y is required: pass labels, a directory with one sub-folder per "
                          "class, a table, or a Dataset yielding (image, label).")
@@ -134,16 +154,21 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
     if len(info.classes) < (1 if info.multi_label else 2):
         raise ValueError(f"y holds a single class ('{info.classes[0]}'); a classifier needs "
                          "at least 2 classes.")
+    findings = label_findings(info.classes, info.counts())
+    warn_labels(findings)
     val, val_y = None, None
     if X_val is not None:
-        val, val_labels, _, bad = _read(X_val, y_val, options, "X_val")
+        val, val_labels, _, bad, val_sides = _read(X_val, y_val, options, "X_val")
         skipped += bad
+        sides += val_sides
         if val_labels is None:
             raise ValueError("y_val is required with X_val (unless X_val is a class folder).")
         val_y = encode_like(val_labels, info.classes, info.form, "y_val")
     if X_unlabeled is not None:
-        extra, _, _, bad = _read(X_unlabeled, None, options, "X_unlabeled", labelled=False)
+        extra, _, _, bad, extra_sides = _read(X_unlabeled, None, options, "X_unlabeled",
+                                              labelled=False)
         skipped += bad
+        sides += extra_sides
         unlabeled_parts.append(("X_unlabeled", extra))
     labelled = [source] + ([val] if val is not None else [])
     unlabeled_parts = [_without(part, labelled, name) for name, part in unlabeled_parts]
@@ -157,11 +182,15 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
     elif marked is not None and unlabeled is None:
         raise ValueError("every image labelled unlabeled_label is a labeled image of X or X_val "
                          "too: there is no unlabeled image left.")
-    return PreparedData(source, info, positions, val, val_y, unlabeled, skipped)
+    size, chosen = _first_check_size(options.image_size)
+    for part in sides:
+        part.warn(size, at_least=not chosen)
+    return PreparedData(source, info, positions, val, val_y, unlabeled, skipped, findings, sides)
 
 
 def _read(X, y, options: ReadOptions, name: str, labelled: bool = True):
-    """One of fit's inputs as (source, labels, positions in X as given, skipped (path, reason))."""
+    """One of fit's inputs as (source, labels, positions in X as given, skipped (path, reason),
+    [its ImageSides] or [] where its sizes cannot be read without decoding)."""
     rows, table_skips = None, []
     if is_table(X):
         X, y, table_skips, rows = read_table(X, None if not labelled else y, options.root,
@@ -173,12 +202,24 @@ def _read(X, y, options: ReadOptions, name: str, labelled: bool = True):
     else:
         source, _ = as_image_source(X, None, name=name, size=placeholder_size(options.image_size))
         labels = None
+    decoded_here = getattr(source, "store", None) is None  # then the store keeps native sizes
     source, labels, kept, bad = drop_unreadable(source, labels, options.on_bad_image,
                                                 options.verbose, name, memory=options.cache_memory,
                                                 directory=options.cache_dir)
     positions = np.asarray(kept if rows is None else np.asarray(rows)[kept], dtype=np.int64)
     skipped = [(path, reason) for _, path, reason in table_skips] + bad
-    return source, labels, positions, skipped
+    sides = ImageSides.of(source, name, positions, use_store=decoded_here)
+    return source, labels, positions, skipped, [] if sides is None else [sides]
+
+
+def _first_check_size(image_size) -> tuple[int, bool]:
+    """The input size images are checked against before the plan, and whether it is the one
+    the plan takes: ``image_size`` when given, else the smallest the plan chooses (so that
+    nothing is named that the plan's size would not name)."""
+    from ..training.adaptive import MIN_SIZE
+    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
+        return int(image_size), True
+    return MIN_SIZE, False
 
 
 # ------------------------------------------------------------------------ unlabeled marks
