@@ -90,10 +90,15 @@ def plot_tsne(X, y, models, titles=None, perplexity: float | None = None, random
         None picks one that suits the number of images (:func:`tsne_perplexity`);
         a value too large for them is lowered with a warning. The title shows
         the value used.
+
+    Each model's feature extraction and t-SNE (a minute on a few thousand images)
+    are shown on stderr as they run, unless the model has ``verbose=0``.
     """
     import warnings
 
     from sklearn.manifold import TSNE
+
+    from .progress import stage
     plt = _pyplot()
     models = models if isinstance(models, (list, tuple)) else [models]
     titles = titles or [type(m).__name__ for m in models]
@@ -104,10 +109,12 @@ def plot_tsne(X, y, models, titles=None, perplexity: float | None = None, random
                       f"{used:.3g}. With few images the picture shows little structure: plot a "
                       "few hundred images if you can.", stacklevel=2)
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
-    for ax, model, title in zip(axes[0], models, titles):
-        features = model.transform(X)
-        embedded = TSNE(2, perplexity=used, init="pca",
-                        random_state=random_state).fit_transform(features)
+    for panel, (ax, model, title) in enumerate(zip(axes[0], models, titles), start=1):
+        features = model.transform(X)  # its own bar ("extracting features"), as verbose says
+        where = f"panel {panel}/{len(models)}, {title}" if len(models) > 1 else title
+        with stage(f"t-SNE of {len(features):,} images ({where})", getattr(model, "verbose", 1)):
+            embedded = TSNE(2, perplexity=used, init="pca",
+                            random_state=random_state).fit_transform(features)
         for label in np.unique(y):
             mask = y == label
             ax.scatter(embedded[mask, 0], embedded[mask, 1], s=12, label=str(label))

@@ -32,9 +32,17 @@ def is_a_log(stream) -> bool:
     return not (isatty is not None and isatty())
 
 
+def stage(desc: str, verbose: int = 1, enabled: bool = True):
+    """A long step with nothing to count (an ONNX conversion, a t-SNE): its name and elapsed
+    time, shown and logged as a bar is (``with stage("converting to ONNX", verbose): ...``)."""
+    return progress(desc=desc, total=None, unit="", verbose=verbose, enabled=enabled,
+                    bar_format="{desc} ({elapsed})")
+
+
 def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int = 1,
              unit: str = "img", enabled: bool = True, delay: float | None = None,
-             leave: bool = False, log_delay: float | None = None, log_end: bool = True):
+             leave: bool = False, log_delay: float | None = None, log_end: bool = True,
+             bar_format: str | None = None):
     """A tqdm bar named for its stage (``"checking 1,347 images"``, ``"predicting"``).
 
     ``verbose < 1`` or ``enabled=False`` (e.g. not the main process) silences it.
@@ -50,7 +58,8 @@ def progress(iterable=None, *, desc: str, total: int | None = None, verbose: int
         if log else {"mininterval": 0.1}
     return _Bar(iterable, desc=desc, total=total, unit=unit, file=sys.stderr,
                 delay=delay if not log or log_delay is None else log_delay,
-                leave=leave and not log, dynamic_ncols=True, log=log, log_end=log_end, **every,
+                leave=leave and not log, dynamic_ncols=True, log=log, log_end=log_end,
+                bar_format=bar_format, **every,
                 disable=verbose < 1 or not enabled or not launched_as_main_process())
 
 
@@ -97,6 +106,8 @@ def log_line(stats: dict, final: bool = False) -> str:
     (about 36.6 s left)``; at the end ``caching training features: 162/162 img in 48.3 s``."""
     n, total, elapsed = stats["n"], stats["total"], stats["elapsed"]
     desc = (stats.get("prefix") or "").rstrip(": ")
+    if not stats["unit"] and total is None:  # a stage(): nothing counted
+        return f"{desc}: {'done in' if final else 'running for'} {_seconds(elapsed)}"
     text = f"{desc}: {n:,}/{total:,} {stats['unit']}" if total else f"{desc}: {n:,} {stats['unit']}"
     if final:
         text += f" in {_seconds(elapsed)}"

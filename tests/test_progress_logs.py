@@ -88,3 +88,20 @@ def test_log_lines_read_as_counts_and_times():
         "caching training features: 160/160 img in 3 min 05 s")
     assert log_line({**stats, "total": None, "n": 3, "unit": "step"}) == (
         "caching training features: 3 step after 12.0 s")
+
+
+def test_plot_tsne_says_which_panel_it_is_embedding_unless_verbose_0(quick_bars, textures, capsys):
+    pytest.importorskip("matplotlib")
+    from easytl import plot_tsne
+    X, y = textures
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, val_size=0)).fit(X, y)
+    clf.set_params(verbose=1)
+    plot_tsne(X, y, [clf, clf], titles=["before", "after"])
+    lines = capsys.readouterr().err.splitlines()
+    for panel in ("panel 1/2, before", "panel 2/2, after"):
+        assert any(re.fullmatch(rf"t-SNE of 80 images \({panel}\): done in \d+\.\d s", line)
+                   for line in lines), lines
+    assert any(line.startswith("extracting features: 80/80 img in") for line in lines), lines
+    clf.set_params(verbose=0)
+    plot_tsne(X, y, clf)
+    assert capsys.readouterr().err == ""

@@ -33,6 +33,8 @@ def add_parser(command) -> None:
                              "ideally a few hundred training images")
     export.add_argument("--n-calibration", type=int, default=300,
                         help="at most this many calibration images (a seeded random subset)")
+    export.add_argument("--verbose", type=int, default=1, choices=[0, 1],
+                        help="0: no progress (what each long step is doing, on stderr)")
 
 
 def run(args) -> int:
@@ -51,7 +53,8 @@ def run(args) -> int:
 
     clf = _load(args.model)
     written = export_model(clf, out, args.format, quantize=args.quantize,
-                           calibration=args.calibration, n_calibration=args.n_calibration)
+                           calibration=args.calibration, n_calibration=args.n_calibration,
+                           verbose=args.verbose)
     kind = args.format + (f" {args.quantize}" if args.quantize else "")
     args.emit(f"{kind} model written to {written} (input: uint8 images (N, H, W, 3); "
               f"output: probabilities over {_count(len(clf.classes_), 'class')}; "

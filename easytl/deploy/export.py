@@ -39,6 +39,7 @@ from torch import nn
 
 from ..constants import EXPORT_FORMATS
 from ..io import atomic_file
+from ..progress import progress, stage
 
 ONNX_OPSET = 18  # the first opset whose Resize supports antialiasing
 ONNX_MIN_TORCH = (2, 5)  # torch.onnx.export(dynamo=True), the exporter used here
@@ -140,7 +141,8 @@ def predictor_for(classifier) -> ImagePredictor:
 
 
 def export_model(classifier, path, format: str = "onnx", quantize=None, calibration=None, *,
-                 n_calibration: int = DEFAULT_CALIBRATION_IMAGES, random_state: int = 0) -> Path:
+                 n_calibration: int = DEFAULT_CALIBRATION_IMAGES, random_state: int = 0,
+                 verbose: int | None = None) -> Path:
     """Write a fitted classifier as an ONNX or TorchScript file, or an OpenVINO folder.
 
     Parameters
@@ -162,6 +164,10 @@ def export_model(classifier, path, format: str = "onnx", quantize=None, calibrat
         At most this many calibration images are used (a seeded random subset).
     random_state : int, default=0
         Seed of that subset.
+    verbose : int, optional
+        ``>= 1`` says on stderr what each long step is doing (the ONNX conversion,
+        the int8 calibration; a bar where there is a count); default: the
+        classifier's ``verbose``.
 
     Returns
     -------
@@ -180,28 +186,47 @@ def export_model(classifier, path, format: str = "onnx", quantize=None, calibrat
     extra = export_metadata(classifier, predictor, format, quantize)
     size = classifier.image_size_
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    verbose = getattr(classifier, "verbose", 1) if verbose is None else verbose
     batches = None
     if quantize is not None:  # read (and check) the images before anything is written
         from .quantization import calibration_batches
-        batches = calibration_batches(calibration, size, n_calibration, random_state)
+        with stage("reading the calibration images", verbose):
+            batches = calibration_batches(calibration, size, n_calibration, random_state)
     if format == "openvino":
-        return _write_openvino(predictor, example, Path(path), extra, batches)
+        return _write_openvino(predictor, example, Path(path), extra, batches, verbose)
     with atomic_file(path) as tmp:
         if format == "onnx" and quantize is None:
-            _write_onnx(predictor, example, tmp, extra)
+            _write_onnx(predictor, example, tmp, extra, verbose=verbose)
         elif format == "onnx":
             from .quantization import quantize_onnx
             with tempfile.TemporaryDirectory() as folder:
                 fp32 = str(Path(folder) / "fp32.onnx")
                 with_features = predictor.novelty is not None
-                _write_onnx(predictor, example, fp32, extra, features=with_features)
-                quantize_onnx(fp32, tmp, batches)
+                _write_onnx(predictor, example, fp32, extra, features=with_features, verbose=verbose)
+                with stage(f"quantizing to int8 on {_images(batches)} calibration images "
+                           "(ONNX Runtime)", verbose):
+                    quantize_onnx(fp32, tmp, batches)
                 if with_features:
-                    _set_int8_threshold(extra, _onnx_outputs(fp32), _onnx_outputs(tmp), batches)
+                    _set_int8_threshold(extra, _onnx_outputs(fp32), _onnx_outputs(tmp), batches,
+                                        verbose)
                 _set_onnx_metadata(tmp, extra, drop_outputs=("features",))
         else:
-            _write_torchscript(predictor, example, tmp, extra)
+            with stage("tracing the network (TorchScript)", verbose):
+                _write_torchscript(predictor, example, tmp, extra)
     return Path(path)
+
+
+def _images(batches) -> int:
+    return sum(len(images) for images in batches)
+
+
+def _counted(run, bar):
+    """``run`` (a graph's runner) that advances ``bar`` by the images of each batch it runs."""
+    def counted(images):
+        outputs = run(images)
+        bar.update(len(images))
+        return outputs
+    return counted
 
 
 def export_metadata(classifier, predictor: ImagePredictor, format: str, quantize=None) -> dict:
@@ -232,7 +257,7 @@ def export_metadata(classifier, predictor: ImagePredictor, format: str, quantize
     return extra
 
 
-def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches) -> None:
+def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches, verbose: int = 0) -> None:
     """Replace the fp32 unknown threshold in ``extra`` by the int8 model's, overall and per
     predicted class (:func:`easytl.quantization.int8_unknown_thresholds`), keeping the fp32
     one beside them. ``*_run(images) -> [probabilities, novelty, features]``."""
@@ -240,8 +265,11 @@ def _set_int8_threshold(extra: dict, fp32_run, int8_run, batches) -> None:
     info = json.loads(extra["easytl"])
     if info["unknown_threshold"] is None:
         return
-    proba, novelty32 = graph_outputs(fp32_run, batches)[:2]
-    novelty8 = graph_outputs(int8_run, batches)[1]
+    n = _images(batches)
+    with progress(total=2 * n, desc=f"scoring the {n} calibration images fp32 and int8 (unknown "
+                  "threshold)", verbose=verbose) as bar:
+        proba, novelty32 = graph_outputs(_counted(fp32_run, bar), batches)[:2]
+        novelty8 = graph_outputs(_counted(int8_run, bar), batches)[1]
     multi_label = json.loads(extra["multi_label"])
     if multi_label:  # the fp32 model's decisions label the calibration images
         cut = json.loads(extra["thresholds"]) if "thresholds" in extra else 0.5
@@ -302,7 +330,7 @@ def torch_supports_onnx_export(version: str | None = None) -> bool:
 
 
 def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, extra: dict,
-                features: bool = False) -> None:
+                features: bool = False, verbose: int = 0) -> None:
     if not torch_supports_onnx_export():
         raise ImportError(f"ONNX export needs torch >= {'.'.join(map(str, ONNX_MIN_TORCH))} (its "
                           f"dynamo exporter); this is torch {torch.__version__}. Upgrade it (pip "
@@ -318,17 +346,17 @@ def _write_onnx(predictor: ImagePredictor, example: torch.Tensor, path: str, ext
     if predictor.novelty is not None:
         outputs = ["probabilities", "novelty"] + (["features"] if features else [])
         predictor = _BothOutputs(predictor, features).eval()
-    with torch.no_grad():
+    with torch.no_grad(), stage("converting the network to ONNX", verbose):
         program = torch.onnx.export(predictor, (example,), input_names=["images"],
                                     output_names=outputs, opset_version=ONNX_OPSET,
                                     dynamic_shapes={"images": {0: batch, 1: height, 2: width}},
                                     dynamo=True, verbose=False)
-    program.save(path)
+        program.save(path)
     _set_onnx_metadata(path, extra)
 
 
 def _write_openvino(predictor: ImagePredictor, example: torch.Tensor, folder: Path, extra: dict,
-                    batches=None) -> Path:
+                    batches=None, verbose: int = 0) -> Path:
     """``folder``/model.xml + model.bin (the ONNX graph converted by OpenVINO; int8 by NNCF when
     ``batches`` is given) and ``easytl.json`` (the metadata, parsed)."""
     try:
@@ -342,14 +370,18 @@ def _write_openvino(predictor: ImagePredictor, example: torch.Tensor, folder: Pa
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = str(Path(scratch) / "fp32.onnx")
         with_features = batches is not None and predictor.novelty is not None
-        _write_onnx(predictor, example, onnx_path, extra, features=with_features)
-        model = ov.convert_model(onnx_path)
+        _write_onnx(predictor, example, onnx_path, extra, features=with_features, verbose=verbose)
+        with stage("converting the ONNX graph to OpenVINO", verbose):
+            model = ov.convert_model(onnx_path)
         if batches is not None:
             from .quantization import quantize_openvino
             fp32 = model
-            model = quantize_openvino(model, onnx_path, batches)
+            with stage(f"quantizing to int8 on {_images(batches)} calibration images (NNCF)",
+                       verbose):
+                model = quantize_openvino(model, onnx_path, batches)
             if with_features:
-                _set_int8_threshold(extra, _openvino_outputs(fp32), _openvino_outputs(model), batches)
+                _set_int8_threshold(extra, _openvino_outputs(fp32), _openvino_outputs(model),
+                                    batches, verbose)
                 model = ov.Model([r for r in model.get_results()
                                   if "features" not in r.output(0).get_names()
                                   and "features" not in r.input_value(0).get_names()],
