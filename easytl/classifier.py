@@ -341,6 +341,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             digest = None if checkpoint_dir is None else data.digest()  # the data as given
             plan = self._plan(params, facts, data, backbone, seed, val_size, accelerator,
                               check_names(user_callbacks), digest)
+            prepared.check_input_size(plan.image_size)  # images far below it: named
             data, semi, labeled = with_unlabeled(data, backbone, plan, accelerator,
                                                  len(self.classes_))
             if semi is not None and semi.used:  # the plan's length follows the pseudo-labeled images too
@@ -357,8 +358,7 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
             except FloatingPointError:  # the trainer restored the last good weights: keep them
                 keep_results(self, trainer.result(), plan, semi)
                 raise
-        # 4. keep the results
-        keep_results(self, result, plan, semi)
+        keep_results(self, result, plan, semi)  # 4. keep the results
         say_if_interrupted(self)
         return self
 

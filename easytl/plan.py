@@ -298,9 +298,9 @@ def make_plan(params: Mapping, facts: DataFacts, *, seed: int, lr: float, backbo
             cache = ((False,) if params["cache_features"] == "auto" else
                      _cache_phases(params, deep, backbone, size, n_train + n_val, bytes_per_value))
             weak_probe = WeakProbeRule(adaptive.WEAK_PROBE_BELOW, deep, cache)
-        # The symmetry test (easytl.training.symmetry) needs held-out images and a label per
-        # image, and leaves a recipe the user named alone.
-        symmetries = n_val > 0 and not facts.multi_label and params["augment"] == "default"
+        # The symmetry test (easytl.training.symmetry) needs a label per image, and leaves a
+        # recipe the user named alone; with few held-out images it scores the training images.
+        symmetries = not facts.multi_label and params["augment"] == "default"
         note = adaptive.describe(size, epochs, groups, fine_lr, facts, n_val, val_size, deep_epochs,
                                  symmetries, deep_groups, params["augment"])
     else:

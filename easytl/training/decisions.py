@@ -117,20 +117,26 @@ class AddSymmetries(Decision):
 
     def decide(self, trainer, row):
         start = time.perf_counter()
-        # The upright losses are recomputed from the images, not taken from the probe's cached
-        # features, so that upright and transformed images go through the same path.
-        upright, labels = trainer.held_out_losses()
+        evidence = "held-out"
+        if trainer.plan.n_val >= symmetry.SYMMETRY_MIN_IMAGES:
+            # The upright losses are recomputed from the images, not taken from the probe's
+            # cached features, so that upright and transformed images go through the same path.
+            upright, labels = trainer.held_out_losses()
+            moved = {name: trainer.held_out_losses(transform)[0]
+                     for name, transform in symmetry.SYMMETRIES.items()}
+        else:  # too few held out: the training images, each scored by a probe that never saw it
+            evidence = "training (cross-fitted)"
+            upright, moved, labels = trainer.cross_fitted_losses(symmetry.SYMMETRIES,
+                                                                 trainer.plan.seed)
         names = np.array([str(c) for c in trainer.plan.classes], dtype=object)[labels]  # (notes)
-        tests = symmetry.compare_losses(
-            upright, {name: trainer.held_out_losses(transform)[0]
-                      for name, transform in symmetry.SYMMETRIES.items()}, names)
+        tests = ([] if upright is None else symmetry.compare_losses(upright, moved, names))
         chosen = symmetry.augmentation_for(tests)
         seconds = round(time.perf_counter() - start, 3)
         extra = {"symmetries": {test.name: test.describe() for test in tests},
-                 "symmetry_seconds": seconds}
+                 "symmetry_seconds": seconds, "symmetry_evidence": evidence}
         if chosen is not None:
             extra["augment"] = chosen
-        return PlanChange(self.name, symmetry.note(tests, chosen), extends_note=True,
+        return PlanChange(self.name, symmetry.note(tests, chosen, evidence), extends_note=True,
                           augment=chosen, row=extra)
 
 
@@ -177,6 +183,9 @@ def describe_fit(plan, changes, phases_ran, cache_phases_ran, probe_note, given_
         described["phases"] = [phase_dict(p) for p in phases_ran]
         described["cache_phases"] = list(cache_phases_ran)
         described["note"] = probe_note
+    kept = next((c for c in changes if c.decision == "keep_probe"), None)
+    if kept is not None:  # the fine-tuned epochs scored below the probe: its weights are kept
+        described["kept_probe"] = kept.note
     tested = next((c for c in changes if c.decision == AddSymmetries.name), None)
     if tested is not None:
         described["symmetries"] = {"tests": tested.row.get("symmetries"), "recipe": tested.augment}

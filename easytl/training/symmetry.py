@@ -118,6 +118,13 @@ class SymmetryTest:
                 and self.increase - SYMMETRY_Z * self.standard_error
                 > MIRROR_HARM_SHARE * self.probe_knows)
 
+    @property
+    def not_shown_harmless(self) -> bool:
+        """For the mirror image: a probe that knows enough to tell, and the mirror not shown to
+        keep what it knows (then the default leaves mirror images out)."""
+        return (self.n_images >= SYMMETRY_MIN_IMAGES and not self.passed
+                and self.probe_knows >= MIRROR_MIN_KNOWN_SHARE * self.prior_loss)
+
     def describe(self) -> dict:
         out = {"upright_loss": round(self.upright_loss, 4), "prior_loss": round(self.prior_loss, 4),
                "increase": round(self.increase, 4),
@@ -167,7 +174,7 @@ def augmentation_for(tests) -> str | None:
     """The recipe the tests call for: ``"no_mirror"`` (the mirror image shown to harm),
     ``"turns"`` (every symmetry of the square: the vertical flip and the quarter turn passed),
     ``"flips"`` (the vertical flip passed) or None (keep the default)."""
-    if any(t.name == MIRROR and t.harmful for t in tests):
+    if any(t.name == MIRROR and t.not_shown_harmless for t in tests):
         return "no_mirror"
     passed = {t.name for t in tests if t.passed}
     # The mirror need not pass as well: a vertical flip after a half turn is the mirror image,
@@ -181,11 +188,12 @@ def augmentation_for(tests) -> str | None:
     return None
 
 
-def note(tests, chosen: str | None) -> str:
-    """The decision in words (the probe's ``history_`` row)."""
+def note(tests, chosen: str | None, evidence: str = "held-out") -> str:
+    """The decision in words (the probe's ``history_`` row); ``evidence`` names the images
+    scored ("held-out", or "training (cross-fitted)" when too few are held out)."""
     if not tests or tests[0].n_images < SYMMETRY_MIN_IMAGES:
-        return (f"under {SYMMETRY_MIN_IMAGES} held-out images: too few to test flips, turns and "
-                "mirror images, the augmentation stays the default")
+        return (f"under {SYMMETRY_MIN_IMAGES} {evidence} images (or a class of one): too few to "
+                "test flips, turns and mirror images, the augmentation stays the default")
     knows = tests[0].probe_knows
     if knows <= 0:
         return (f"the probe's held-out loss ({tests[0].upright_loss:.2f}) is no better than the "
@@ -193,9 +201,10 @@ def note(tests, chosen: str | None) -> str:
                 "turns or mirror images keep the classes: the augmentation stays the default")
 
     def verdict(t):
-        if t.name == MIRROR:  # already in the default recipe: the question is harm
-            return ("shown to change the classes" if t.harmful else
-                    "kept" if t.passed else "harm not shown, kept")
+        if t.name == MIRROR:  # in the default recipe only while shown to keep the classes
+            return ("shown to change the classes" if t.harmful else "kept" if t.passed else
+                    "not shown to keep the classes, left out" if t.not_shown_harmless else
+                    "too little known to tell, kept")
         if t.passed:
             return "kept"
         if t.worst_class is None or not _shown(t.increase, t.standard_error, t.probe_knows):
@@ -208,4 +217,4 @@ def note(tests, chosen: str | None) -> str:
             "no_mirror": "leaves out its mirror images (augment='no_mirror')",
             None: "stays the default"}[chosen]
     return (f"the probe knows {knows:.2f} nats beyond the class frequencies; the loss on flipped, "
-            f"turned or mirrored held-out images rises by: {parts}; the augmentation {what}")
+            f"turned or mirrored {evidence} images rises by: {parts}; the augmentation {what}")

@@ -173,6 +173,9 @@ class Trainer(Evaluation, Checkpointing):
                                                    device, None, self.plan.num_workers))
             first_phase = 0 if resume_from is None else self._restore(resume_from)
             self._run_phases(first_phase, resume_from)
+            kept_probe = self.best.keep_probe_if_better(self.history)
+            if kept_probe is not None:
+                self.changes.append(decisions.PlanChange("keep_probe", kept_probe))
             self.best.restore(self.model)
             if self.history and not self.interrupted:
                 trust = trust_statistics(self, self.plan.calibrate, self.plan.unknown_rate,
@@ -321,7 +324,7 @@ class Trainer(Evaluation, Checkpointing):
         """The trainer's epoch-end steps around the callbacks: best epoch (before them: they see
         ``best``), then the callbacks (which may stop), early stopping, the plateau rule, the
         checkpoint (after everything that may stop, so it records that)."""
-        improved = self.best.update(self.epoch, row, self.model)
+        improved = self.best.update(self.epoch, row, self.model, probe=phase.probe)
         if phase.probe and self.plan.note is not None:
             row["note"] = self.plan.note
             changes = decisions.take(decisions.after_probe(self.plan), self, row)

@@ -177,7 +177,8 @@ def test_the_plan_takes_mirror_images_out_when_they_change_the_class(monkeypatch
     # the progress says the plan once, then only what the probe decided; no bar in a log
     err = capsys.readouterr().err
     plan_sentence = probe["note"].split("; the probe knows")[0]
-    assert err.count("easytl plan:") == 1 and err.count(plan_sentence) == 1
+    from easytl.training.callbacks.progress import note_lines  # printed a clause a line
+    assert err.count("easytl plan:") == 1 and err.count(note_lines("easytl plan", plan_sentence)) == 1
     assert "\neasytl after the probe: the probe knows" in err and "\r" not in err
     assert probe["augment"] == "no_mirror" and "augment='no_mirror'" in probe["note"]
     assert clf.plan_["symmetries"]["recipe"] == "no_mirror"
@@ -259,14 +260,17 @@ def test_the_added_symmetries_reach_a_cached_phase(monkeypatch):
     assert sum(used) == clf.plan_["n_train"]  # the cached view of every training image was turned
 
 
-def test_a_named_recipe_or_a_few_shot_plan_is_left_alone(textures):
+def test_a_named_recipe_is_left_alone_and_a_few_shot_plan_tests_its_training_images(textures):
     X, y = _stripes()
     light = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
                                              val_size="auto", augment="light"))
     light.fit(X, y)
     assert light.plan_["test_symmetries"] is False and "symmetries" not in light.history_[0]
     assert "augment='light'" in light.plan_["note"]  # the plan says the recipe was heard
-    X, y = textures  # 20 per class: few-shot, nothing held out to test on
+    X, y = textures  # 20 per class: few-shot, nothing held out: the training images, cross-fitted
     few = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
                                            val_size="auto")).fit(X, y)
-    assert few.plan_["test_symmetries"] is False
+    assert few.plan_["test_symmetries"] is True and few.plan_["n_val"] == 0
+    probe = few.history_[0]
+    assert probe["symmetry_evidence"] == "training (cross-fitted)"
+    assert probe["symmetries"]["mirror image"]["n_images"] == len(y)

@@ -1,0 +1,42 @@
+"""The kept model is never worse than the linear probe on the held-out images, by accuracy."""
+
+import torch
+
+from easytl.training.best_epoch import BestEpoch
+from easytl.training.metrics import resolve_monitor
+
+
+def _fit(rows):
+    """Epoch rows (val_loss, val_accuracy), the first the probe's; weights tagged by epoch."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    best, history = BestEpoch(resolve_monitor("val_loss")), []
+    for epoch, (loss, accuracy) in enumerate(rows, start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        row = {"val_loss": loss, "val_accuracy": accuracy}
+        best.update(epoch, row, model, probe=epoch == 1)
+        history.append(row)
+    note = best.keep_probe_if_better(history)
+    best.restore(model)
+    return best.epoch, float(model.weight), note
+
+
+def test_a_fine_tuned_epoch_with_lower_loss_but_lower_accuracy_gives_way_to_the_probe():
+    epoch, weight, note = _fit([(0.9, 0.75), (0.7, 0.625), (0.8, 0.70)])
+    assert (epoch, weight) == (1, 1.0)
+    assert "0.625" in note and "0.750" in note and "probe's weights are kept" in note
+
+
+def test_a_fine_tuned_epoch_as_accurate_as_the_probe_is_kept():
+    assert _fit([(0.9, 0.75), (0.7, 0.75), (0.8, 0.9)])[:2] == (2, 2.0)
+    assert _fit([(0.9, 0.75), (0.95, 0.6), (0.5, 0.8)])[:2] == (3, 3.0)
+    assert _fit([(0.5, 0.75), (0.7, 0.5)])[:2] == (1, 1.0)   # the probe was best already
+
+
+def test_the_probe_floor_survives_a_checkpoint():
+    best = BestEpoch(resolve_monitor("val_loss"))
+    model = torch.nn.Linear(1, 1, bias=False)
+    best.update(1, {"val_loss": 0.9, "val_accuracy": 0.75}, model, probe=True)
+    again = BestEpoch(resolve_monitor("val_loss"))
+    again.load_state_dict(best.state_dict())
+    assert again.probe["accuracy"] == 0.75 and again.probe["epoch"] == 1
