@@ -61,5 +61,8 @@ def say_if_interrupted(estimator) -> None:
                       "refuses it. Fit again.", stacklevel=3)
     elif estimator.interrupted_:
         n = len(estimator.history_)
-        warnings.warn(f"fit was interrupted after {n} epoch{'' if n == 1 else 's'}; the best "
-                      "weights so far are kept.", stacklevel=3)
+        kept = ("the best weights so far are kept" if estimator.best_epoch_ is not None else
+                "the weights as training left them are kept (no held-out images to pick a best "
+                "epoch by)")
+        warnings.warn(f"fit was interrupted after {n} epoch{'' if n == 1 else 's'}; {kept}.",
+                      stacklevel=3)

@@ -99,11 +99,18 @@ def run(args) -> int:
     out = clf.save(args.out)
     if "semi_supervised" in clf.plan_:
         args.emit(f"unlabeled images: {clf.plan_['semi_supervised']['note']}")
-    args.emit(f"fitted in {seconds:.1f} s; {_kept_epoch(clf)}; model written to {out}")
     if clf.validation_indices_ is None:
         args.emit("no validation report: no images were held out (fewer than 30 per class, "
                   "or --val-size 0)")
-        return 0
+    else:
+        _report(clf, args, paths, labels)
+    # Last, after the report: the line a user (or a log's tail) reads for what was kept.
+    args.emit(f"fitted in {seconds:.1f} s; {_kept_epoch(clf)}; model written to {out}")
+    return 0
+
+
+def _report(clf, args, paths, labels) -> None:
+    """The classification report on the held-out images."""
     # Positions in the listing, labelled as the library labelled them (class folder or table).
     val_paths = [paths[i] for i in clf.validation_indices_]
     val_labels = [labels[i] for i in clf.validation_indices_] if clf.multi_label_ else \
@@ -117,17 +124,19 @@ def run(args) -> int:
     args.emit(f"validation ({_count(len(val_paths), 'held-out image')}{tta}): "
               f"{score} {result['accuracy']:.3f}{balanced}")
     args.emit(result["report"])
-    return 0
 
 
 def _kept_epoch(clf) -> str:
-    """Which epoch the model file holds, in words: a kept probe says that fine-tuning lost."""
+    """Which epoch the model file holds, in words: a kept probe says so, and whether
+    fine-tuning ran and lost to it."""
     n = len(clf.history_)
     if clf.best_epoch_ is None:
-        return f"the last epoch ({n}) kept"
+        probe = n and clf.history_[-1].get("phase") == "probe"
+        return f"the last epoch ({n}{', the linear probe' + chr(39) + 's' if probe else ''}) kept"
     kept = f"best epoch {clf.best_epoch_} of {n}"
-    if n > clf.best_epoch_ and clf.history_[clf.best_epoch_ - 1].get("phase") == "probe":
-        kept += " (the linear probe's: fine-tuning did not improve on it on the held-out images)"
+    if clf.history_[clf.best_epoch_ - 1].get("phase") == "probe":
+        kept += (" (the linear probe's: fine-tuning did not improve on it on the held-out images)"
+                 if n > clf.best_epoch_ else " (the linear probe's; fine-tuning did not run)")
     return kept
 
 
@@ -142,6 +151,9 @@ def _interrupted_fit(clf, args) -> int:
              "written")
         return 130
     out = clf.save(args.out)
-    args.emit(f"interrupted after {_count(len(clf.history_), 'epoch')}; best weights so far (epoch "
-              f"{clf.best_epoch_}) written to {out}")
+    n = len(clf.history_)
+    # Without validation there is no best epoch: the weights are those training had reached.
+    kept = (f"best weights so far (epoch {clf.best_epoch_})" if clf.best_epoch_ is not None else
+            "the weights as training left them (no held-out images to pick a best epoch by)")
+    args.emit(f"interrupted after {_count(n, 'epoch')}; {kept} written to {out}")
     return 130

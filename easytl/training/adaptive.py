@@ -125,27 +125,27 @@ def deep_words(groups) -> str:
 def describe(size: int, epochs: int, groups, lr: float, facts, n_val: int, val_size,
              deep_epochs: int | None = None, symmetries: bool = False, deep_groups="all",
              augment="default") -> str:
-    """What the plan does, in words (progress output and the probe's ``history_`` row)."""
+    """What the plan does, in words (progress output and the probe's ``history_`` row): short
+    clauses joined by "; ", which the progress output prints one a line."""
     what = "every layer" if groups == "all" else f"the top {groups} layer groups"
-    text = (f"{size} px input, a linear probe, then {epochs} epochs fine-tuning {what} at lr {lr:g}")
+    text = f"a linear probe at {size} px, then {epochs} epochs fine-tuning {what} at lr {lr:g}"
     if deep_epochs is not None:
-        text += (f" ({deep_words(deep_groups)} for {deep_epochs} epochs instead if the probe's "
-                 "balanced accuracy "
-                 f"on the held-out images is under {WEAK_PROBE_BELOW:g})")
+        text += (f"; {deep_words(deep_groups)} for {deep_epochs} epochs instead if the probe's "
+                 f"held-out balanced accuracy is under {WEAK_PROBE_BELOW:g}")
     if symmetries:
-        text += (", with vertical flips and quarter turns added to the augmentation if the probe "
-                 "shows that flipped and turned held-out images keep their classes (mirror images "
-                 "left out if it shows they change them)")
+        text += ("; vertical flips and quarter turns added to the augmentation if the probe "
+                 "shows that flipped and turned images keep their classes (mirror images left out "
+                 "unless it shows they keep them, or it knows too little to tell)")
     elif augment != "default":  # a recipe the user chose: say it was heard
         text += (", no augmentation" if augment is None else f", augment={augment!r}"
                  if isinstance(augment, str) else ", the given augmentation")
     if n_val == 0 and val_size == 0:
         why = (f"a median of {facts.per_class} images per class (under {FEW_SHOT_PER_CLASS})"
                if is_few_shot(facts.counts) else "val_size=0")
-        return text + f"; {why}: all of them train, none held out, the last epoch is kept"
+        return text + f"; {why}: all train, none held out, the last epoch is kept"
     held = f"{val_size:.0%} held out" if isinstance(val_size, float) and val_size > 0 else \
         f"{n_val} validation images"
-    return text + (f"; the best epoch on {held} is kept, and fine-tuning is skipped if the probe "
+    return text + (f"; the best epoch on {held} is kept; fine-tuning is skipped if the probe "
                    "gets every held-out image right")
 
 
@@ -153,7 +153,7 @@ def weak_probe_note(score: float, size: int, epochs: int, lr: float, groups="all
                     n_val: int | None = None) -> str:
     """Why a fit went deeper (the probe's ``history_`` row and the progress output)."""
     held = "the held-out images" if n_val is None else f"the {n_val} held-out images"
-    return (f"{size} px input; the linear probe reaches only {score:.2f} balanced accuracy on "
-            f"{held} (under {WEAK_PROBE_BELOW:g}): the pretrained features do not seem to separate "
-            f"these classes well (or the labels are noisy), so {deep_words(groups)} fine-tunes "
-            f"instead, for {epochs} epochs at lr {lr:g}")
+    return (f"the linear probe reaches only {score:.2f} balanced accuracy on {held} (under "
+            f"{WEAK_PROBE_BELOW:g}); the pretrained features do not seem to separate these "
+            f"classes well (or the labels are noisy); so {deep_words(groups)} fine-tunes instead, "
+            f"for {epochs} epochs at lr {lr:g} and {size} px")

@@ -259,7 +259,8 @@ def test_the_fit_summary_says_when_fine_tuning_lost_to_the_probe():
         "best epoch 1 of 3 (the linear probe's: fine-tuning did not improve on it on the "
         "held-out images)")
     assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=2)) == "best epoch 2 of 3"
-    assert _kept_epoch(SimpleNamespace(history_=rows[:1], best_epoch_=1)) == "best epoch 1 of 1"
+    assert _kept_epoch(SimpleNamespace(history_=rows[:1], best_epoch_=1)) == (
+        "best epoch 1 of 1 (the linear probe's; fine-tuning did not run)")
     assert _kept_epoch(SimpleNamespace(history_=rows, best_epoch_=None)) == "the last epoch (3) kept"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 from tqdm.auto import tqdm
 
@@ -28,7 +29,7 @@ class ProgressLog(Callback):
     def on_train_begin(self, logs=None) -> None:
         note = self.trainer.plan.note
         if note is not None and self._enabled():
-            tqdm.write(f"easytl plan: {note}", file=sys.stderr)
+            tqdm.write(note_lines("easytl plan", note), file=sys.stderr)
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         t = self.trainer
@@ -64,8 +65,8 @@ class ProgressLog(Callback):
         parts.append(f"{logs['seconds']:.1f}s" + (" *" if logs.get("best") else ""))
         tqdm.write("  ".join(parts), file=sys.stderr)
         if logs.get("note") not in (None, self.trainer.plan.note):  # the probe decided something
-            tqdm.write(f"easytl after the probe: {_decided(logs['note'], self.trainer.plan.note)}",
-                       file=sys.stderr)
+            tqdm.write(note_lines("easytl after the probe",
+                                  _decided(logs["note"], self.trainer.plan.note)), file=sys.stderr)
 
     def on_train_end(self, logs=None) -> None:
         if self.bar is not None:
@@ -73,7 +74,24 @@ class ProgressLog(Callback):
             self.bar = None
         # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
         if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
-            tqdm.write("interrupted: keeping the best weights so far", file=sys.stderr)
+            kept = ("the best weights so far" if logs.get("best_epoch") is not None else
+                    "the weights as they are (no held-out images to pick a best epoch by)")
+            tqdm.write(f"interrupted: keeping {kept}", file=sys.stderr)
+
+
+NOTE_WIDTH = 100  # characters a printed line of a note holds at most
+
+
+def note_lines(title: str, note: str) -> str:
+    """A note (one sentence of clauses joined by "; ", as ``history_`` keeps it) printed as
+    short lines: ``title: first clause``, then one indented line per clause, each wrapped
+    at :data:`NOTE_WIDTH`."""
+    lines = []
+    for i, clause in enumerate(part.strip() for part in note.split("; ") if part.strip()):
+        lines += textwrap.wrap(clause, NOTE_WIDTH, initial_indent=f"{title}: " if i == 0 else "  ",
+                               subsequent_indent="    ", break_on_hyphens=False,
+                               break_long_words=False)
+    return "\n".join(lines) or f"{title}:"
 
 
 def _decided(note: str, plan_note: str | None) -> str:
