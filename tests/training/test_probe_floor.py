@@ -40,3 +40,15 @@ def test_the_probe_floor_survives_a_checkpoint():
     again = BestEpoch(resolve_monitor("val_loss"))
     again.load_state_dict(best.state_dict())
     assert again.probe["accuracy"] == 0.75 and again.probe["epoch"] == 1
+
+
+def test_a_few_shot_fit_whose_probe_is_perfect_in_cross_fitting_stops_at_the_probe():
+    from easytl import TransferClassifier, make_textures
+    X, y = make_textures(n_per_class=5, size=32, random_state=0)
+    clf = TransferClassifier(image_size=32, random_state=0, verbose=0, mixed_precision="no")
+    clf.fit(X, y)
+    assert clf.plan_["n_val"] == 0 and [p.name for p in clf.phases_] == ["probe"]
+    assert [d["decision"] for d in clf.plan_["decisions"]] == ["stop_at_perfect_probe"]
+    assert "cross-fitting" in clf.history_[0]["note"]
+    X_test, y_test = make_textures(n_per_class=10, size=32, random_state=1)
+    assert clf.score(X_test, y_test) == 1.0
