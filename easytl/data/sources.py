@@ -201,20 +201,16 @@ def list_image_files(folder, notice: bool = True) -> list[Path]:
 
 
 def _notice_left_out(others: list[Path], folder: Path, where: str) -> None:
-    """One warning line naming (the first few of) the files a folder listing left out.
-
-    ``where`` says where the files below the folder's top are ("in", "in the class
-    sub-folders of"); the files at its top are said to be there.
-    """
+    """One warning line naming (the first few of) the files a folder listing left out; ``where``
+    says where those below its top are ("in the class sub-folders of"), those at its top are "in"."""
     if not others:
         return
     top = [p for p in others if p.parent == folder and where != "in"]
     below = [p for p in others if p not in top]
     parts = [f"{place} {folder}: {_first_few(files, folder)}" for place, files in
              (("in", top), (where, below)) if files]
-    plural = len(others) > 1
-    warnings.warn(f"left out {len(others)} non-image file{'s' * plural} " + "; ".join(parts),
-                  stacklevel=3)
+    warnings.warn(f"left out {len(others)} non-image file{'s' * (len(others) > 1)} "
+                  + "; ".join(parts), stacklevel=3)
 
 
 def _first_few(files: list[Path], folder: Path) -> str:
