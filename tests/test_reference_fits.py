@@ -26,7 +26,10 @@ def assert_matches(got: dict, expected: dict):
             if ref[key] is None:
                 assert row[key] is None, (row["epoch"], key)
             else:
-                assert row[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), (row["epoch"], key)
+                # 1e-3: the float sums of other CPUs' kernels drift apart over epochs (AVX-512
+                # bf16 machine vs the AVX2 one the file was written on: 1.7e-4 by epoch 11 of
+                # "plateau", for v0.3's code too); a change in what the trainer does moves far more
+                assert row[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-6), (row["epoch"], key)
     assert got["weights"].keys() == expected["weights"].keys()
     for key, values in expected["weights"].items():
         np.testing.assert_allclose(got["weights"][key], values, rtol=1e-4, atol=1e-5, err_msg=key)
