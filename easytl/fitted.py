@@ -62,7 +62,7 @@ def say_if_interrupted(estimator) -> None:
     elif estimator.interrupted_:
         n = len(estimator.history_)
         kept = ("the best weights so far are kept" if estimator.best_epoch_ is not None else
-                "the weights as training left them are kept (no held-out images to pick a best "
+                "the last finished epoch's weights are kept (no held-out images to pick a best "
                 "epoch by)")
         warnings.warn(f"fit was interrupted after {n} epoch{'' if n == 1 else 's'}; {kept}.",
                       stacklevel=3)

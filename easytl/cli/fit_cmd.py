@@ -152,8 +152,8 @@ def _interrupted_fit(clf, args) -> int:
         return 130
     out = clf.save(args.out)
     n = len(clf.history_)
-    # Without validation there is no best epoch: the weights are those training had reached.
+    # Without validation there is no best epoch: the weights are the last finished epoch's.
     kept = (f"best weights so far (epoch {clf.best_epoch_})" if clf.best_epoch_ is not None else
-            "the weights as training left them (no held-out images to pick a best epoch by)")
+            "the last finished epoch's weights (no held-out images to pick a best epoch by)")
     args.emit(f"interrupted after {_count(n, 'epoch')}; {kept} written to {out}")
     return 130

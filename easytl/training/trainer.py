@@ -229,7 +229,10 @@ class Trainer(Evaluation, Checkpointing):
                     self._run_phase(index, resuming)
                     index += 1
         except KeyboardInterrupt:
-            self._drop_unfinished_epoch()
+            if self._drop_unfinished_epoch() and self.best.state is None and self._last_good_state:
+                # nothing held out picks a best epoch: keep the last finished epoch's weights,
+                # not those of the steps the cut-short epoch took
+                self.model.load_state_dict(self._last_good_state)
             self.interrupted = True
             if self.history:
                 self.history[-1]["interrupted"] = True
@@ -243,10 +246,13 @@ class Trainer(Evaluation, Checkpointing):
         if self.ema is not None:
             self.ema.average = self.ema.raw = None
 
-    def _drop_unfinished_epoch(self) -> None:
-        """An epoch cut short by an exception leaves no row: history holds finished epochs."""
+    def _drop_unfinished_epoch(self) -> bool:
+        """An epoch cut short by an exception leaves no row: history holds finished epochs.
+        Returns whether there was one."""
         if self.history and "seconds" not in self.history[-1]:
             self.history.pop()
+            return True
+        return False
 
     def _shard(self, train, train_targets, val, val_targets):
         """Data parallel: each process trains on its own equal-sized shard and validates on

@@ -23,7 +23,7 @@ def test_save_interrupted_without_validation_names_the_epoch_written_not_none(
     assert main(command) == 130
     captured = capsys.readouterr()
     assert out.is_file() and "None" not in captured.out, captured.out
-    assert "interrupted after 2 epochs; the weights as training left them (no held-out images " \
+    assert "interrupted after 2 epochs; the last finished epoch's weights (no held-out images " \
         "to pick a best epoch by) written to" in captured.out, captured.out
     assert "best weights" not in captured.err, captured.err  # no best epoch without validation
 
