@@ -1,6 +1,7 @@
 """What `easytl fit` (and a verbose fit) says: the epoch it kept, last; what --save-interrupted
 wrote without validation data; the plan in a few short lines."""
 
+import numpy as np
 import pytest
 
 from easytl import TransferClassifier
@@ -48,8 +49,10 @@ def test_a_kept_probe_is_named_whether_or_not_fine_tuning_ran():
 
 
 def test_the_plan_is_printed_in_a_few_short_lines_and_kept_whole_in_the_history(textures, capsys):
+    X, y = textures
+    y = np.where(np.arange(len(y)) % 5 == 0, np.roll(y, 20), y)  # noisy: fine-tuning follows
     clf = TransferClassifier(**tiny_kwargs(schedule="auto", epochs=None, head="auto",
-                                           val_size="auto", verbose=1)).fit(*textures)
+                                           val_size="auto", verbose=1)).fit(X, y)
     note = clf.history_[0]["note"]  # the plan's sentence and what the probe decided
     lines = capsys.readouterr().err.splitlines()
     blocks = []  # each note: its title line and the indented lines after it
