@@ -40,16 +40,17 @@ its probe's loss (1.37) is no better than the class frequencies' (1.06) and
 at 224 px (800 or 2,000 images) only 0.01-0.09 nats below them: too little to
 show anything, so nothing is added.
 
-The mirror image is tested the other way round: the default recipe already
-flips images left to right, so the question is whether that is *shown to
-harm*: the mean loss increase minus :data:`SYMMETRY_Z` standard errors above
-:data:`MIRROR_HARM_SHARE` of what the probe knows, over all held-out images
-(a per-class version would fire by chance somewhere among many classes),
-while the mirror is not shown to keep what the probe knows (the test above),
-from a probe that knows at least :data:`MIRROR_MIN_KNOWN_SHARE` of the class
-frequencies' loss (a weak probe's loss is mostly noise: 5% of almost nothing
-would be no bar at all). Then the recipe becomes ``"no_mirror"``, and
-test-time augmentation leaves out mirror images too. The bar is lower than the one a
+The mirror image, which the default recipe already uses, stays only when it
+is shown to keep what the probe knows (the test above), or when the probe
+knows too little to tell (under :data:`MIRROR_MIN_KNOWN_SHARE` of the class
+frequencies' loss: a weak probe's loss is mostly noise). Otherwise the recipe
+becomes ``"no_mirror"``, and test-time augmentation leaves out mirror images
+too. ``harmful`` (recorded) says whether it was also shown to harm: the mean
+loss increase minus :data:`SYMMETRY_Z` standard errors above
+:data:`MIRROR_HARM_SHARE` of what the probe knows. With fewer than
+:data:`SYMMETRY_MIN_IMAGES` held-out images the losses are those of the
+training images under cross-fitted probes
+(:meth:`~easytl.training.evaluation.Evaluation.cross_fitted_losses`). The bar is lower than the one a
 symmetry must stay under to be added because the features differ: ImageNet
 features were trained on mirror images, so they barely move under one and a
 loss increase there comes from the classes; they were not trained on flipped
