@@ -23,9 +23,12 @@ class BestEpoch:
             self.best, self.epoch = row[self.monitor.name], epoch
             self.state = copy.deepcopy(model.state_dict())
         row["best"] = improved
-        if probe and row.get("val_accuracy") is not None:
+        # The probe floor (keep_probe_if_better) is for the validation loss: another monitor is
+        # a score the user chose, and it picks among the probe and the later epochs itself.
+        if probe and row.get("val_accuracy") is not None and self.monitor.name == "val_loss":
             self.probe = {"epoch": epoch, "accuracy": float(row["val_accuracy"]),
-                          "state": self.state if improved else copy.deepcopy(model.state_dict())}
+                          "state": {k: v.detach().to("cpu", copy=True)
+                                    for k, v in model.state_dict().items()}}
         return improved
 
     def keep_probe_if_better(self, history) -> str | None:

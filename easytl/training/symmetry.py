@@ -123,7 +123,9 @@ class SymmetryTest:
     def not_shown_harmless(self) -> bool:
         """For the mirror image: a probe that knows enough to tell, and the mirror not shown to
         keep what it knows (then the default leaves mirror images out)."""
-        return (self.n_images >= SYMMETRY_MIN_IMAGES and not self.passed
+        # over all images only: one noisy class test among many must not take the flip away
+        return (self.n_images >= SYMMETRY_MIN_IMAGES
+                and not _shown(self.increase, self.standard_error, self.probe_knows)
                 and self.probe_knows >= MIRROR_MIN_KNOWN_SHARE * self.prior_loss)
 
     def describe(self) -> dict:

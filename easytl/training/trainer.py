@@ -242,7 +242,9 @@ class Trainer(Evaluation, Checkpointing):
         weights, the optimizer; callbacks lose their view of the trainer."""
         self.callbacks.detach()
         self.feeds = self.image_feeds = None
-        self.best.state = self._last_good_state = None
+        self.best.state = self.best.probe = self._last_good_state = None
+        self.__dict__.pop("_pooled_cache", None)
+        self.__dict__.pop("_cross_fit", None)
         if self.ema is not None:
             self.ema.average = self.ema.raw = None
 

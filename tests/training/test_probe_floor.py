@@ -52,3 +52,13 @@ def test_a_few_shot_fit_whose_probe_is_perfect_in_cross_fitting_stops_at_the_pro
     assert "cross-fitting" in clf.history_[0]["note"]
     X_test, y_test = make_textures(n_per_class=10, size=32, random_state=1)
     assert clf.score(X_test, y_test) == 1.0
+
+
+def test_a_monitor_the_user_chose_picks_the_epoch_itself():
+    model = torch.nn.Linear(1, 1, bias=False)
+    best, history = BestEpoch(resolve_monitor("val_balanced_accuracy")), []
+    for epoch, (accuracy, balanced) in enumerate([(0.91, 0.70), (0.90, 0.80)], start=1):
+        row = {"val_loss": 1.0, "val_accuracy": accuracy, "val_balanced_accuracy": balanced}
+        best.update(epoch, row, model, probe=epoch == 1)
+        history.append(row)
+    assert best.keep_probe_if_better(history) is None and best.epoch == 2

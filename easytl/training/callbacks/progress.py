@@ -75,7 +75,7 @@ class ProgressLog(Callback):
         # Only a finished epoch leaves weights to keep: before it, fit says the model is untrained.
         if (logs or {}).get("interrupted") and self.trainer.history and self._enabled():
             kept = ("the best weights so far" if logs.get("best_epoch") is not None else
-                    "the weights as they are (no held-out images to pick a best epoch by)")
+                    "the last finished epoch's weights (no held-out images to pick a best epoch by)")
             tqdm.write(f"interrupted: keeping {kept}", file=sys.stderr)
 
 
