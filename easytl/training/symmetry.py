@@ -174,7 +174,9 @@ def compare_losses(upright: np.ndarray, transformed: dict, labels: np.ndarray) -
 
 
 def augmentation_for(tests) -> str | None:
-    """The recipe the tests call for: ``"no_mirror"`` (the mirror image shown to harm),
+    """The recipe the tests call for: ``"no_mirror"`` (the mirror image not shown to keep the
+    classes, by a probe that knows enough to tell; it outranks flips and turns, which include
+    mirror images),
     ``"turns"`` (every symmetry of the square: the vertical flip and the quarter turn passed),
     ``"flips"`` (the vertical flip passed) or None (keep the default)."""
     if any(t.name == MIRROR and t.not_shown_harmless for t in tests):
@@ -204,6 +206,8 @@ def note(tests, chosen: str | None, evidence: str = "held-out") -> str:
                 "turns or mirror images keep the classes: the augmentation stays the default")
 
     def verdict(t):
+        if t.name != MIRROR and t.passed and chosen == "no_mirror":
+            return "shown to keep, not added: every recipe that flips vertically mirrors too"
         if t.name == MIRROR:  # in the default recipe only while shown to keep the classes
             return ("shown to change the classes" if t.harmful else "kept" if t.passed else
                     "not shown to keep the classes, left out" if t.not_shown_harmless else

@@ -275,3 +275,13 @@ def test_a_named_recipe_is_left_alone_and_a_few_shot_plan_tests_its_training_ima
     probe = few.history_[0]
     assert probe["symmetry_evidence"] == "training (cross-fitted)"
     assert probe["symmetries"]["mirror image"]["n_images"] == len(y)
+
+
+def test_a_vertical_flip_that_passed_is_said_not_to_be_added_when_mirror_images_leave():
+    labels = np.repeat(np.arange(4), 40)
+    upright = np.full(160, 0.2)
+    noise = np.random.default_rng(0).normal(0, 0.05, 160)
+    tests = compare_losses(upright, {"vertical flip": upright + noise / 10,
+                                     "mirror image": upright + 1.0 + noise}, labels)
+    assert tests[0].passed and augmentation_for(tests) == "no_mirror"
+    assert "vertical flip +0.00 ± 0.00 (shown to keep, not added" in symmetry.note(tests, "no_mirror")
