@@ -243,4 +243,8 @@ def with_unlabeled(data, backbone, plan, accelerator, n_classes: int):
     train, train_y, semi, labeled = learn_from_unlabeled(
         data.train, data.train_y, data.unlabeled, backbone, preprocess, plan.batch_size,
         accelerator, n_classes, plan.seed, plan.num_workers)
+    if plan.verbose and accelerator.is_main_process:  # said as it is decided, as the plan is
+        import sys
+        from tqdm.auto import tqdm
+        tqdm.write(f"easytl unlabeled images: {semi.note}", file=sys.stderr)
     return data.with_training(train, train_y), semi, labeled

@@ -215,3 +215,10 @@ def test_lr_auto_sweeps_on_the_labeled_training_images_only(textures, monkeypatc
     # the sweep trains on the labeled training images; the held-out ones are only its X_val
     n_val = clf.plan_["n_val"]
     assert n_val > 0 and seen == [(60 - n_val, sorted(set(y.tolist())), n_val)]
+
+
+def test_a_verbose_fit_says_what_the_unlabeled_images_did(split_data, capsys):
+    X_l, y_l, X_u, _ = split_data
+    clf = TransferClassifier(**tiny_kwargs(epochs=1, verbose=1)).fit(X_l, y_l, X_unlabeled=X_u[:8])
+    err = capsys.readouterr().err
+    assert f"easytl unlabeled images: {clf.plan_['semi_supervised']['note']}" in err
