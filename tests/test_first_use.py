@@ -126,7 +126,7 @@ def test_cli_warnings_are_one_line_each_and_bad_files_listed_once(digit_folder, 
     err = capsys.readouterr().err
     assert err.count(str(bad)) == 1
     assert "easytl: warning: left out 1 unreadable image files" in err
-    assert "easytl: warning: left out 1 non-image file" in err and "notes.txt" in err
+    assert "easytl: warning: left out 1 file: non-images" in err and "notes.txt" in err
     assert "warnings.warn" not in err and "UserWarning" not in err
 
 

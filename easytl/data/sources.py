@@ -206,11 +206,13 @@ def _notice_left_out(others: list[Path], folder: Path, where: str) -> None:
     if not others:
         return
     top = [p for p in others if p.parent == folder and where != "in"]
+    loose = [p for p in top if p.suffix.lower() in IMAGE_EXTENSIONS]  # images with no class
     below = [p for p in others if p not in top]
-    parts = [f"{place} {folder}: {_first_few(files, folder)}" for place, files in
-             (("in", top), (where, below)) if files]
-    warnings.warn(f"left out {len(others)} non-image file{'s' * (len(others) > 1)} "
-                  + "; ".join(parts), stacklevel=3)
+    groups = (("non-images in", [p for p in top if p not in loose]),
+              ("images outside the class sub-folders (no class) of", loose), (f"non-images {where}", below))
+    parts = [f"{place} {folder}: {_first_few(files, folder)}" for place, files in groups if files]
+    warnings.warn(f"left out {len(others)} file{'s' * (len(others) > 1)}: " + "; ".join(parts),
+                  stacklevel=3)
 
 
 def _first_few(files: list[Path], folder: Path) -> str:

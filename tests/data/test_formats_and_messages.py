@@ -96,8 +96,10 @@ def test_a_non_image_file_at_the_top_of_a_folder_is_not_said_to_be_in_its_sub_fo
     assert f"in {two_class_folder}" in message
     (two_class_folder / "cat" / "readme.md").write_text("x")
     message = _left_out_warning(two_class_folder)
-    assert "left out 2 non-image files" in message and "notes.txt" in message
-    assert "in the class sub-folders" in message and "readme.md" in message, message
+    assert "left out 2 files: non-images in" in message and "notes.txt" in message
+    assert "non-images in the class sub-folders" in message and "readme.md" in message, message
+    (two_class_folder / "loose.png").write_bytes((two_class_folder / "cat" / "a.png").read_bytes())
+    assert "images outside the class sub-folders (no class) of" in _left_out_warning(two_class_folder)
 
 
 def test_a_missing_file_of_a_table_names_the_folder_looked_in_and_how_to_change_it(tmp_path):

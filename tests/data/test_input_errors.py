@@ -105,7 +105,7 @@ def folder_with_bad_files(digit_folder):
 def test_bad_files_in_a_folder_are_listed_before_training(folder_with_bad_files):
     # notes.txt has no image extension: left out with a one-line notice, not an error.
     with pytest.raises(ValueError) as caught, \
-            pytest.warns(UserWarning, match=r"left out 1 non-image file .*: class_0/notes.txt"):
+            pytest.warns(UserWarning, match=r"left out 1 file: non-images in the .*: class_0/notes.txt"):
         fit(str(folder_with_bad_files), None)
     message = str(caught.value)
     assert "2 of 26 image files in X cannot be read" in message
