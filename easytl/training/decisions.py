@@ -94,7 +94,8 @@ class StopAtPerfectProbe(Decision):
                               "fine-tuning skipped (nothing left to gain on the held-out data)",
                               stop=True)
         plan = trainer.plan
-        if (plan.n_val == 0 and not plan.multi_label
+        sweeping = any(getattr(c, "sweeps_after_probe", False) for c in trainer.callbacks)
+        if (plan.n_val == 0 and not plan.multi_label and not sweeping  # (lr_find sweeps anyway)
                 and trainer.cross_fitted_probe_is_perfect(plan.seed)):
             return PlanChange(self.name, "nothing held out, and the probe classifies every "
                               "training image correctly when it is left out of the probe's fit "

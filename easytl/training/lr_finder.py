@@ -86,6 +86,8 @@ class LRSweep(Callback):
     """Drives the LR of the first trainable phase from ``start_lr`` to ``end_lr`` (in units of
     the estimator's ``lr``, which is ``base_lr`` here) and stops when done or diverged."""
 
+    sweeps_after_probe = True  # a few-shot probe perfect in cross-fitting does not end the sweep
+
     def __init__(self, base_lr: float, start_lr: float, end_lr: float, num_steps: int,
                  divergence: float, smoothing: float = 0.98, verbose: int = 0):
         self.base_lr, self.start_lr, self.end_lr = base_lr, start_lr, end_lr
