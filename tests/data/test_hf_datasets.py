@@ -40,6 +40,7 @@ def load_imagefolder(folder, cache_dir):
                                  cache_dir=str(cache_dir))
 
 
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 def test_fit_predict_report_on_an_imagefolder_dataset(image_folder, hf_offline):
     ds = load_imagefolder(image_folder, hf_offline)
     assert isinstance(ds.features["label"], datasets.ClassLabel)

@@ -68,6 +68,7 @@ TRUST_PASS = 64 + 16 + 8
 FOLD_CHECK = 4
 
 
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 def test_backbone_runs_once_per_cached_view(textures, monkeypatch):
     # 80 images, val_size 0.2 → 64 train / 16 val; 4 epochs, augmentation on, 2 cached views.
     head_only = dict(schedule=FeatureExtraction(epochs=4), epochs=None)

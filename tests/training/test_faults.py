@@ -52,6 +52,7 @@ def test_ctrl_c_keeps_the_best_weights_and_a_usable_estimator(textures, tmp_path
 
 # Ctrl-C in epoch 3 resumes from epoch 2's checkpoint, inside the head-only phase: its cached
 # augmented views must be rebuilt exactly. In epoch 5 it resumes inside the second phase.
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 @pytest.mark.parametrize("stop_in_epoch", [3, 5])
 def test_resume_from_a_checkpoint_ends_with_the_uninterrupted_weights(textures, tmp_path,
                                                                       stop_in_epoch):

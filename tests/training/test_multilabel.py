@@ -176,6 +176,7 @@ def test_bad_rows_are_named_or_skipped(table_folder):
     assert len(clf.skipped_images_) == 3
 
 
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 def test_cli_fits_predicts_and_evaluates_from_a_table(table_folder, tmp_path, capsys):
     root, rows = table_folder
     model = tmp_path / "tags.easytl"
@@ -205,6 +206,7 @@ def test_compare_backbones_scores_multi_label_by_sample_f1(mosaics):
     assert 0 <= rows[0]["accuracy_mean"] <= 1 and rows[0]["skipped"] is None
 
 
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 def test_compare_backbones_reads_a_multi_label_table_like_its_paths_and_label_sets(table_folder):
     from easytl import compare_backbones
     root, rows = table_folder

@@ -112,6 +112,7 @@ def test_gradients_are_clipped_by_norm(textures, monkeypatch):
     assert max(before for before, _ in norms) > 0.01  # clipping really had work to do
 
 
+@pytest.mark.slow  # a few seconds: keeps the fast subset under 5 min
 def test_random_state_makes_fits_repeatable(textures):
     X, y = textures
     a = fit(textures, random_state=7).predict_proba(X)
