@@ -317,9 +317,9 @@ class TransferClassifier(PredictionMixin, ClassifierMixin, BaseEstimator):
         checkpoint = checkpoint_to_resume(checkpoint_dir, resume)
 
         # 1. the data: read, checked, labelled, de-duplicated (easytl.data.fit_data)
-        prepared = prepare(X, y, X_val, y_val, X_unlabeled,
-                           options=self._read_options(root, path_column, label_delim))
-        keep_labels(self, prepared, root, path_column, label_delim)
+        options = self._read_options(root, path_column, label_delim)
+        prepared = prepare(X, y, X_val, y_val, X_unlabeled, options=options)
+        keep_labels(self, prepared, options.table_options)
         accelerator = make_accelerator(self.device, self.mixed_precision,
                                        trackers(self.log_with, self.logging_dir), self.logging_dir)
         seed = _same_on_every_process(accelerator, self._seed(checkpoint), int)

@@ -9,15 +9,13 @@ import numpy as np
 from .training.decisions import describe_fit
 
 
-def keep_labels(estimator, prepared, root, path_column, label_delim) -> None:
+def keep_labels(estimator, prepared, table_options: dict) -> None:
     """What predicting needs to know of the labels and tables, as soon as they are read."""
     labels = prepared.labels
     estimator.classes_, estimator.multi_label_ = labels.classes, labels.multi_label
     estimator._label_form = labels.form
     estimator.skipped_images_ = list(prepared.skipped)
-    # later tables (X_val, predict, report, score) are read the way this one is
-    estimator._table_options = {"root": root, "path_column": path_column,
-                                "label_delim": label_delim}
+    estimator._table_options = table_options  # later tables are read the way this one is
 
 
 def keep_results(estimator, result, plan, semi=None) -> None:

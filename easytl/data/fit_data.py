@@ -171,7 +171,8 @@ def prepare(X, y=None, X_val=None, y_val=None, X_unlabeled=None, *,
         sides += extra_sides
         unlabeled_parts.append(("X_unlabeled", extra))
     labelled = [source] + ([val] if val is not None else [])
-    unlabeled_parts = [_without(part, labelled, name) for name, part in unlabeled_parts]
+    known = _KnownImages(labelled)
+    unlabeled_parts = [_without(part, known, name) for name, part in unlabeled_parts]
     unlabeled_parts = [part for part in unlabeled_parts if part is not None and len(part)]
     if unlabeled_parts and info.multi_label:
         raise ValueError("X_unlabeled (and unlabeled_label in y) are for single-label data; a "
@@ -281,15 +282,24 @@ def _check_marks(labels, options: ReadOptions, given_unlabeled: bool) -> None:
 
 
 # ------------------------------------------------------------------------ de-duplication
-def _without(unlabeled: ImageSource, labelled: list, name: str = "X_unlabeled") -> ImageSource | None:
+class _KnownImages:
+    """The identities of the labelled images, computed once, when first asked for."""
+
+    def __init__(self, labelled: list):
+        self.labelled, self._keys = labelled, None
+
+    def __contains__(self, key) -> bool:
+        if self._keys is None:
+            self._keys = set().union(*(_identities(part) or () for part in self.labelled))
+        return key in self._keys
+
+
+def _without(unlabeled: ImageSource, known: _KnownImages, name: str) -> ImageSource | None:
     """``unlabeled`` without the images that are labelled images too (the same file, or the
     same pixels): ``--unlabeled pool/`` over the folder a label table points into."""
     mine = _identities(unlabeled)
     if mine is None:
         return unlabeled
-    known = set()
-    for part in labelled:
-        known |= set(_identities(part) or ())
     keep = [i for i, key in enumerate(mine) if key not in known]
     if len(keep) == len(mine):
         return unlabeled

@@ -65,6 +65,11 @@ class PlanChange:
                 "augment": self.augment, "row": dict(self.row)}
 
 
+# Taken after training, not after the probe: the best epoch scored below the probe by held-out
+# accuracy, and the probe's weights are kept (easytl.training.best_epoch.BestEpoch).
+KEEP_PROBE = "keep_probe"
+
+
 class Decision:
     """Looks at the probe's epoch (``row``, with the trainer for what it must compute)."""
 
@@ -197,7 +202,7 @@ def describe_fit(plan, changes, phases_ran, cache_phases_ran, probe_note, given_
         described["phases"] = [phase_dict(p) for p in phases_ran]
         described["cache_phases"] = list(cache_phases_ran)
         described["note"] = probe_note
-    kept = next((c for c in changes if c.decision == "keep_probe"), None)
+    kept = next((c for c in changes if c.decision == KEEP_PROBE), None)
     if kept is not None:  # the fine-tuned epochs scored below the probe: its weights are kept
         described["kept_probe"] = kept.note
     tested = next((c for c in changes if c.decision == AddSymmetries.name), None)

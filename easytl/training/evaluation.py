@@ -118,42 +118,35 @@ class Evaluation:
         """Whether a probe fitted on 4 of 5 folds of the training images classifies every
         image of the fifth right, for every fold (single-label; False for a class of one)."""
         from .semi_supervised import probe_is_perfect
-        features, labels = self._pooled_features(self._cross_fit_feed(seed))
+        _, features, labels = self._cross_fit_images(seed)
         return probe_is_perfect(features, labels, len(self.plan.classes), seed)
 
-    def _cross_fit_feed(self, seed: int):
+    def _cross_fit_images(self, seed: int):
         """The training images the cross-fitted checks score: those with a given label (not
-        pseudo-labeled), at most :data:`CROSS_FIT_MAX_IMAGES` of them (a stratified sample)."""
-        cached = self.__dict__.get("_cross_fit")
-        if cached is not None:
-            return cached
+        pseudo-labeled), at most :data:`CROSS_FIT_MAX_IMAGES` of them (a stratified sample),
+        as (feed, plain pooled features, labels), computed once per fit."""
+        if self._cross_fit is not None:
+            return self._cross_fit
         from .feeds import ImageFeed
         feed = self.image_feeds[0]
         targets = np.asarray(feed.targets)
         rows = np.arange(len(targets)) if self.labeled is None else np.flatnonzero(self.labeled)
         if len(rows) > CROSS_FIT_MAX_IMAGES:
             from sklearn.model_selection import train_test_split
+            counts = np.unique(targets[rows], return_counts=True)[1]
+            # (a class of one cannot be stratified; the checks then decline anyway)
             rows = train_test_split(rows, train_size=CROSS_FIT_MAX_IMAGES, random_state=seed,
-                                    stratify=targets[rows])[0]
+                                    stratify=targets[rows] if counts.min() > 1 else None)[0]
         if len(rows) < len(targets):
             feed = ImageFeed(feed.source.subset(rows), targets[rows], feed.preprocess,
                              feed.batch_size, feed.device, None, feed.num_workers)
-        self.__dict__["_cross_fit"] = feed
-        return feed
+        self._cross_fit = (feed, *self._pooled_features(feed))
+        return self._cross_fit
 
     @torch.inference_mode()
     def _pooled_features(self, feed, transform=None) -> tuple[np.ndarray, np.ndarray]:
-        """The frozen backbone's pooled features of a feed's plain images (of every process);
-        the plain ones are computed once per fit."""
-        cache = self.__dict__.setdefault("_pooled_cache", {})
-        if transform is None and id(feed) in cache:
-            return cache[id(feed)]
-        result = self._pooled_features_of(feed, transform)
-        if transform is None:
-            cache[id(feed)] = result
-        return result
-
-    def _pooled_features_of(self, feed, transform=None) -> tuple[np.ndarray, np.ndarray]:
+        """The frozen backbone's pooled features of a feed's plain images, each batch through
+        ``transform`` first if given (of every process), and their labels."""
         self.model.eval()
         features, labels = [], []
         for x, y in ([] if feed is None else feed.batches(train=False)):
@@ -173,8 +166,7 @@ class Evaluation:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
         from threadpoolctl import threadpool_limits
-        feed = self._cross_fit_feed(seed)
-        upright_x, labels = self._pooled_features(feed)
+        feed, upright_x, labels = self._cross_fit_images(seed)
         counts = np.bincount(labels)
         if counts[counts > 0].min() < 2:
             return None, None, labels
@@ -188,15 +180,13 @@ class Evaluation:
             for fit_rows, test_rows in folds.split(rows, labels):
                 probe = LogisticRegression(C=CROSS_FIT_C, max_iter=2000).fit(upright_x[fit_rows],
                                                                              labels[fit_rows])
+                # (stratified folds, no more than the smallest class has: every class is fitted)
                 column = np.searchsorted(probe.classes_, labels[test_rows])
-                known = np.isin(labels[test_rows], probe.classes_)
 
                 def loss(x):
-                    p = probe.predict_proba(x[test_rows])
-                    p = (1 - CROSS_FIT_PRIOR_MIX) * p + CROSS_FIT_PRIOR_MIX / p.shape[1]
-                    chosen = np.where(known, p[np.arange(len(test_rows)), np.minimum(
-                        column, p.shape[1] - 1)], 1e-12)
-                    return -np.log(np.clip(chosen, 1e-12, 1.0))
+                    p = probe.predict_proba(x[test_rows])[np.arange(len(test_rows)), column]
+                    return -np.log((1 - CROSS_FIT_PRIOR_MIX) * p
+                                   + CROSS_FIT_PRIOR_MIX / len(probe.classes_))
                 upright[test_rows] = loss(upright_x)
                 for name in transforms:
                     losses[name][test_rows] = loss(moved[name])

@@ -110,6 +110,7 @@ class Trainer(Evaluation, Checkpointing):
         self.image_feeds = None
         self.trust = None  # the calibration and novelty statistics, once training is done
         self.labeled = None  # which training rows carry a given label (None: all of them)
+        self._cross_fit = None  # the images the cross-fitted checks score, and their features
 
     # -- what callbacks read -----------------------------------------------------------------
     @property
@@ -175,7 +176,7 @@ class Trainer(Evaluation, Checkpointing):
             self._run_phases(first_phase, resume_from)
             kept_probe = self.best.keep_probe_if_better(self.history)
             if kept_probe is not None:
-                self.changes.append(decisions.PlanChange("keep_probe", kept_probe))
+                self.changes.append(decisions.PlanChange(decisions.KEEP_PROBE, kept_probe))
             self.best.restore(self.model)
             if self.history and not self.interrupted:
                 trust = trust_statistics(self, self.plan.calibrate, self.plan.unknown_rate,
@@ -242,9 +243,7 @@ class Trainer(Evaluation, Checkpointing):
         weights, the optimizer; callbacks lose their view of the trainer."""
         self.callbacks.detach()
         self.feeds = self.image_feeds = None
-        self.best.state = self.best.probe = self._last_good_state = None
-        self.__dict__.pop("_pooled_cache", None)
-        self.__dict__.pop("_cross_fit", None)
+        self.best.state = self.best.probe = self._last_good_state = self._cross_fit = None
         if self.ema is not None:
             self.ema.average = self.ema.raw = None
 

@@ -62,3 +62,24 @@ def test_a_monitor_the_user_chose_picks_the_epoch_itself():
         best.update(epoch, row, model, probe=epoch == 1)
         history.append(row)
     assert best.keep_probe_if_better(history) is None and best.epoch == 2
+
+
+def test_the_cross_fitted_images_are_a_sample_even_beside_a_class_of_one(monkeypatch):
+    import numpy as np
+    from types import SimpleNamespace
+    from easytl.training import evaluation
+    monkeypatch.setattr(evaluation, "CROSS_FIT_MAX_IMAGES", 10)
+    targets = np.array([0] * 12 + [1] * 12 + [2])  # class 2: one image (a typo class, say)
+
+    class Source:
+        def subset(self, rows):
+            return rows
+    feed = SimpleNamespace(targets=targets, source=Source(), preprocess=None, batch_size=4,
+                           device=torch.device("cpu"), num_workers=0)
+    trainer = evaluation.Evaluation()
+    trainer.image_feeds, trainer.labeled, trainer._cross_fit = (feed, None), None, None
+    monkeypatch.setattr(evaluation.Evaluation, "_pooled_features",
+                        lambda self, feed, transform=None: (np.zeros((len(feed.targets), 2)),
+                                                            feed.targets))
+    sampled, _, labels = trainer._cross_fit_images(seed=0)
+    assert len(labels) == 10 and len(set(sampled.source)) == 10
